@@ -1,0 +1,171 @@
+"""Checkpoint folders: ``config.yaml`` plus safetensors weights.
+
+A checkpoint folder ``checkpoints/<name>/`` holds
+
+- ``config.yaml``: the training config (everything needed to rebuild the model
+  and its transforms) and, after calibration, decision thresholds;
+- ``latest.safetensors``, ``bestval.safetensors``, ``epoch_<n>.safetensors``:
+  model weights, with the epoch and validation metric in the metadata;
+- ``resume.safetensors``: weights + optimizer + scheduler + progress for
+  ``--resume``, written as one file so it is never out of step with itself.
+
+Nothing here unpickles: safetensors and YAML only. A legacy seed ``.pth`` is
+read with ``torch.load(weights_only=True)``, which refuses code objects.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from . import fileio
+from .models import create_model, is_patch_model
+from .transforms import TransformConfig
+
+CONFIG_FILE = "config.yaml"
+RESUME_FILE = "resume.safetensors"
+
+
+def weights_path(ckpt_dir: str | os.PathLike, which: str) -> Path:
+    """``which`` = ``latest`` | ``bestval`` | an epoch number."""
+    which = str(which)
+    stem = f"epoch_{which}" if which.isdigit() else which
+    return Path(ckpt_dir) / f"{stem}.safetensors"
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
+                 meta: dict[str, Any] | None = None) -> None:
+    """Atomically write tensors with JSON metadata (under the ``json`` key)."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with fileio.atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"json": json.dumps(meta or {})})
+
+
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {}).get("json", "{}"))
+    return load_file(str(path)), meta
+
+
+def save_weights(path, model: nn.Module, **meta) -> None:
+    save_tensors(path, _plain_state_dict(model), meta)
+
+
+def _plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    return {k: v for k, v in model.state_dict().items()}
+
+
+def load_legacy_pth(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a seed ``*_net_D.pth`` state dict safely (``weights_only=True``)."""
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: not a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference plus what is needed to feed it."""
+
+    model: nn.Module
+    transform: TransformConfig
+    config: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    name: str = ""
+    weights_file: Path | None = None
+
+
+def read_config(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(ckpt_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {ckpt_dir} is not a checkpoint folder "
+                                "(expected config.yaml and *.safetensors written by 'patchforensics train')")
+    cfg = fileio.read_yaml(path)
+    if not isinstance(cfg, dict) or "model" not in cfg:
+        raise ValueError(f"{path} is not a patchforensics config")
+    return cfg
+
+
+def transform_config(cfg: dict[str, Any]) -> TransformConfig:
+    return TransformConfig(load_size=int(cfg["load_size"]), fine_size=int(cfg["fine_size"]),
+                           patch_model=is_patch_model(cfg["model"]))
+
+
+def load_model(ckpt_dir: str | os.PathLike, which: str = "bestval",
+               device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the model of a checkpoint folder and load ``which`` weights (eval mode).
+
+    Falls back from ``bestval`` to ``latest`` when no validation ever improved.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    cfg = read_config(ckpt_dir)
+    path = weights_path(ckpt_dir, which)
+    if not path.is_file() and str(which) == "bestval" and weights_path(ckpt_dir, "latest").is_file():
+        path = weights_path(ckpt_dir, "latest")
+    if not path.is_file():
+        available = sorted(p.stem for p in ckpt_dir.glob("*.safetensors") if p.name != RESUME_FILE)
+        raise FileNotFoundError(f"{path} not found; available: {', '.join(available) or 'none'}")
+    state, meta = load_tensors(path)
+    model = create_model(cfg["model"], seed=None)
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return LoadedModel(model=model, transform=transform_config(cfg), config=cfg, meta=meta,
+                       thresholds=dict(cfg.get("thresholds") or {}), name=cfg.get("name", ckpt_dir.name),
+                       weights_file=path)
+
+
+# ------------------------------------------------------- training state
+def _flatten(prefix: str, obj, tensors: dict, plain: dict) -> None:
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _flatten(f"{prefix}.{k}", v, tensors, plain)
+    elif isinstance(obj, (list, tuple)) and any(isinstance(v, (torch.Tensor, dict)) for v in obj):
+        for i, v in enumerate(obj):
+            _flatten(f"{prefix}.{i}", v, tensors, plain)
+    else:
+        plain[prefix] = obj
+
+
+def save_training_state(path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                        scheduler, progress: dict[str, Any]) -> None:
+    """Everything ``--resume`` needs, in one atomically written safetensors file."""
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in _plain_state_dict(model).items()}
+    opt_tensors: dict[str, torch.Tensor] = {}
+    opt_plain: dict[str, Any] = {}
+    opt_state = optimizer.state_dict()
+    _flatten("optim.state", opt_state["state"], opt_tensors, opt_plain)
+    tensors.update(opt_tensors)
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {"progress": progress, "optim_plain": opt_plain,
+            "param_groups": opt_state["param_groups"],
+            "scheduler": scheduler.state_dict() if scheduler is not None else None}
+    save_tensors(path, tensors, meta)
+
+
+def load_training_state(path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> dict:
+    """Restore model/optimizer/scheduler/RNG from :func:`save_training_state`; returns progress."""
+    tensors, meta = load_tensors(path)
+    target = getattr(model, "module", model)
+    target.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in list(tensors.items()) + list(meta["optim_plain"].items()):
+        if key.startswith("optim.state."):
+            _, _, idx, name = key.split(".", 3)
+            state.setdefault(int(idx), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    if scheduler is not None and meta.get("scheduler") is not None:
+        scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return meta["progress"]

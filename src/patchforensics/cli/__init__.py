@@ -1,0 +1,47 @@
+"""Command-line interface: ``patchforensics <command> …``.
+
+A thin layer over the Python API: each module in this package parses one
+command's options into its typed config and calls the library function.
+Errors a user can fix (bad option, missing folder, existing output) print one
+line saying what to do and exit with status 2, before any work starts.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> module of patchforensics.cli that registers it
+COMMANDS = {
+    "train": "train",
+    "test": "test",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="patchforensics",
+        description="Detect generated face images with patch classifiers and show where the evidence is.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        importlib.import_module(f"{__name__}.{module}").register(sub, name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..config import ConfigError
+    from ..fileio import OutputExistsError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, FileNotFoundError, NotADirectoryError, OutputExistsError, ValueError) as e:
+        print(f"patchforensics {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"patchforensics {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""``patchforensics test``."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub, name: str) -> None:
+    p = sub.add_parser(name, help="evaluate a checkpoint on one real/fake dataset",
+                       description="Per-aggregation (vote, before_softmax, after_softmax) and per-patch AP, "
+                                   "accuracy, ROC-AUC; written to results/<name>/<partition>/epoch_<which>/<dataset>/")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_DIR")
+    p.add_argument("--real", action="append", required=True, metavar="DIR")
+    p.add_argument("--fake", action="append", required=True, metavar="DIR")
+    p.add_argument("--dataset-name", required=True, help="name of this dataset in the results path")
+    p.add_argument("--which-epoch", default="bestval", help="bestval (default) | latest | an epoch number")
+    p.add_argument("--partition", default="test", help="subfolder of --real/--fake to use if present (default test)")
+    p.add_argument("--corrupt", action="append", default=[], metavar="SPEC",
+                   help="test-time corruption, combinable: jpeg:75, blur:1.0, gamma:1.2, flip, resize:0.5")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--force", action="store_true", help="recompute even if results are up to date")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluate import TestConfig, run_test
+    from .common import progress_enabled
+
+    cfg = TestConfig(checkpoint=args.checkpoint, real=args.real, fake=args.fake, dataset_name=args.dataset_name,
+                     which_epoch=args.which_epoch, partition=args.partition, corrupt=args.corrupt,
+                     results_dir=args.results_dir, batch_size=args.batch_size, num_workers=args.num_workers,
+                     device=args.device, force=args.force)
+    result, out_dir = run_test(cfg, progress=progress_enabled())
+    print(format_metrics(result["metrics"]))
+    if result["skipped"]:
+        print(f"skipped {len(result['skipped'])} unreadable files:")
+        for s in result["skipped"][:20]:
+            print(f"  {s['path']}: {s['reason']}")
+    print(f"results in {out_dir}")
+    return 0
+
+
+def format_metrics(metrics: dict) -> str:
+    rows = ["aggregation      AP      acc     ROC-AUC  real_acc fake_acc  n"]
+    for agg, m in metrics.items():
+        rows.append(f"{agg:<15} {m['ap']:.4f}  {m['acc']:.4f}  {m['roc_auc']:.4f}   {m['real_acc']:.4f}   "
+                    f"{m['fake_acc']:.4f}  {m['n']}")
+    return "\n".join(rows)

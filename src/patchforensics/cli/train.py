@@ -1,0 +1,92 @@
+"""``patchforensics train``."""
+from __future__ import annotations
+
+import argparse
+
+from .common import add_bool, given
+
+S = argparse.SUPPRESS
+
+
+def register(sub, name: str) -> None:
+    p = sub.add_parser(name, help="train a patch classifier on real vs fake folders",
+                       description="Train a receptive-field-limited patch classifier. Options not given "
+                                   "come from --config (YAML), else from the defaults shown.",
+                       argument_default=S)
+    p.add_argument("--config", help="YAML file of options (keys as in checkpoints/<name>/config.yaml); "
+                                    "command-line options override it")
+    p.add_argument("--real", action="append", metavar="DIR", help="folder of real images (repeatable); "
+                   "with train/ and val/ subfolders they are used, else 10%% is held out for validation")
+    p.add_argument("--fake", action="append", metavar="DIR", help="folder of fake images (repeatable)")
+    p.add_argument("--model", help="model name, e.g. xception_block2, resnet18_layer1, widenet_kw7_d1 "
+                                   "(default xception_block2); see 'patchforensics models'")
+    p.add_argument("--name", help="experiment name template (default {model}_size{fine_size})")
+    p.add_argument("--suffix", help="appended as _SUFFIX, may use config keys: seed{seed}_{model}_p{patience}")
+    p.add_argument("--prefix", help="prepended as PREFIX-")
+    p.add_argument("--init", help="weight init: xavier (default) | normal | kaiming | orthogonal")
+    p.add_argument("--seed", type=int, help="fixes weights, sampling and augmentation (default 0)")
+    p.add_argument("--load-size", dest="load_size", type=int, help="resize shorter side to this (default 128)")
+    p.add_argument("--fine-size", dest="fine_size", type=int, help="then crop to this (default 128)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="default 32")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 0.001)")
+    p.add_argument("--beta1", type=float, help="Adam beta1 (default 0.9)")
+    p.add_argument("--lr-policy", dest="lr_policy", choices=["constant", "plateau"], help="default constant")
+    p.add_argument("--plateau-patience", dest="plateau_patience", type=int,
+                   help="epochs without improvement before the plateau policy lowers lr x0.1 (default 5)")
+    p.add_argument("--patience", type=int, help="stop after this many epochs without a better "
+                                                "validation metric (default 10; 0 = never)")
+    p.add_argument("--max-epochs", dest="max_epochs", type=int, help="hard limit on epochs")
+    p.add_argument("--save-epoch-freq", dest="save_epoch_freq", type=int, help="keep epoch_N weights every N epochs")
+    p.add_argument("--save-latest-freq", dest="save_latest_freq", type=int,
+                   help="steps between resumable snapshots (default 50)")
+    p.add_argument("--val-metric", dest="val_metric", help="default after_softmax_ap")
+    add_bool(p, "flip", "random horizontal flip (default on)")
+    add_bool(p, "random-crop", "random crop of fine_size instead of centre crop")
+    add_bool(p, "random-resized-crop", "random resized crop instead of resize+crop")
+    add_bool(p, "color-jitter", "random brightness/contrast/gamma")
+    p.add_argument("--cnn-aug-prob", dest="cnn_aug_prob", type=float,
+                   help="CNNDetection blur+JPEG augmentation, each with this probability (e.g. 0.1, 0.5)")
+    add_bool(p, "balance", "equal numbers of real and fake images per epoch (default on)")
+    p.add_argument("--max-per-class", dest="max_per_class", type=int, help="use at most N training images per class")
+    p.add_argument("--checkpoints-dir", dest="checkpoints_dir", help="default ./checkpoints")
+    p.add_argument("--runs-dir", dest="runs_dir", help="TensorBoard logs (default ./runs)")
+    p.add_argument("--num-workers", dest="num_workers", type=int, help="data loader processes (default 0)")
+    p.add_argument("--device", help="auto (default) | cpu | cuda | cuda:N")
+    p.add_argument("--resume", action="store_true", default=False, help="continue the run from its latest snapshot")
+    p.add_argument("--force", action="store_true", default=False, help="start over, replacing an existing run")
+    p.set_defaults(func=run)
+
+
+def load_train_config(args: argparse.Namespace):
+    """Merge ``--config`` YAML and the given options into a validated TrainConfig."""
+    from ..config import ConfigError, from_dict
+    from ..fileio import read_yaml
+    from ..train import TrainConfig
+
+    values: dict = {}
+    if getattr(args, "config", None):
+        values = read_yaml(args.config) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{args.config}: expected a mapping of options")
+        # keys that config.yaml records but that are not options
+        for k in ("class_ids", "created", "thresholds"):
+            values.pop(k, None)
+        if "name" in values and "suffix" in values and values.get("suffix"):
+            values.pop("name")   # a resolved name already includes the suffix
+    values.update(given(args, "config", "resume", "force"))
+    return from_dict(TrainConfig, values)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import train
+    from .common import progress_enabled
+
+    cfg = load_train_config(args)
+    result = train(cfg, resume=args.resume, force=args.force, progress=progress_enabled())
+    print(f"trained {result.name}: best {cfg.val_metric}={result.best_metric:.4f} at epoch "
+          f"{result.best_epoch} ({result.epochs_run} epochs); checkpoints in {result.checkpoint_dir}")
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} unreadable files (listed in train_summary.json):")
+        for s in result.skipped[:20]:
+            print(f"  {s['path']}: {s['reason']}")
+    return 0

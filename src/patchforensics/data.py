@@ -1,0 +1,163 @@
+"""Datasets of real and fake image folders.
+
+Labels follow the seed: ``FAKE = 0``, ``REAL = 1``. A folder argument may be
+the split folder itself or its parent: ``data_dir(root, "train")`` uses
+``root/train`` when that exists, as ``--real ffhq`` with ``ffhq/{train,val,test}``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .imageio import ImageLoadError, list_images, load_rgb
+
+FAKE, REAL = 0, 1
+LABEL_NAMES = {FAKE: "fake", REAL: "real"}
+
+
+def data_dir(root: str | os.PathLike, split: str | None) -> Path:
+    """``root/split`` if that folder exists, else ``root`` itself."""
+    root = Path(root)
+    if split and (root / split).is_dir():
+        return root / split
+    return root
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str
+    label: int
+
+
+def collect_samples(real_dirs: Sequence, fake_dirs: Sequence, split: str | None = None,
+                    max_per_class: int | None = None) -> list[Sample]:
+    """Image paths under each folder (its ``split`` subfolder if present), labelled.
+
+    Raises ``FileNotFoundError`` for a missing folder and ``ValueError`` for a
+    class with no images, each with a hint on what to pass instead.
+    """
+    samples: list[Sample] = []
+    for dirs, label in ((real_dirs, REAL), (fake_dirs, FAKE)):
+        if not dirs:
+            raise ValueError(f"no {LABEL_NAMES[label]} folder given; pass --{LABEL_NAMES[label]} DIR")
+        found: list[Sample] = []
+        for d in dirs:
+            folder = data_dir(d, split)
+            paths = list_images(folder)
+            if not paths:
+                where = f"{folder}" + (f" (looked for a '{split}' subfolder too)" if split else "")
+                raise ValueError(f"no images found in {where}; the {LABEL_NAMES[label]} class is empty. "
+                                 "Point it at a folder of .png/.jpg/.webp files or run "
+                                 "'patchforensics prepare' first")
+            found.extend(Sample(str(p), label) for p in paths)
+        if max_per_class:
+            found = found[:max_per_class]
+        samples.extend(found)
+    return samples
+
+
+def sample_seed(*parts: int) -> np.random.Generator:
+    """An RNG determined by integers (e.g. seed, epoch, index)."""
+    return np.random.default_rng(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]))
+
+
+class ImageDataset(Dataset):
+    """Labelled images through a transform.
+
+    ``transform(image)`` for evaluation, or ``transform(image, rng)`` when
+    ``seed`` is given: then the rng depends on ``(seed, epoch, index)`` only
+    (call :meth:`set_epoch` before each epoch). Items are dicts with ``image``
+    ``(3, S, S)`` float, ``label``, ``index``, ``path``; a file that fails to load
+    yields ``image=None`` and ``error`` (see :func:`collate`).
+    """
+
+    def __init__(self, samples: Sequence[Sample], transform: Callable, seed: int | None = None):
+        self.samples = list(samples)
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        s = self.samples[index]
+        item = {"label": s.label, "index": index, "path": s.path}
+        try:
+            im = load_rgb(s.path)
+            if self.seed is None:
+                item["image"] = self.transform(im)
+            else:
+                item["image"] = self.transform(im, sample_seed(self.seed, self.epoch, index))
+        except ImageLoadError as e:
+            item["image"], item["error"] = None, e.reason
+        return item
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack the loadable items; report the others under ``errors`` as (path, reason)."""
+    good = [it for it in items if it["image"] is not None]
+    batch = {
+        "errors": [(it["path"], it["error"]) for it in items if it["image"] is None],
+        "paths": [it["path"] for it in good],
+        "index": torch.tensor([it["index"] for it in good], dtype=torch.long),
+        "label": torch.tensor([it["label"] for it in good], dtype=torch.long),
+    }
+    batch["image"] = torch.stack([it["image"] for it in good]) if good else None
+    return batch
+
+
+def epoch_order(labels: np.ndarray, epoch: int, seed: int, balance: bool) -> np.ndarray:
+    """Sample indices for one epoch, deterministic in ``(seed, epoch)``.
+
+    With ``balance`` the minority class is re-sampled (with replacement) up to
+    the size of the majority, so each epoch sees as many reals as fakes.
+    """
+    rng = sample_seed(seed, epoch, 0x5EED)
+    if balance:
+        by_class = [np.flatnonzero(labels == c) for c in (FAKE, REAL)]
+        n = max(len(i) for i in by_class)
+        # whole copies of the minority class, plus a random remainder
+        parts = [np.concatenate([idx] * (n // len(idx)) + [rng.permutation(idx)[: n % len(idx)]])
+                 for idx in by_class]
+        order = np.concatenate(parts)
+    else:
+        order = np.arange(len(labels))
+    return rng.permutation(order)
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Yields :func:`epoch_order` for the current epoch, optionally sharded across
+    ``num_replicas`` processes (rank ``rank`` takes every ``num_replicas``-th index)."""
+
+    def __init__(self, labels: Sequence[int], seed: int, balance: bool, num_replicas: int = 1,
+                 rank: int = 0):
+        self.labels = np.asarray(labels)
+        self.seed, self.balance = seed, balance
+        self.num_replicas, self.rank = num_replicas, rank
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select the epoch; ``skip`` drops that many leading indices (mid-epoch resume)."""
+        self.epoch, self.skip = epoch, skip
+
+    def _order(self) -> np.ndarray:
+        order = epoch_order(self.labels, self.epoch, self.seed, self.balance)
+        usable = len(order) - len(order) % self.num_replicas
+        return order[:usable][self.rank::self.num_replicas]
+
+    def __iter__(self):
+        return iter(self._order()[self.skip:].tolist())
+
+    def __len__(self) -> int:
+        return max(0, len(self._order()) - self.skip)

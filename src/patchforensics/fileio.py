@@ -1,0 +1,81 @@
+"""Atomic file writes: every artefact is written to a temp file in the same
+folder and renamed into place, so a crash never leaves a half-written file
+that a later run would read back."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it is renamed onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_yaml(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    with open(path, "r", encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:
+    """Save a matplotlib figure atomically (format from the final suffix)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip("."), **kwargs)
+
+
+def save_image(image, path: str | os.PathLike) -> None:
+    """Save a PIL image atomically (format from the suffix)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=_PIL_FORMATS.get(path.suffix.lower(), "PNG"))
+
+
+_PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+class OutputExistsError(FileExistsError):
+    """Raised when an output would be overwritten without ``force``."""
+
+
+def ensure_new_output(path: str | os.PathLike, force: bool) -> None:
+    """Refuse to reuse a non-empty output folder unless ``force``."""
+    path = Path(path)
+    if path.exists() and any(path.iterdir()) and not force:
+        raise OutputExistsError(f"{path} already exists and is not empty; "
+                                "pass --force to overwrite it or choose another output folder")

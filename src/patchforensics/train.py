@@ -1,0 +1,353 @@
+"""``train``: fit a patch (or full-image) classifier on real vs fake folders.
+
+Pure function :func:`train` over a :class:`TrainConfig`; the CLI only builds
+the config. Each batch is a cross-entropy over *every patch* (the image label
+broadcast to all output positions), as in the seed.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import fileio
+from .checkpoint import (CONFIG_FILE, RESUME_FILE, load_training_state, save_training_state,
+                         save_weights, weights_path)
+from .config import ConfigError, require, to_dict
+from .data import FAKE, REAL, EpochSampler, ImageDataset, Sample, collect_samples
+from .evaluate import make_loader, predict, resolve_device
+from .imageio import SkipLog, list_images
+from .metrics import AGGREGATIONS
+from .models import INIT_TYPES, check_model_name, create_model, is_patch_model
+from .transforms import TransformConfig, train_transform
+
+VAL_METRICS = tuple(f"{a}_{m}" for a in AGGREGATIONS + ("patch",) for m in ("ap", "acc", "roc_auc"))
+
+
+@dataclass
+class TrainConfig:
+    """Options of ``patchforensics train`` (the seed's names in brackets).
+
+    Sizes are pixels; ``lr`` is Adam's step size; ``patience`` counts epochs
+    without a better validation metric before training stops.
+    """
+
+    real: list[str] = field(default_factory=list)     # [real_im_path]
+    fake: list[str] = field(default_factory=list)     # [fake_im_path]
+    model: str = "xception_block2"                    # [which_model_netD]
+    name: str = "{model}_size{fine_size}"
+    suffix: str = ""
+    prefix: str = ""
+    init: str = "xavier"                              # [init_type]
+    seed: int = 0
+    load_size: int = 128                              # [loadSize]
+    fine_size: int = 128                              # [fineSize]
+    batch_size: int = 32
+    lr: float = 0.001
+    beta1: float = 0.9
+    lr_policy: str = "constant"                       # constant | plateau
+    plateau_patience: int = 5                         # epochs before plateau lowers lr ×0.1
+    patience: int = 10
+    max_epochs: int | None = None
+    save_epoch_freq: int = 100
+    save_latest_freq: int = 50                        # steps between resumable snapshots
+    val_metric: str = "after_softmax_ap"
+    flip: bool = True                                 # [not no_flip]
+    random_crop: bool = False
+    random_resized_crop: bool = False
+    color_jitter: bool = False                        # [color_augment]
+    cnn_aug_prob: float = 0.0                         # [cnn_detection_augment]
+    balance: bool = True
+    max_per_class: int | None = None                  # [max_dataset_size]
+    checkpoints_dir: str = "checkpoints"
+    runs_dir: str = "runs"
+    num_workers: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        try:
+            check_model_name(self.model)
+        except ValueError as e:
+            raise ConfigError(f"model: {e}") from None
+        require(self.init in INIT_TYPES, "init", f"must be one of {', '.join(INIT_TYPES)}")
+        require(self.load_size > 0 and self.fine_size > 0, "fine_size", "sizes must be > 0")
+        require(self.fine_size <= self.load_size, "fine_size",
+                f"fine_size {self.fine_size} is larger than load_size {self.load_size}; "
+                "images are resized to load_size and then cropped to fine_size")
+        require(self.batch_size >= 2, "batch_size", "must be at least 2")
+        require(self.lr > 0 and math.isfinite(self.lr), "lr", f"must be a positive number, got {self.lr}")
+        require(0 <= self.beta1 < 1, "beta1", "must be in [0, 1)")
+        require(self.lr_policy in ("constant", "plateau"), "lr_policy", "must be 'constant' or 'plateau'")
+        require(self.patience >= 0, "patience", "must be >= 0 (0 disables early stopping)")
+        require(self.plateau_patience >= 0, "plateau_patience", "must be >= 0")
+        require(self.max_epochs is None or self.max_epochs > 0, "max_epochs", "must be > 0")
+        require(self.save_epoch_freq > 0, "save_epoch_freq", "must be > 0")
+        require(self.save_latest_freq > 0, "save_latest_freq", "must be > 0")
+        require(self.val_metric in VAL_METRICS, "val_metric", f"must be one of {', '.join(VAL_METRICS)}")
+        require(0 <= self.cnn_aug_prob <= 1, "cnn_aug_prob", "is a probability in [0, 1]")
+        require(not (self.random_crop and self.random_resized_crop), "random_crop",
+                "choose random_crop or random_resized_crop, not both")
+        require(self.num_workers >= 0, "num_workers", "must be >= 0")
+        require(self.max_per_class is None or self.max_per_class > 0, "max_per_class", "must be > 0")
+        try:
+            self.experiment_name()
+        except (KeyError, IndexError, ValueError) as e:
+            raise ConfigError(f"name/suffix/prefix: unknown field {e} in the template; use config "
+                              "keys in braces, e.g. --suffix seed{seed}_{model}_p{patience}") from None
+
+    def experiment_name(self) -> str:
+        """``name``, ``suffix`` and ``prefix`` templates filled in from the config."""
+        values = to_dict(self)
+        name = self.name.format(**values)
+        if self.suffix:
+            name += "_" + self.suffix.format(**values)
+        if self.prefix:
+            name = self.prefix.format(**values) + "-" + name
+        if not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"bad experiment name {name!r}")
+        return name
+
+    def transform_config(self) -> TransformConfig:
+        return TransformConfig(self.load_size, self.fine_size, self.flip, self.random_crop,
+                               self.random_resized_crop, self.color_jitter, self.cnn_aug_prob,
+                               is_patch_model(self.model))
+
+
+@dataclass
+class TrainResult:
+    name: str
+    checkpoint_dir: Path
+    best_epoch: int
+    best_metric: float
+    epochs_run: int
+    history: list[dict[str, Any]]
+    skipped: list[dict[str, str]]
+
+
+def split_samples(cfg: TrainConfig) -> tuple[list[Sample], list[Sample]]:
+    """Train and validation samples.
+
+    A folder with ``train/`` and ``val/`` subfolders uses them; a plain folder
+    gives its last 10% (sorted by name) to validation.
+    """
+    train: list[Sample] = []
+    val: list[Sample] = []
+    for dirs, label in ((cfg.real, REAL), (cfg.fake, FAKE)):
+        for d in map(Path, dirs):
+            if (d / "train").is_dir() and (d / "val").is_dir():
+                train.extend(Sample(str(p), label) for p in list_images(d / "train"))
+                val.extend(Sample(str(p), label) for p in list_images(d / "val"))
+                continue
+            paths = list_images(d)
+            n_val = len(paths) // 10 if len(paths) >= 10 else min(1, len(paths) - 1)
+            train.extend(Sample(str(p), label) for p in paths[:len(paths) - n_val])
+            val.extend(Sample(str(p), label) for p in paths[len(paths) - n_val:])
+    if cfg.max_per_class:
+        train = _cap(train, cfg.max_per_class)
+    for samples, what in ((train, "training"), (val, "validation")):
+        for label in (REAL, FAKE):
+            if not any(s.label == label for s in samples):
+                kind = "real" if label == REAL else "fake"
+                raise ValueError(f"no {kind} {what} images found under {getattr(cfg, kind)}; "
+                                 f"point --{kind} at a folder of images (or one with train/ and val/)")
+    return train, val
+
+
+def _cap(samples: list[Sample], n: int) -> list[Sample]:
+    out, count = [], {REAL: 0, FAKE: 0}
+    for s in samples:
+        if count[s.label] < n:
+            out.append(s)
+            count[s.label] += 1
+    return out
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """Fail fast on missing folders or an empty class, before any model is built."""
+    require(bool(cfg.real), "real", "give at least one --real folder")
+    require(bool(cfg.fake), "fake", "give at least one --fake folder")
+    for d in list(cfg.real) + list(cfg.fake):
+        if not Path(d).is_dir():
+            raise FileNotFoundError(f"{d} is not a folder; pass an existing folder of images")
+    collect_samples(cfg.real, cfg.fake)
+
+
+def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
+          stop_after_steps: int | None = None) -> TrainResult:
+    """Train per ``cfg``; returns where the checkpoints are and the validation history.
+
+    ``resume`` continues from ``resume.safetensors`` (model, optimizer, scheduler,
+    epoch, step within the epoch, early-stopping state), so the next batches are
+    exactly those an uninterrupted run would have seen. ``stop_after_steps`` ends
+    the run after that many optimizer steps (for tests).
+    """
+    cfg.validate()
+    check_inputs(cfg)
+    name = cfg.experiment_name()
+    ckpt_dir = Path(cfg.checkpoints_dir) / name
+    resume_file = ckpt_dir / RESUME_FILE
+    if resume and not resume_file.is_file():
+        raise FileNotFoundError(f"--resume: {resume_file} not found; start without --resume")
+    if not resume and ckpt_dir.exists() and any(ckpt_dir.glob("*.safetensors")) and not force:
+        raise fileio.OutputExistsError(
+            f"{ckpt_dir} already holds a run; pass --resume to continue it, --force to start over, "
+            "or choose another --name/--suffix")
+    train_samples, val_samples = split_samples(cfg)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+
+    model = create_model(cfg.model, cfg.init, cfg.seed).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.1,
+                                                            patience=cfg.plateau_patience)
+                 if cfg.lr_policy == "plateau" else None)
+    progress_state: dict[str, Any] = {"epoch": 1, "step_in_epoch": 0, "global_step": 0,
+                                      "best_metric": -math.inf, "best_epoch": 0, "history": []}
+    if resume:
+        progress_state = load_training_state(resume_file, model, optimizer, scheduler)
+    else:
+        config_out = {**to_dict(cfg), "name": name, "class_ids": {"fake": FAKE, "real": REAL},
+                      "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+        fileio.write_yaml(ckpt_dir / CONFIG_FILE, config_out)
+        for stale in ckpt_dir.glob("*.safetensors"):   # --force: the old run's files go
+            stale.unlink()
+
+    from torch.utils.tensorboard import SummaryWriter
+    writer = SummaryWriter(log_dir=str(Path(cfg.runs_dir) / name))
+    tcfg = cfg.transform_config()
+    dataset = ImageDataset(train_samples, train_transform(tcfg), seed=cfg.seed)
+    sampler = EpochSampler([s.label for s in train_samples], cfg.seed, cfg.balance)
+    loader = make_loader(dataset, cfg.batch_size, cfg.num_workers, sampler)
+    skipped = SkipLog()
+    steps_this_call = 0
+
+    def snapshot() -> None:
+        save_training_state(resume_file, model, optimizer, scheduler, progress_state)
+
+    epoch = progress_state["epoch"]
+    while cfg.max_epochs is None or epoch <= cfg.max_epochs:
+        model.train()
+        dataset.set_epoch(epoch)
+        sampler.set_epoch(epoch, skip=progress_state["step_in_epoch"] * cfg.batch_size)
+        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, unit="batch", leave=False)
+        for batch in bar:
+            for path, reason in batch["errors"]:
+                if path not in {p for p, _ in skipped.skipped}:
+                    skipped.skipped.append((path, reason))
+            if batch["image"] is None or len(batch["label"]) < 1:
+                progress_state["step_in_epoch"] += 1
+                continue
+            x, y = batch["image"].to(device), batch["label"].to(device)
+            logits = model(x)
+            target = y.view(-1, 1, 1).expand(-1, logits.shape[2], logits.shape[3])
+            loss = F.cross_entropy(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            progress_state["step_in_epoch"] += 1
+            progress_state["global_step"] += 1
+            steps_this_call += 1
+            with torch.no_grad():
+                patch_acc = (logits.argmax(1) == target).float().mean().item()
+                vote = (logits.argmax(1).flatten(1).float().mean(1) > 0.5).long()
+                avg = torch.softmax(logits, 1).mean((2, 3)).argmax(1)
+            step = progress_state["global_step"]
+            writer.add_scalar("train/loss", loss.item(), step)
+            writer.add_scalar("train/acc_patch", patch_acc, step)
+            writer.add_scalar("train/acc_vote", (vote == y).float().mean().item(), step)
+            writer.add_scalar("train/acc_avg", (avg == y).float().mean().item(), step)
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{patch_acc:.2f}")
+            if step % cfg.save_latest_freq == 0:
+                snapshot()
+            if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+                snapshot()
+                writer.close()
+                return _result(name, ckpt_dir, progress_state, skipped)
+
+        # ---- end of epoch: validate, keep the best, decide whether to stop
+        preds = predict(model, val_samples, tcfg, batch_size=max(cfg.batch_size, 64),
+                        num_workers=cfg.num_workers, device=device, progress=progress, desc="val")
+        val = preds.metrics()
+        agg, metric = _split_metric(cfg.val_metric)
+        score = float(val[agg][metric])
+        for a in AGGREGATIONS + ("patch",):
+            writer.add_scalar(f"val/ap_{a}", val[a]["ap"], epoch)
+            writer.add_scalar(f"val/acc_{a}", val[a]["acc"], epoch)
+        writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
+        _log_heatmaps(writer, model, val_samples, tcfg, device, epoch)
+        model.train()
+        improved = score > progress_state["best_metric"]
+        if improved:
+            progress_state["best_metric"], progress_state["best_epoch"] = score, epoch
+            save_weights(weights_path(ckpt_dir, "bestval"), model, epoch=epoch,
+                         val_metric=cfg.val_metric, val_score=score)
+        progress_state["history"].append({"epoch": epoch, cfg.val_metric: score,
+                                          "lr": optimizer.param_groups[0]["lr"],
+                                          "val_ap": {a: val[a]["ap"] for a in AGGREGATIONS}})
+        if progress:
+            tqdm.write(f"epoch {epoch}: val {cfg.val_metric}={score:.4f} "
+                       f"(best {progress_state['best_metric']:.4f} @ {progress_state['best_epoch']})")
+        if scheduler is not None:
+            scheduler.step(score)
+        if epoch % cfg.save_epoch_freq == 0:
+            save_weights(weights_path(ckpt_dir, str(epoch)), model, epoch=epoch)
+        save_weights(weights_path(ckpt_dir, "latest"), model, epoch=epoch)
+        stop = cfg.patience > 0 and epoch - progress_state["best_epoch"] >= cfg.patience
+        progress_state.update(epoch=epoch + 1, step_in_epoch=0)
+        snapshot()
+        if stop:
+            if progress:
+                tqdm.write(f"no improvement for {cfg.patience} epochs: stopping")
+            break
+        epoch += 1
+    writer.close()
+    fileio.write_json(ckpt_dir / "train_summary.json", {
+        "name": name, "best_epoch": progress_state["best_epoch"],
+        "best_metric": progress_state["best_metric"], "val_metric": cfg.val_metric,
+        "history": progress_state["history"], "skipped": skipped.as_list()})
+    return _result(name, ckpt_dir, progress_state, skipped)
+
+
+def _split_metric(val_metric: str) -> tuple[str, str]:
+    """``after_softmax_ap`` -> (``after_softmax``, ``ap``)."""
+    for m in ("roc_auc", "ap", "acc"):
+        if val_metric.endswith("_" + m):
+            return val_metric[: -len(m) - 1], m
+    raise ConfigError(f"val_metric: cannot parse {val_metric!r}")
+
+
+def _result(name, ckpt_dir, state, skipped) -> TrainResult:
+    return TrainResult(name, ckpt_dir, state["best_epoch"], state["best_metric"],
+                       len(state["history"]), state["history"], skipped.as_list())
+
+
+@torch.no_grad()
+def _log_heatmaps(writer, model, val_samples, tcfg, device, epoch, n: int = 3) -> None:
+    """A few validation images with their P(real) maps, per class, for TensorBoard."""
+    if not tcfg.patch_model:
+        return
+    from .heatmap import overlay
+    from .imageio import ImageLoadError, load_rgb
+    from .metrics import patch_probs
+    from .transforms import eval_image, to_tensor
+
+    model.eval()
+    for label, kind in ((REAL, "real"), (FAKE, "fake")):
+        picks = [s for s in val_samples if s.label == label][:n]
+        tiles = []
+        for s in picks:
+            try:
+                im = eval_image(load_rgb(s.path), tcfg)
+            except ImageLoadError:
+                continue
+            pmap = patch_probs(model(to_tensor(im)[None].to(device)).cpu())[0].numpy()
+            tiles.append(np.asarray(overlay(im, pmap)))
+        if tiles:
+            writer.add_images(f"heatmap_p_real/{kind}", np.stack(tiles), epoch, dataformats="NHWC")
