@@ -1,0 +1,47 @@
+"""Shared fixtures. Tests read real faces from ../shared/data (read-only) and
+write only under pytest's tmp folders."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+FACES = DATA / "faces128"
+
+
+@pytest.fixture(scope="session")
+def faces() -> Path:
+    """``../shared/data/faces128`` (ffhq, tpdne-stylegan2, generated-photos × train/val/test)."""
+    assert FACES.is_dir(), f"shared data not found at {FACES}"
+    return FACES
+
+
+@pytest.fixture(scope="session")
+def small_face_dirs(tmp_path_factory, faces) -> dict[str, Path]:
+    """Symlinked subsets: ``real``/``fake`` each with train (60), val (20), test (30) images."""
+    root = tmp_path_factory.mktemp("small_faces")
+    counts = {"train": 60, "val": 20, "test": 30}
+    out = {}
+    for kind, src in (("real", "ffhq"), ("fake", "tpdne-stylegan2")):
+        for split, n in counts.items():
+            d = root / kind / split
+            d.mkdir(parents=True)
+            for p in sorted((faces / src / split).glob("*.png"))[:n]:
+                (d / p.name).symlink_to(p)
+        out[kind] = root / kind
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory, small_face_dirs) -> Path:
+    """A small xception_block1 trained for a few epochs on the small subsets (CPU,
+    well under a minute). Shared by tests that need *a* trained checkpoint."""
+    from patchforensics.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("trained")
+    cfg = TrainConfig(real=[str(small_face_dirs["real"])], fake=[str(small_face_dirs["fake"])],
+                      model="xception_block1", max_epochs=3, batch_size=16, patience=0,
+                      checkpoints_dir=str(root / "checkpoints"), runs_dir=str(root / "runs"))
+    return train(cfg, progress=False).checkpoint_dir
