@@ -13,6 +13,7 @@ import sys
 
 # command name -> module of patchforensics.cli that registers it
 COMMANDS = {
+    "prepare": "prepare",
     "train": "train",
     "test": "test",
 }
