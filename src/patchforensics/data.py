@@ -21,6 +21,28 @@ FAKE, REAL = 0, 1
 LABEL_NAMES = {FAKE: "fake", REAL: "real"}
 
 
+DATA_ENV = "PATCHFORENSICS_DATA"
+
+
+def default_data_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The faces dataset to use when none is named: ``explicit``, else
+    ``$PATCHFORENSICS_DATA``, else ``../shared/data/faces128`` (beside the
+    current folder) if it exists; otherwise a ``FileNotFoundError`` saying how to get data."""
+    for candidate, source in ((explicit, "--data"), (os.environ.get(DATA_ENV), f"${DATA_ENV}")):
+        if candidate:
+            if not Path(candidate).is_dir():
+                raise FileNotFoundError(f"{source} points to {candidate}, which is not a folder")
+            return Path(candidate)
+    beside = Path.cwd().parent / "shared" / "data" / "faces128"
+    if beside.is_dir():
+        return beside
+    raise FileNotFoundError(
+        "no face data found: pass --data DIR (a folder with ffhq/, tpdne-stylegan2/, generated-photos/, "
+        f"each holding train/val/test), or set {DATA_ENV}. To build one from your own images, run "
+        "'patchforensics prepare SRC OUT' on a folder of reals and on each generator's samples "
+        "(see the README's 'Data' section)")
+
+
 def data_dir(root: str | os.PathLike, split: str | None) -> Path:
     """``root/split`` if that folder exists, else ``root`` itself."""
     root = Path(root)

@@ -16,6 +16,7 @@ COMMANDS = {
     "prepare": "prepare",
     "train": "train",
     "test": "test",
+    "test-suite": "suite",
 }
 
 

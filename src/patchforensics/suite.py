@@ -1,0 +1,146 @@
+"""``test-suite``: evaluate one checkpoint on a group of datasets, optionally each
+under several corruptions, and write one table (the seed's ``test_runs.py``).
+
+A suite file is YAML::
+
+    name: faces128
+    datasets:                      # folders relative to the data root
+      - {name: tpdne-stylegan2, real: ffhq, fake: tpdne-stylegan2}
+      - {name: generated-photos, real: ffhq, fake: generated-photos}
+    corruptions: [[], [jpeg:75]]   # optional; [] = clean
+
+The data root is ``--data-root`` if given, else the suite's ``root:`` key
+(relative to the YAML file), else the YAML file's folder. Bundled suites (by
+name, e.g. ``faces128``) use :func:`patchforensics.data.default_data_root`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from . import fileio
+from .checkpoint import load_model
+from .config import ConfigError, require
+from .data import default_data_root
+from .evaluate import TestConfig, resolve_device, run_test
+from .metrics import AGGREGATIONS
+from .transforms import parse_corruptions
+
+TABLE_COLUMNS = ("dataset", "corruption", "aggregation", "ap", "acc", "roc_auc", "real_acc", "fake_acc", "n")
+
+
+@dataclass(frozen=True)
+class SuiteDataset:
+    name: str
+    real: str
+    fake: str
+
+
+@dataclass
+class Suite:
+    name: str
+    datasets: list[SuiteDataset]
+    corruptions: list[list[str]] = field(default_factory=lambda: [[]])
+
+
+def bundled_suites() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("patchforensics.suites").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def load_suite(path_or_name: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Suite:
+    """Read a suite YAML (or a bundled suite by name, e.g. ``faces128``) and resolve
+    its folders. Fails early on unknown keys, missing folders and bad corruptions."""
+    path = Path(path_or_name)
+    if not path.is_file():
+        if str(path_or_name) in bundled_suites():
+            path = Path(str(resources.files("patchforensics.suites") / f"{path_or_name}.yaml"))
+            data_root = default_data_root(data_root)
+        else:
+            raise FileNotFoundError(f"suite {path_or_name} not found; give a YAML file or one of the "
+                                    f"bundled suites: {', '.join(bundled_suites())}")
+    spec = fileio.read_yaml(path) or {}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'datasets'")
+    unknown = set(spec) - {"name", "root", "datasets", "corruptions"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; use name, root, datasets, corruptions")
+    if data_root is not None:
+        root = Path(data_root)
+    elif spec.get("root"):
+        root = (path.parent / spec["root"]) if not Path(spec["root"]).is_absolute() else Path(spec["root"])
+    else:
+        root = path.parent
+    datasets = []
+    for i, d in enumerate(spec.get("datasets") or []):
+        if not isinstance(d, dict) or set(d) != {"name", "real", "fake"}:
+            raise ConfigError(f"{path}: datasets[{i}] needs exactly name, real and fake")
+        ds = SuiteDataset(str(d["name"]), str(root / d["real"]), str(root / d["fake"]))
+        for folder in (ds.real, ds.fake):
+            if not Path(folder).is_dir():
+                raise FileNotFoundError(f"suite {path.name}, dataset {ds.name}: {folder} is not a folder "
+                                        "(pass --data-root to point at your data)")
+        datasets.append(ds)
+    require(bool(datasets), "datasets", f"{path} lists no datasets")
+    corruptions = spec.get("corruptions") or [[]]
+    try:
+        for c in corruptions:
+            parse_corruptions(c)
+    except ValueError as e:
+        raise ConfigError(f"{path}: corruptions: {e}") from None
+    return Suite(str(spec.get("name") or path.stem), datasets, [list(c or []) for c in corruptions])
+
+
+@dataclass
+class SuiteResult:
+    rows: list[dict]
+    csv_path: Path
+    markdown_path: Path
+
+    def markdown(self) -> str:
+        return self.markdown_path.read_text()
+
+
+def run_suite(checkpoint: str | os.PathLike, suite: Suite, which_epoch: str = "bestval",
+              partition: str = "test", results_dir: str = "results", batch_size: int = 64,
+              num_workers: int = 0, device: str = "auto", force: bool = False,
+              progress: bool = True) -> SuiteResult:
+    """Run ``test`` for every dataset × corruption and write
+    ``results/<name>/<partition>/epoch_<which>/suite_<suite>.{csv,md}``."""
+    loaded = load_model(checkpoint, which_epoch, resolve_device(device))
+    rows = []
+    out_dir = None
+    for corruption in suite.corruptions:
+        for ds in suite.datasets:
+            cfg = TestConfig(checkpoint=str(checkpoint), real=[ds.real], fake=[ds.fake], dataset_name=ds.name,
+                             which_epoch=which_epoch, partition=partition, corrupt=corruption,
+                             results_dir=results_dir, batch_size=batch_size, num_workers=num_workers,
+                             device=device, force=force)
+            result, out_dir = run_test(cfg, loaded=loaded, progress=progress)
+            for agg in AGGREGATIONS + ("patch",):
+                m = result["metrics"][agg]
+                rows.append({"dataset": ds.name, "corruption": ",".join(corruption) or "none",
+                             "aggregation": agg, **{k: m[k] for k in TABLE_COLUMNS[3:]}})
+    base = out_dir.parent / f"suite_{suite.name}"
+    csv_path, md_path = base.with_suffix(".csv"), base.with_suffix(".md")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    fileio.write_text(csv_path, buf.getvalue())
+    fileio.write_text(md_path, markdown_table(rows, title=f"{loaded.name} ({which_epoch}) on suite "
+                                                          f"{suite.name}, partition {partition}"))
+    return SuiteResult(rows, csv_path, md_path)
+
+
+def markdown_table(rows: list[dict], title: str = "") -> str:
+    head = "| dataset | corruption | aggregation | AP | acc@0.5 | ROC-AUC | real acc | fake acc | n |"
+    lines = ([f"**{title}**", ""] if title else []) + [head, "|" + "---|" * 9]
+    for r in rows:
+        lines.append(f"| {r['dataset']} | {r['corruption']} | {r['aggregation']} | {r['ap']:.4f} | "
+                     f"{r['acc']:.4f} | {r['roc_auc']:.4f} | {r['real_acc']:.4f} | {r['fake_acc']:.4f} | {r['n']} |")
+    return "\n".join(lines) + "\n"
