@@ -14,6 +14,7 @@ import sys
 # command name -> module of patchforensics.cli that registers it
 COMMANDS = {
     "prepare": "prepare",
+    "export-tfrecord": "export_tfrecord",
     "train": "train",
     "test": "test",
     "test-suite": "suite",
