@@ -48,9 +48,16 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get("json", "{}"))
-    return load_file(str(path)), meta
+    """Tensors and JSON metadata of a safetensors file; ``ValueError`` if it is not one."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("json", "{}"))
+        return load_file(str(path)), meta
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for bad headers
+        raise ValueError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e}); "
+                         "re-create it with 'patchforensics train' or 'patchforensics import-seed'") from None
 
 
 def save_weights(path, model: nn.Module, **meta) -> None:
@@ -62,14 +69,62 @@ def _plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items()}
 
 
+def read_legacy_pth(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a seed ``*_net_D.pth`` without executing anything it contains.
+
+    The seed saves ``dict(state_dict=…, optimizer=…, scheduler=…, epoch=…,
+    best_val_metric=…, best_val_ep=…)`` (or, for older files, the bare state
+    dict). Only ``torch.load(weights_only=True)`` is used: tensors, containers
+    and plain numbers (plus NumPy scalars, which the seed stores) are allowed, any
+    other Python object (the way a malicious pickle runs code) is refused with a
+    ``ValueError`` before it is built. Returns ``(state_dict, info)`` where
+    ``info`` holds the plain-number fields (``epoch``, ``best_val_metric``, …).
+    """
+    import pickle
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; pass a seed checkpoint such as bestval_net_D.pth")
+    # NumPy number scalars (the seed's best_val_metric) are plain data: a dtype and its bytes
+    numpy_scalars = [np.core.multiarray.scalar, np.dtype, *{type(np.dtype(c)) for c in "?bhilqBHILQefd"}]
+    try:
+        with torch.serialization.safe_globals(numpy_scalars):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path}: refused to load: it holds Python objects, not just weights "
+                         f"({_unpickler_reason(e)}). Only tensors and plain values are read from "
+                         ".pth files; nothing in them is ever executed") from None
+    except Exception as e:  # noqa: BLE001 - not a torch file at all (zip/pickle garbage)
+        raise ValueError(f"{path}: not a PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+    info: dict[str, Any] = {}
+    state = obj
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        state = obj["state_dict"]
+        for k, v in obj.items():
+            if isinstance(v, (bool, int, float, str, np.generic)):
+                info[k] = v.item() if isinstance(v, np.generic) else v
+    if (not isinstance(state, dict) or not state
+            or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
+        raise ValueError(f"{path}: not a state dict of tensors (expected the seed's "
+                         "dict(state_dict=...) or a bare state dict)")
+    return {k.removeprefix("module."): v for k, v in state.items()}, info
+
+
+def _unpickler_reason(e: Exception) -> str:
+    """The informative line of torch's weights-only refusal, e.g. ``Trying to load
+    unsupported GLOBAL posix.system``, without its boilerplate."""
+    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
+    lines = [line.strip() for line in str(e).splitlines()
+             if line.strip() and not line.strip().startswith(boilerplate)]
+    detail = (lines[0] if lines else type(e).__name__).removeprefix("WeightsUnpickler error:").strip()
+    return (detail or type(e).__name__)[:200]
+
+
 def load_legacy_pth(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a seed ``*_net_D.pth`` state dict safely (``weights_only=True``)."""
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: not a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    """The state dict of a seed ``*_net_D.pth``, read safely (see :func:`read_legacy_pth`)."""
+    return read_legacy_pth(path)[0]
 
 
 @dataclass

@@ -25,7 +25,7 @@ from . import fileio
 from .checkpoint import LoadedModel, load_model
 from .config import ConfigError, require
 from .data import ImageDataset, Sample, collate, collect_samples
-from .imageio import SkipLog
+from .imageio import NoUsableImagesError, SkipLog
 from .metrics import AGGREGATIONS, PatchHistogram, aggregate, binary_metrics
 from .transforms import Corruption, TransformConfig, corruption_tag, eval_transform, parse_corruptions
 
@@ -159,8 +159,9 @@ def run_test(cfg: TestConfig, loaded: LoadedModel | None = None, progress: bool 
     preds = predict(loaded.model, samples, loaded.transform, corruptions, cfg.batch_size,
                     cfg.num_workers, device, progress, desc=f"test {cfg.dataset_name}")
     if len(np.unique(preds.labels)) < 2:
-        raise RuntimeError(f"no usable images left in one class ({len(preds.skipped)} skipped); "
-                           "see the skipped list")
+        first = "; ".join(f"{p}: {r}" for p, r in preds.skipped.skipped[:3])
+        raise NoUsableImagesError(f"no usable images left in one class ({len(preds.skipped)} skipped, "
+                                  f"e.g. {first})")
     result = {
         "name": loaded.name, "dataset": cfg.dataset_name, "partition": cfg.partition,
         "which_epoch": cfg.which_epoch, "corruptions": [str(c) for c in corruptions],

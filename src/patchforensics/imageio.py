@@ -4,11 +4,25 @@ Every loader in the package goes through :func:`load_rgb`, so EXIF orientation,
 odd modes (CMYK, 16-bit, palette, alpha) and broken files are handled the same
 way in ``prepare``, ``train``, ``test`` and ``detect``. A file that cannot be
 used raises :class:`ImageLoadError` with its path and a reason; callers record
-it in a :class:`SkipLog` and go on.
+it in a :class:`SkipLog` and go on. When nothing usable is left, a command
+raises :class:`NoUsableImagesError` (the CLI exits with status 1).
+
+What is refused, and why (see ``docs/reliability.md``):
+
+- missing files, broken symlinks, symlink loops, unreadable permissions,
+  folders, FIFOs and devices (opening a FIFO would block forever);
+- zero-byte, truncated, corrupt and non-image files;
+- formats outside :data:`DECODERS` (e.g. EPS, which Pillow hands to Ghostscript);
+- images above :data:`MAX_PIXELS` (decompression bombs), below
+  :data:`MIN_SIDE` pixels on a side, or more elongated than
+  :data:`MAX_ASPECT_RATIO` (resizing the shorter side to ``load_size`` would
+  blow such a strip up to gigapixels).
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +31,19 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
-#: Refuse images above this many pixels (decompression-bomb guard, ~16k × 16k).
-MAX_PIXELS = 16384 * 16384
+#: Pillow decoders tried on every file, whatever its extension. These are all
+#: in-process decoders; EPS/PDF (external programs) and rarely-seen formats are left out.
+DECODERS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "DIB", "TIFF", "GIF")
+#: Refuse images above this many pixels (decompression-bomb guard; Pillow's own
+#: warning threshold, about 9459 x 9459).
+MAX_PIXELS = 89_478_485
+#: Refuse images whose shorter side is below this (nothing left to analyse).
+MIN_SIDE = 16
+#: Refuse images whose longer side is more than this many times the shorter.
+MAX_ASPECT_RATIO = 20.0
+
+_HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 class ImageLoadError(Exception):
@@ -28,6 +53,14 @@ class ImageLoadError(Exception):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+
+class NoUsableImagesError(RuntimeError):
+    """Every input of a run (or of a class it needs) was skipped: nothing left to do.
+
+    The CLI reports it in one line and exits with status 1; the run's summary
+    still lists the skipped files where one is written.
+    """
 
 
 @dataclass
@@ -46,22 +79,58 @@ class SkipLog:
         return [{"path": p, "reason": r} for p, r in self.skipped]
 
 
-def list_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Sorted image files under ``root`` (a folder, or a single image file).
+def list_images(root: str | os.PathLike, recursive: bool = True,
+                skipped: SkipLog | None = None) -> list[Path]:
+    """Sorted image files (by extension, hidden files excluded) under ``root``,
+    a folder or a single image file.
 
-    Raises ``FileNotFoundError`` with a hint if ``root`` does not exist. Symlinked
-    folders are not followed (that makes loops impossible); symlinked files are.
+    Symlinked folders are followed, but each real folder is visited once, so a
+    symlink loop ends the descent (it is reported, not followed forever). A
+    sub-folder that cannot be listed (permissions) is added to ``skipped``
+    when given, else reported with a warning. Raises ``FileNotFoundError``
+    with a hint if ``root`` does not exist.
     """
     root = Path(root)
     if not root.exists():
-        raise FileNotFoundError(f"{root} does not exist; pass an existing folder of images "
+        hint = " (it is a broken or looping symbolic link)" if root.is_symlink() else ""
+        raise FileNotFoundError(f"{root} does not exist{hint}; pass an existing folder of images "
                                 f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
     if root.is_file():
         return [root]
+
+    def report(path, reason: str) -> None:
+        err = ImageLoadError(path, reason)
+        if skipped is not None:
+            skipped.add(err)
+        else:
+            warnings.warn(f"skipped {err}", stacklevel=3)
+
+    def on_walk_error(e: OSError) -> None:
+        report(e.filename, f"cannot list folder ({e.strerror or e})")
+
+    def folder_id(path) -> tuple[int, int]:
+        st = os.stat(path)
+        return st.st_dev, st.st_ino
+
     found: list[Path] = []
-    walker = os.walk(root, onerror=None) if recursive else [(str(root), [], os.listdir(root))]
-    for dirpath, dirnames, filenames in walker:
-        dirnames.sort()
+    visited = {folder_id(root)}   # real folders already queued: each is listed once
+    for dirpath, dirnames, filenames in os.walk(root, onerror=on_walk_error, followlinks=True):
+        keep = []
+        for d in sorted(dirnames) if recursive else ():
+            sub = os.path.join(dirpath, d)
+            try:
+                sub_id = folder_id(sub)
+            except OSError as e:
+                report(sub, f"cannot open folder ({e.strerror or e})")
+                continue
+            if sub_id in visited:
+                # an alias of a folder already listed is skipped quietly; a loop is worth a word
+                if Path(os.path.realpath(dirpath)).is_relative_to(os.path.realpath(sub)):
+                    report(sub, "symbolic link loop (points back to a parent folder); not followed")
+                continue
+            visited.add(sub_id)
+            keep.append(d)
+        dirnames[:] = keep
         for name in filenames:
             if Path(name).suffix.lower() in IMAGE_EXTENSIONS and not name.startswith("."):
                 found.append(Path(dirpath) / name)
@@ -71,49 +140,106 @@ def list_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
 def load_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode ``path`` to an 8-bit RGB PIL image, EXIF orientation applied.
 
-    Alpha is composited on white; 16-bit images are scaled to 8 bits; CMYK,
-    palette and grey images are converted. Raises :class:`ImageLoadError`.
+    Alpha is composited on white; 16-bit and float images are scaled to 8
+    bits; CMYK, palette and grey images are converted; animations give their
+    first frame. Raises :class:`ImageLoadError` (never anything else for a
+    bad file) with a reason a person can act on.
     """
     path = Path(path)
+    _check_file(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > MAX_PIXELS:
-                    raise ImageLoadError(path, f"image is {w}x{h} pixels, above the "
-                                               f"{MAX_PIXELS}-pixel limit (decompression-bomb guard)")
+            # Pillow warns about odd metadata (and about large images, which
+            # _check_geometry refuses with a clearer message); real errors raise.
+            warnings.simplefilter("ignore")
+            with Image.open(path, formats=DECODERS) as im:
+                _check_geometry(path, *im.size)
                 im.load()
-                im = ImageOps.exif_transpose(im)
-                return _to_rgb(im)
+                im = _apply_exif_orientation(im)
+                rgb = _to_rgb(path, im)
+                return rgb if rgb is not im else im.copy()   # detach from the closing file
     except ImageLoadError:
         raise
+    except PermissionError:
+        raise ImageLoadError(path, "permission denied; make the file readable") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(path, f"not a supported image (decoders tried: {', '.join(DECODERS)})") from None
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError(path, f"too large ({e}); downscale it first") from None
+    except MemoryError:
+        raise ImageLoadError(path, "out of memory while decoding") from None
+    except OSError as e:  # truncated or corrupt data, unsupported codec, I/O error
+        raise ImageLoadError(path, f"truncated or corrupt ({e})") from None
+    except Exception as e:  # noqa: BLE001 - a decoder choking on malformed data is a bad file, not a crash
+        raise ImageLoadError(path, f"corrupt ({type(e).__name__}: {e})") from None
+
+
+def _check_file(path: Path) -> None:
+    """Refuse what is not a non-empty regular file, before any decoder touches it."""
+    try:
+        st = os.stat(path)
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise ImageLoadError(path, f"broken symbolic link (target {os.readlink(path)} is missing)") from None
         raise ImageLoadError(path, "file not found") from None
     except PermissionError:
-        raise ImageLoadError(path, "permission denied") from None
-    except IsADirectoryError:
-        raise ImageLoadError(path, "is a directory") from None
-    except UnidentifiedImageError:
-        size = path.stat().st_size if path.exists() else 0
-        raise ImageLoadError(path, "empty file" if size == 0 else "not a recognised image") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageLoadError(path, f"too large (decompression-bomb guard): {e}") from None
-    except OSError as e:  # truncated or corrupt data, unsupported codec
-        raise ImageLoadError(path, f"cannot decode ({e})") from None
-    except (ValueError, SyntaxError, EOFError, MemoryError, Image.UnidentifiedImageError) as e:
-        raise ImageLoadError(path, f"cannot decode ({type(e).__name__}: {e})") from None
+        raise ImageLoadError(path, "permission denied (cannot reach the file)") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ImageLoadError(path, "symbolic link loop") from None
+        raise ImageLoadError(path, f"cannot access ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageLoadError(path, "is a folder, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageLoadError(path, "not a regular file (FIFO, socket or device)")
+    if st.st_size == 0:
+        raise ImageLoadError(path, "empty file (0 bytes)")
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        hi = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+def _check_geometry(path: Path, w: int, h: int) -> None:
+    if w * h > MAX_PIXELS:
+        raise ImageLoadError(path, f"too large: {w}x{h} = {w * h} pixels, above the {MAX_PIXELS}-pixel "
+                                   "limit (decompression-bomb guard); downscale it first")
+    if min(w, h) < MIN_SIDE:
+        raise ImageLoadError(path, f"too small: {w}x{h} pixels; need at least {MIN_SIDE} on each side")
+    if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
+        raise ImageLoadError(path, f"too elongated: {w}x{h} pixels, aspect ratio above "
+                                   f"{MAX_ASPECT_RATIO:g}:1; crop it first")
+
+
+def _apply_exif_orientation(im: Image.Image) -> Image.Image:
+    """Rotate/flip per the EXIF orientation tag; malformed EXIF leaves the pixels as stored
+    (as browsers do), since the pixel data itself is fine."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - any EXIF parsing failure
+        return im
+
+
+def _to_rgb(path: Path, im: Image.Image) -> Image.Image:
+    try:
+        return _convert_to_rgb(im)
+    except ValueError as e:   # a mode Pillow cannot convert
+        raise ImageLoadError(path, f"unsupported colour mode {im.mode} ({e})") from None
+
+
+def _convert_to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in _HIGH_BIT_DEPTH_MODES:
+        arr = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        peak = float(arr.max()) if arr.size else 0.0
+        if im.mode.startswith("I;16") or peak > 255:
+            full_scale = 65535.0
+        elif im.mode == "F" and peak <= 1.0:
+            full_scale = 1.0      # float images stored in [0, 1]
+        else:
+            full_scale = 255.0
+        arr = np.clip(arr / full_scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
-    if im.mode == "P" and "transparency" in im.info:
+    if "transparency" in im.info and im.mode in ("P", "L", "RGB"):
         im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if im.mode in _ALPHA_MODES:
+        if im.mode == "La":
+            im = im.convert("LA")
         im = im.convert("RGBA")
         background = Image.new("RGBA", im.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, im).convert("RGB")

@@ -21,9 +21,9 @@ from . import fileio
 from .checkpoint import (CONFIG_FILE, RESUME_FILE, load_training_state, save_training_state,
                          save_weights, weights_path)
 from .config import ConfigError, require, to_dict
-from .data import FAKE, REAL, EpochSampler, ImageDataset, Sample, collect_samples
+from .data import FAKE, LABEL_NAMES, REAL, EpochSampler, ImageDataset, Sample, collect_samples
 from .evaluate import make_loader, predict, resolve_device
-from .imageio import SkipLog, list_images
+from .imageio import NoUsableImagesError, SkipLog, list_images
 from .metrics import AGGREGATIONS
 from .models import INIT_TYPES, check_model_name, create_model, is_patch_model
 from .transforms import TransformConfig, train_transform
@@ -225,11 +225,19 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     dataset = ImageDataset(train_samples, train_transform(tcfg), seed=cfg.seed)
     sampler = EpochSampler([s.label for s in train_samples], cfg.seed, cfg.balance)
     loader = make_loader(dataset, cfg.batch_size, cfg.num_workers, sampler)
-    skipped = SkipLog()
+    # unreadable files; kept in the snapshot so that a resumed run still lists them
+    skipped = SkipLog([tuple(s) for s in progress_state.get("skipped", [])])
     steps_this_call = 0
 
     def snapshot() -> None:
+        progress_state["skipped"] = [list(s) for s in skipped.skipped]
         save_training_state(resume_file, model, optimizer, scheduler, progress_state)
+
+    def write_summary(status: str) -> None:
+        fileio.write_json(ckpt_dir / "train_summary.json", {
+            "name": name, "status": status, "best_epoch": progress_state["best_epoch"],
+            "best_metric": progress_state["best_metric"], "val_metric": cfg.val_metric,
+            "history": progress_state["history"], "skipped": skipped.as_list()})
 
     epoch = progress_state["epoch"]
     while cfg.max_epochs is None or epoch <= cfg.max_epochs:
@@ -237,13 +245,13 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
         dataset.set_epoch(epoch)
         sampler.set_epoch(epoch, skip=progress_state["step_in_epoch"] * cfg.batch_size)
         bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, unit="batch", leave=False)
+        whole_epoch, usable_labels = progress_state["step_in_epoch"] == 0, set()
         for batch in bar:
-            for path, reason in batch["errors"]:
-                if path not in {p for p, _ in skipped.skipped}:
-                    skipped.skipped.append((path, reason))
+            _record_skips(skipped, batch["errors"])
             if batch["image"] is None or len(batch["label"]) < 1:
                 progress_state["step_in_epoch"] += 1
                 continue
+            usable_labels.update(batch["label"].tolist())
             x, y = batch["image"].to(device), batch["label"].to(device)
             logits = model(x)
             target = y.view(-1, 1, 1).expand(-1, logits.shape[2], logits.shape[3])
@@ -272,8 +280,12 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
                 return _result(name, ckpt_dir, progress_state, skipped)
 
         # ---- end of epoch: validate, keep the best, decide whether to stop
+        if whole_epoch:
+            _require_both_classes(usable_labels, "training", skipped, write_summary)
         preds = predict(model, val_samples, tcfg, batch_size=max(cfg.batch_size, 64),
                         num_workers=cfg.num_workers, device=device, progress=progress, desc="val")
+        _record_skips(skipped, preds.skipped.skipped)
+        _require_both_classes(set(preds.labels.tolist()), "validation", skipped, write_summary)
         val = preds.metrics()
         agg, metric = _split_metric(cfg.val_metric)
         score = float(val[agg][metric])
@@ -308,11 +320,27 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
             break
         epoch += 1
     writer.close()
-    fileio.write_json(ckpt_dir / "train_summary.json", {
-        "name": name, "best_epoch": progress_state["best_epoch"],
-        "best_metric": progress_state["best_metric"], "val_metric": cfg.val_metric,
-        "history": progress_state["history"], "skipped": skipped.as_list()})
+    write_summary("finished")
     return _result(name, ckpt_dir, progress_state, skipped)
+
+
+def _record_skips(skipped: SkipLog, errors) -> None:
+    """Add ``(path, reason)`` pairs not yet listed (each epoch meets the same bad files)."""
+    known = {p for p, _ in skipped.skipped}
+    for path, reason in errors:
+        if path not in known:
+            skipped.skipped.append((path, reason))
+            known.add(path)
+
+
+def _require_both_classes(labels_seen: set, what: str, skipped: SkipLog, write_summary) -> None:
+    """Stop with :class:`NoUsableImagesError` (summary written first) when every
+    image of a class failed to load: there is nothing left to learn or measure."""
+    missing = [LABEL_NAMES[c] for c in (REAL, FAKE) if c not in labels_seen]
+    if missing:
+        write_summary("failed: no usable " + " or ".join(missing) + f" {what} images")
+        raise NoUsableImagesError(f"no readable {' or '.join(missing)} {what} images "
+                                  f"({len(skipped)} files skipped, listed in train_summary.json)")
 
 
 def _split_metric(val_metric: str) -> tuple[str, str]:

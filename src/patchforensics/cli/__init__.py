@@ -14,6 +14,7 @@ import sys
 # command name -> module of patchforensics.cli that registers it
 COMMANDS = {
     "prepare": "prepare",
+    "import-seed": "import_seed",
     "export-tfrecord": "export_tfrecord",
     "train": "train",
     "test": "test",
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from ..config import ConfigError
     from ..fileio import OutputExistsError
+    from ..imageio import NoUsableImagesError
 
     args = build_parser().parse_args(argv)
     try:
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, NotADirectoryError, OutputExistsError, ValueError) as e:
         print(f"patchforensics {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except NoUsableImagesError as e:
+        print(f"patchforensics {args.command}: nothing usable: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"patchforensics {args.command}: interrupted", file=sys.stderr)
         return 130

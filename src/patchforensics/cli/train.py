@@ -59,15 +59,12 @@ def register(sub, name: str) -> None:
 
 def load_train_config(args: argparse.Namespace):
     """Merge ``--config`` YAML and the given options into a validated TrainConfig."""
-    from ..config import ConfigError, from_dict
-    from ..fileio import read_yaml
+    from ..config import from_dict, load_yaml_file
     from ..train import TrainConfig
 
     values: dict = {}
     if getattr(args, "config", None):
-        values = read_yaml(args.config) or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"{args.config}: expected a mapping of options")
+        values = load_yaml_file(args.config)
         # keys that config.yaml records but that are not options
         for k in ("class_ids", "created", "thresholds"):
             values.pop(k, None)
