@@ -14,6 +14,8 @@ import sys
 # command name -> module of patchforensics.cli that registers it
 COMMANDS = {
     "prepare": "prepare",
+    "align": "align",
+    "align-video": "align_video",
     "import-seed": "import_seed",
     "export-tfrecord": "export_tfrecord",
     "train": "train",

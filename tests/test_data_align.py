@@ -1,0 +1,182 @@
+"""align: FFHQ / CelebA-HQ alignment of real portrait photos with mediapipe.
+
+Checked against the real thing: faces aligned here put the eyes, nose and mouth
+where they sit in real FFHQ crops (faces128/ffhq), and the reported transform
+predicts where the landmarks land in the output.
+"""
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from patchforensics.align import (STYLES, AlignConfig, FaceLandmarker, align_images, five_points)
+from patchforensics.cli import main
+from patchforensics.config import ConfigError
+from patchforensics.imageio import load_rgb
+
+WILD = "raw/wild-portraits"
+
+
+@pytest.fixture(scope="module")
+def wild(faces):
+    folder = faces.parent / WILD
+    assert folder.is_dir(), f"{folder} missing"
+    return folder
+
+
+@pytest.fixture(scope="module")
+def wild_subset(tmp_path_factory, wild):
+    """Every 12th wild portrait (25 pictures) plus one unreadable file and one picture without a face."""
+    root = tmp_path_factory.mktemp("wild_subset")
+    for p in sorted(wild.iterdir())[::12]:
+        (root / p.name).symlink_to(p)
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    Image.new("RGB", (320, 240), (90, 140, 200)).save(root / "sky.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def aligned(tmp_path_factory, wild_subset):
+    """The subset aligned once (ffhq style, 128 px), with outgoing network connections refused."""
+    out = tmp_path_factory.mktemp("aligned") / "out"
+    original_connect = socket.socket.connect
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"alignment tried to open a network connection: {args[1:]}")
+
+    socket.socket.connect = refuse
+    try:
+        result = align_images(AlignConfig(src=str(wild_subset), out=str(out), size=128), progress=False)
+    finally:
+        socket.socket.connect = original_connect
+    return result
+
+
+def normalised_points(landmarker, image: np.ndarray) -> np.ndarray | None:
+    meshes = landmarker.detect(image)
+    return five_points(meshes[0], STYLES["ffhq"]) / image.shape[0] if meshes else None
+
+
+def test_success_rate_report_and_skips(aligned):
+    out = aligned.out
+    assert aligned.images == 26                       # 25 portraits + the sky; broken.jpg is unreadable
+    portraits_aligned = aligned.images_aligned
+    assert portraits_aligned / 25 >= 0.9
+    reasons = {s["path"].rsplit("/", 1)[-1]: s["reason"] for s in aligned.skipped}
+    assert reasons["sky.png"] == "no face found" and "broken.jpg" in reasons
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images_aligned"] == portraits_aligned
+    assert sum(summary["counts"].values()) == portraits_aligned
+    report = json.loads((out / "report.json").read_text())["images"]
+    entry = next(e for e in report if e["faces"])
+    face = entry["faces"][0]
+    assert set(face["landmarks"]) == {"eye_left", "eye_right", "nose", "mouth_left", "mouth_right"}
+    assert entry["faces_found"] >= 1 and (out / face["output"]).is_file()
+    assert Image.open(out / face["output"]).size == (128, 128)
+    for x, y in face["landmarks"].values():
+        assert 0 <= x <= entry["width"] and 0 <= y <= entry["height"]
+
+
+def test_alignment_matches_real_ffhq_geometry(aligned, faces):
+    """Mean landmark positions of our crops vs. real FFHQ crops, in units of the image side."""
+    ours, ffhq = [], []
+    with FaceLandmarker() as landmarker:
+        for p in sorted(aligned.out.glob("*/*.png")):
+            pts = normalised_points(landmarker, np.asarray(Image.open(p).convert("RGB")))
+            if pts is not None:
+                ours.append(pts)
+        for p in sorted((faces / "ffhq" / "train").glob("*.png"))[:25]:
+            pts = normalised_points(landmarker, np.asarray(Image.open(p).convert("RGB")))
+            if pts is not None:
+                ffhq.append(pts)
+    assert len(ours) >= 20 and len(ffhq) >= 20
+    assert np.abs(np.mean(ours, 0) - np.mean(ffhq, 0)).max() < 0.03
+
+
+def test_reported_transform_predicts_landmarks_in_output(aligned, wild_subset):
+    report = json.loads((aligned.out / "report.json").read_text())["images"]
+    errors = []
+    with FaceLandmarker() as landmarker:
+        for entry in [e for e in report if e["faces"]][:6]:
+            face = entry["faces"][0]
+            to_source = np.vstack([np.array(face["output_to_source"]), [0, 0, 1]])
+            to_output = np.linalg.inv(to_source)
+            source_pts = np.array(list(face["landmarks"].values()))
+            predicted = (to_output @ np.c_[source_pts, np.ones(5)].T).T[:, :2]
+            found = landmarker.detect(np.asarray(Image.open(aligned.out / face["output"]).convert("RGB")))
+            errors.append(np.abs(five_points(found[0], STYLES["ffhq"]) - predicted).max())
+    assert max(errors) < 0.03 * 128
+
+
+def test_border_padding_is_filled_not_black(aligned, wild_subset):
+    """Where the square leaves the photo, the output is filled by reflection, blur
+    and the median colour: no more black than the photo itself, and not flat."""
+    report = json.loads((aligned.out / "report.json").read_text())["images"]
+    checked = 0
+    for entry in [e for e in report if e["faces"]]:
+        face = entry["faces"][0]
+        size = 128
+        vs, us = np.mgrid[:size, :size] + 0.5
+        src_x, src_y = np.tensordot(np.array(face["output_to_source"]), np.stack([us, vs, np.ones_like(us)]), 1)
+        outside = (src_x < 0) | (src_y < 0) | (src_x > entry["width"]) | (src_y > entry["height"])
+        if outside.mean() < 0.05:
+            continue
+        pixels = np.asarray(Image.open(aligned.out / face["output"])).astype(float)
+        source = np.asarray(load_rgb(wild_subset / entry["source"])).astype(float)
+        black_in_source = (source.max(axis=2) < 8).mean()
+        assert (pixels[outside].max(axis=1) < 8).mean() <= black_in_source + 0.02
+        assert pixels[outside].std(0).min() > 2           # reflected content, not a flat fill
+        checked += 1
+    assert checked >= 3, "expected crops needing padding in the subset"
+
+
+def test_all_faces_small_faces_and_celebahq_style(tmp_path, wild):
+    portraits = [load_rgb(p) for p in sorted(wild.iterdir())[1:3]]
+    h = max(p.height for p in portraits)
+    pair = Image.new("RGB", (sum(p.width for p in portraits) + 40, h), (128, 128, 128))
+    pair.paste(portraits[0], (0, 0))
+    pair.paste(portraits[1].resize((portraits[1].width * 3 // 4, portraits[1].height * 3 // 4)),
+               (portraits[0].width + 40, 0))
+    # a portrait small in a large picture: only the full-range detector fallback finds it
+    large = Image.new("RGB", (1600, 1200), (120, 130, 140))
+    large.paste(portraits[0], (530, 400))
+    src = tmp_path / "src"
+    src.mkdir()
+    pair.save(src / "pair.png")
+    large.save(src / "small_face.png")
+    result = align_images(AlignConfig(src=str(src), out=str(tmp_path / "all"), faces="all", style="celebahq",
+                                      size=64, split=(0.0, 0.0, 1.0)), progress=False)
+    names = sorted(p.name for p in (tmp_path / "all" / "test").iterdir())
+    assert names == ["pair_face0.png", "pair_face1.png", "small_face_face0.png"], names
+    report = {e["source"]: e for e in json.loads((tmp_path / "all" / "report.json").read_text())["images"]}
+    left_face = report["pair.png"]["faces"][0]           # rank 0 = the larger (unscaled) portrait
+    assert left_face["landmarks"]["nose"][0] < portraits[0].width
+    assert result.success_rate == 1.0
+    largest = align_images(AlignConfig(src=str(src / "pair.png"), out=str(tmp_path / "one"), size=64),
+                           progress=False)
+    assert sum(largest.counts.values()) == 1
+
+
+def test_bad_options_fail_early(tmp_path, wild_subset, capsys):
+    with pytest.raises(ConfigError, match="style"):
+        align_images(AlignConfig(src=str(wild_subset), out=str(tmp_path / "o"), style="dlib"), progress=False)
+    with pytest.raises(FileNotFoundError):
+        align_images(AlignConfig(src=str(tmp_path / "nothing"), out=str(tmp_path / "o")), progress=False)
+    assert not (tmp_path / "o").exists()
+    assert main(["align", str(wild_subset), str(tmp_path / "o"), "--size", "8"]) == 2
+    assert "size" in capsys.readouterr().err
+
+
+def test_cli_align(tmp_path, wild, capsys):
+    src = tmp_path / "two"
+    src.mkdir()
+    for p in sorted(wild.iterdir())[:2]:
+        (src / p.name).symlink_to(p)
+    assert main(["align", str(src), str(tmp_path / "out"), "--size", "64", "--split", "0,0,1"]) == 0
+    assert "aligned 2 of 2 pictures (100.0%)" in capsys.readouterr().out
+    assert len(list((tmp_path / "out" / "test").glob("*.png"))) == 2
+    assert main(["align", str(src), str(tmp_path / "out")]) == 2         # exists, no --force
