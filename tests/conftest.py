@@ -20,11 +20,12 @@ def faces() -> Path:
 
 @pytest.fixture(scope="session")
 def small_face_dirs(tmp_path_factory, faces) -> dict[str, Path]:
-    """Symlinked subsets: ``real``/``fake`` each with train (60), val (20), test (30) images."""
+    """Symlinked subsets: ``real`` (FFHQ) and ``fake`` (generated.photos), each with
+    train (60), val (20) and test (30) images."""
     root = tmp_path_factory.mktemp("small_faces")
     counts = {"train": 60, "val": 20, "test": 30}
     out = {}
-    for kind, src in (("real", "ffhq"), ("fake", "tpdne-stylegan2")):
+    for kind, src in (("real", "ffhq"), ("fake", "generated-photos")):
         for split, n in counts.items():
             d = root / kind / split
             d.mkdir(parents=True)

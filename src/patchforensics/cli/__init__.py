@@ -14,13 +14,26 @@ import sys
 # command name -> module of patchforensics.cli that registers it
 COMMANDS = {
     "prepare": "prepare",
+    "export-tfrecord": "export_tfrecord",
     "align": "align",
     "align-video": "align_video",
+    "sample": "sample",
+    "invert": "invert",
+    "gmm-fit": "gmm",
+    "gmm-sample": "gmm",
     "import-seed": "import_seed",
-    "export-tfrecord": "export_tfrecord",
     "train": "train",
     "test": "test",
+    "calibrate": "calibrate",
+    "detect": "detect",
+    "serve": "serve",
+    "export": "export",
     "test-suite": "suite",
+    "demo": "demo",
+    "visualize": "visualize",
+    "patches": "patches",
+    "regions": "regions",
+    "report": "report",
 }
 
 

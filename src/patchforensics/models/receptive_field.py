@@ -43,67 +43,109 @@ class AxisMap:
 
 @dataclass(frozen=True)
 class _Layer:
-    """Per-axis geometry of one layer plus how to compute its output length."""
+    """Geometry of one layer along one axis."""
 
-    maps: tuple[AxisMap, AxisMap]
-    # (kernel_extent, stride, padding) per axis, or None for size-preserving layers
-    shape: tuple[tuple[int, int, int], tuple[int, int, int]] | None
+    kernel: int
+    dilation: int
+    stride: int
+    padding: int
+
+    @property
+    def extent(self) -> int:
+        return (self.kernel - 1) * self.dilation + 1
+
+    @property
+    def map(self) -> AxisMap:
+        return AxisMap(self.stride, -self.padding, -self.padding + self.extent - 1)
+
+    def out_len(self, n: int) -> int:
+        return (n + 2 * self.padding - self.extent) // self.stride + 1
+
+    def back(self, lo: int, hi: int, n_in: int) -> tuple[int, int]:
+        """Output interval -> first and last input pixel its kernel taps read.
+        Taps in the padding are not image pixels (and a dilated kernel may skip
+        the first or last pixel entirely), so they are enumerated."""
+        taps = [self.stride * i - self.padding + self.dilation * j
+                for i in range(lo, hi + 1) for j in range(self.kernel)]
+        inside = [t for t in taps if 0 <= t < n_in]
+        if not inside:  # every tap lands in the padding: only possible for tiny inputs
+            return max(0, min(taps)), min(n_in - 1, max(taps))
+        return min(inside), max(inside)
+
+
+# A network along one axis: a list whose items are a _Layer or a list of
+# branches (each itself such a list) whose outputs are summed.
+Geometry = list
 
 
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def _layer_geometry(module: nn.Module) -> list[_Layer] | None:
-    if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-        k, s, p = _pair(module.kernel_size), _pair(module.stride), _pair(module.padding)
-        d = _pair(getattr(module, "dilation", 1))
-        if getattr(module, "ceil_mode", False):
-            raise NotImplementedError("ceil_mode pooling is not supported")
-        ext = tuple((k[a] - 1) * d[a] + 1 for a in range(2))
-        maps = tuple(AxisMap(s[a], -p[a], -p[a] + ext[a] - 1) for a in range(2))
-        return [_Layer(maps, tuple((ext[a], s[a], p[a]) for a in range(2)))]
-    if isinstance(module, _PASS_THROUGH):
-        return []
-    return None
-
-
-def _compose(modules) -> tuple[tuple[AxisMap, AxisMap], list]:
-    """Compose the maps of a chain of modules; also return a size function list."""
-    maps = (AxisMap(), AxisMap())
-    sizes: list = []
+def _geometry(modules, axis: int) -> Geometry:
+    geo: Geometry = []
     for m in modules:
-        geo = _layer_geometry(m)
-        if geo is not None:
-            for layer in geo:
-                maps = (maps[0].then(layer.maps[0]), maps[1].then(layer.maps[1]))
-                sizes.append(layer.shape)
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            if getattr(m, "ceil_mode", False):
+                raise NotImplementedError("ceil_mode pooling is not supported")
+            k, s, p = _pair(m.kernel_size)[axis], _pair(m.stride)[axis], _pair(m.padding)[axis]
+            d = _pair(getattr(m, "dilation", 1))[axis]
+            geo.append(_Layer(k, d, s, p))
+        elif isinstance(m, _PASS_THROUGH):
             continue
-        if hasattr(m, "rf_paths"):
-            branch_maps, branch_sizes = None, None
-            for path in m.rf_paths():
-                bm, bs = _compose(path)
-                branch_maps = bm if branch_maps is None else (
-                    branch_maps[0].union(bm[0]), branch_maps[1].union(bm[1]))
-                branch_sizes = branch_sizes or bs  # all branches give the same output size
-            maps = (maps[0].then(branch_maps[0]), maps[1].then(branch_maps[1]))
-            sizes.extend(branch_sizes)
+        elif hasattr(m, "rf_paths"):
+            geo.append([_geometry(path, axis) for path in m.rf_paths()])
         elif isinstance(m, nn.Sequential):
-            sm, ss = _compose(list(m))
-            maps = (maps[0].then(sm[0]), maps[1].then(sm[1]))
-            sizes.extend(ss)
+            geo.extend(_geometry(list(m), axis))
         else:
             raise NotImplementedError(f"no receptive-field rule for {type(m).__name__}")
-    return maps, sizes
+    return geo
+
+
+def _map(geo: Geometry) -> AxisMap:
+    """Composite map, ignoring image borders (union over branches)."""
+    total = AxisMap()
+    for node in geo:
+        if isinstance(node, _Layer):
+            total = total.then(node.map)
+        else:
+            maps = [_map(branch) for branch in node]
+            merged = maps[0]
+            for m in maps[1:]:
+                merged = merged.union(m)
+            total = total.then(merged)
+    return total
+
+
+def _lengths(geo: Geometry, n: int) -> list[int]:
+    """Input length of every node of ``geo`` followed by the output length."""
+    out = [n]
+    for node in geo:
+        out.append(node.out_len(out[-1]) if isinstance(node, _Layer) else _lengths(node[0], out[-1])[-1])
+    return out
+
+
+def _back(geo: Geometry, lo: int, hi: int, n_in: int) -> tuple[int, int]:
+    """Exact input interval read by output interval ``[lo, hi]`` for an input of length ``n_in``."""
+    for node, n in zip(reversed(geo), reversed(_lengths(geo, n_in)[:-1])):
+        if isinstance(node, _Layer):
+            lo, hi = node.back(lo, hi, n)
+        else:
+            spans = [_back(branch, lo, hi, n) for branch in node]
+            lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+    return lo, hi
 
 
 @dataclass(frozen=True)
 class ReceptiveField:
     """Receptive field of a patch model for one input size.
 
-    ``boxes[y, x] = (top, left, bottom, right)``: the input rows/cols (inclusive
-    start, exclusive end) seen by output position ``(y, x)``. Boxes may reach
-    outside the image (into the padding); :meth:`clipped_boxes` cuts them to it.
+    ``boxes[y, x] = (top, left, bottom, right)`` (start inclusive, end exclusive)
+    is the input window of output ``(y, x)`` as the kernel geometry places it:
+    every box has the full field ``size`` and may reach outside the image (the
+    zero padding), which is what patch cut-outs use. :meth:`clipped_boxes` gives
+    the pixels each output really depends on (borders of intermediate layers
+    taken into account), which a gradient brute force reproduces exactly.
     """
 
     size: tuple[int, int]           # field height, width in pixels
@@ -111,6 +153,7 @@ class ReceptiveField:
     offset: tuple[int, int]         # input row/col of output (0,0)'s first pixel
     input_size: tuple[int, int]
     output_size: tuple[int, int]
+    _exact: tuple[np.ndarray, np.ndarray]   # per axis (n_out, 2) inclusive [lo, hi]
 
     @property
     def boxes(self) -> np.ndarray:
@@ -124,31 +167,33 @@ class ReceptiveField:
         return tuple(int(v) for v in self.boxes[y, x])
 
     def clipped_boxes(self) -> np.ndarray:
-        b = self.boxes.copy()
-        b[..., 0:3:2] = np.clip(b[..., 0:3:2], 0, self.input_size[0])
-        b[..., 1:4:2] = np.clip(b[..., 1:4:2], 0, self.input_size[1])
-        return b
+        """``(H', W', 4)`` boxes of the input pixels each output actually sees."""
+        rows, cols = self._exact
+        yy, xx = np.meshgrid(np.arange(len(rows)), np.arange(len(cols)), indexing="ij")
+        return np.stack([rows[yy, 0], cols[xx, 0], rows[yy, 1] + 1, cols[xx, 1] + 1], axis=-1)
 
 
 def receptive_field(model: nn.Module, input_size: int | tuple[int, int]) -> ReceptiveField:
-    """Analytic receptive field of a patch model (``model.features`` then the 1×1 head).
+    """Analytic receptive field of a patch model (``model.features`` then its 1×1 head)
+    for a square or ``(height, width)`` input.
 
     >>> rf = receptive_field(create_model("xception_block2"), 128)
-    >>> rf.size, rf.output_size
+    >>> rf.size, rf.stride, rf.output_size
+    ((43, 43), (8, 8), (16, 16))
     """
     if not hasattr(model, "head"):
         raise ValueError("receptive fields are defined for patch models only; "
                          "full-image models see the whole input")
-    (my, mx), sizes = _compose(list(model.features) + [model.head])
-    h, w = _pair(input_size)
-    out = [h, w]
-    for shape in sizes:
-        if shape is None:
-            continue
-        for a in range(2):
-            ext, s, p = shape[a]
-            out[a] = (out[a] + 2 * p - ext) // s + 1
-    if min(out) < 1:
-        raise ValueError(f"input {h}x{w} is too small for this model")
-    return ReceptiveField((my.size, mx.size), (my.stride, mx.stride), (my.start, mx.start),
-                          (h, w), (out[0], out[1]))
+    modules = list(model.features) + [model.head]
+    size, maps, out, exact = [], [], [], []
+    for axis, n in enumerate(_pair(input_size)):
+        geo = _geometry(modules, axis)
+        n_out = _lengths(geo, n)[-1]
+        if n_out < 1:
+            raise ValueError(f"input {input_size} is too small for this model")
+        maps.append(_map(geo))
+        out.append(n_out)
+        exact.append(np.array([_back(geo, i, i, n) for i in range(n_out)], dtype=np.int64))
+    return ReceptiveField((maps[0].size, maps[1].size), (maps[0].stride, maps[1].stride),
+                          (maps[0].start, maps[1].start), _pair(input_size), (out[0], out[1]),
+                          (exact[0], exact[1]))

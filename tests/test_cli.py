@@ -1,0 +1,66 @@
+"""The command line: results layout, suites, and clear errors before any work."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from patchforensics.cli import main
+
+
+def test_test_command_writes_the_seed_layout_and_skips_done_work(trained_checkpoint, small_face_dirs, tmp_path,
+                                                                 capsys):
+    args = ["test", str(trained_checkpoint), "--real", str(small_face_dirs["real"]),
+            "--fake", str(small_face_dirs["fake"]), "--dataset-name", "small", "--results-dir", str(tmp_path)]
+    assert main(args) == 0
+    out = tmp_path / trained_checkpoint.name / "test" / "epoch_bestval" / "small"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["metrics"]) == {"vote", "before_softmax", "after_softmax", "patch"}
+    assert metrics["metrics"]["after_softmax"]["n"] == 60
+    assert (out / "pr_curve.png").stat().st_size > 1000
+    assert len((out / "scores.csv").read_text().splitlines()) == 61
+    stamp = (out / "metrics.json").stat().st_mtime_ns
+    assert main(args) == 0                                   # unchanged checkpoint: not recomputed
+    assert (out / "metrics.json").stat().st_mtime_ns == stamp
+    assert main(args + ["--force"]) == 0
+    assert (out / "metrics.json").stat().st_mtime_ns != stamp
+    # corruptions are recorded in the path and in metrics.json
+    assert main(args + ["--corrupt", "jpeg:75", "--corrupt", "flip"]) == 0
+    corrupted = json.loads((out.parent / "small_jpeg75_flip" / "metrics.json").read_text())
+    assert corrupted["corruptions"] == ["jpeg:75", "flip"]
+    assert corrupted["metrics"]["after_softmax"]["ap"] != metrics["metrics"]["after_softmax"]["ap"]
+
+
+def test_suite_writes_one_table(trained_checkpoint, small_face_dirs, tmp_path, capsys):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"name: mini\nroot: {small_face_dirs['real'].parent}\n"
+                     "datasets:\n  - {name: small, real: real, fake: fake}\n"
+                     "corruptions: [[], [blur:1.0]]\n")
+    assert main(["test-suite", str(trained_checkpoint), str(suite), "--results-dir", str(tmp_path / "r")]) == 0
+    table = (tmp_path / "r" / trained_checkpoint.name / "test" / "epoch_bestval" / "suite_mini.csv").read_text()
+    lines = table.splitlines()
+    assert lines[0].startswith("dataset,corruption,aggregation,ap")
+    assert len(lines) == 1 + 2 * 4                  # 2 corruption settings x (3 aggregations + patch)
+    assert "| small | blur:1.0 | after_softmax |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--real", "/nonexistent/reals", "--fake", "x"], "not a folder"),
+    (["train", "--real", "{real}", "--fake", "{empty}"], "empty"),
+    (["train", "--real", "{real}", "--fake", "{real}", "--model", "vgg16"], "unknown model name"),
+    (["train", "--real", "{real}", "--fake", "{real}", "--fine-size", "300"], "fine_size"),
+    (["test", "/nonexistent/ckpt", "--real", "{real}", "--fake", "{real}", "--dataset-name", "x"], "not found"),
+    (["test", "{ckpt}", "--real", "{real}", "--fake", "{real}", "--dataset-name", "x", "--corrupt", "jpeg:500"],
+     "jpeg"),
+    (["test-suite", "{ckpt}", "no_such_suite"], "faces128"),
+])
+def test_bad_input_fails_at_once_with_a_hint(argv, message, small_face_dirs, trained_checkpoint, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    subst = {"real": str(small_face_dirs["real"]), "empty": str(empty), "ckpt": str(trained_checkpoint)}
+    argv = [a.format(**subst) for a in argv] + (["--checkpoints-dir", str(tmp_path / "ck")]
+                                                if argv[0] == "train" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "error:" in err
+    assert not (tmp_path / "ck").exists()

@@ -1,0 +1,67 @@
+"""Aggregations and metrics against scikit-learn on hand-made examples."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as skm
+
+from patchforensics.metrics import PatchHistogram, aggregate, binary_metrics, patch_probs
+
+
+def test_aggregations_on_a_hand_made_map():
+    # one image, 2x2 patches: logit difference real-fake = +2, +2, -1, -3
+    logits = torch.zeros(1, 2, 2, 2)
+    logits[0, 1] = torch.tensor([[2.0, 2.0], [-1.0, -3.0]])
+    agg = aggregate(logits)
+    assert agg["vote"].item() == pytest.approx(0.5)
+    assert agg["before_softmax"].item() == pytest.approx(1 / (1 + np.exp(0.0)))  # mean diff = 0
+    sig = 1 / (1 + np.exp(-np.array([2.0, 2.0, -1.0, -3.0])))
+    assert agg["after_softmax"].item() == pytest.approx(sig.mean(), rel=1e-6)
+    assert patch_probs(logits)[0].numpy() == pytest.approx(sig.reshape(2, 2), rel=1e-6)
+
+
+def test_binary_metrics_agree_with_sklearn():
+    labels = np.array([1, 1, 1, 0, 0, 0, 0, 1])
+    p_real = np.array([0.9, 0.6, 0.4, 0.45, 0.2, 0.7, 0.1, 0.5])
+    m = binary_metrics(p_real, labels)
+    assert m["ap"] == pytest.approx(skm.average_precision_score(labels, p_real))
+    assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(labels, p_real))
+    # 0.5 exactly counts as fake (argmax of [1-p, p] picks fake on a tie)
+    pred = np.array([1, 1, 0, 0, 0, 1, 0, 0])
+    assert m["acc"] == pytest.approx(skm.accuracy_score(labels, pred))
+    assert m["real_acc"] == pytest.approx(2 / 4)
+    assert m["fake_acc"] == pytest.approx(3 / 4)
+    assert m["n"] == 8
+
+
+def test_patch_histogram_matches_exact_metrics_within_its_bound():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    diff = rng.normal(size=(200, 5, 5)) + 1.5 * labels[:, None, None]
+    logits = torch.zeros(200, 2, 5, 5)
+    logits[:, 1] = torch.from_numpy(diff).float()
+    hist = PatchHistogram()
+    for i in range(0, 200, 37):  # streaming in uneven batches
+        hist.update(logits[i:i + 37], torch.from_numpy(labels[i:i + 37]))
+    m = hist.metrics()
+    flat_labels = np.repeat(labels, 25)
+    flat = logits[:, 1].reshape(-1).numpy()  # float32, as the model would give
+    exact_ap = skm.average_precision_score(flat_labels, flat)
+    assert m["n"] == 5000
+    assert abs(m["ap"] - exact_ap) <= m["ap_error_bound"] + 1e-12
+    assert m["ap_error_bound"] < 0.01
+    assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(flat_labels, flat), abs=1e-3)
+    assert m["acc"] == pytest.approx(np.mean((flat > 0) == flat_labels))
+
+
+def test_patch_histogram_merge_equals_single_pass():
+    rng = np.random.default_rng(1)
+    logits = torch.randn(10, 2, 3, 3)
+    labels = torch.from_numpy(rng.integers(0, 2, 10))
+    whole, a, b = PatchHistogram(), PatchHistogram(), PatchHistogram()
+    whole.update(logits, labels)
+    a.update(logits[:4], labels[:4])
+    b.update(logits[4:], labels[4:])
+    a.merge(b)
+    assert np.array_equal(whole.counts, a.counts)

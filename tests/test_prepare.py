@@ -1,0 +1,76 @@
+"""prepare: one pipeline, deterministic splits and manifest, bad files skipped."""
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from patchforensics.fileio import OutputExistsError
+from patchforensics.prepare import PrepareConfig, prepare, standardize
+
+RAW = "tpdne-1024"
+
+
+@pytest.fixture
+def raw_with_junk(tmp_path, faces):
+    """The 8 raw StyleGAN2 JPEGs, nested, plus a truncated file, a text file named
+    .png and a duplicate."""
+    src = tmp_path / "src"
+    raw = faces.parent / "raw" / RAW
+    files = sorted(raw.glob("*.jpg"))
+    (src / "a").mkdir(parents=True)
+    (src / "b" / "c").mkdir(parents=True)
+    for i, f in enumerate(files):
+        shutil.copy(f, src / ("a" if i % 2 else "b/c") / f.name)
+    (src / "a" / "broken.jpg").write_bytes(files[0].read_bytes()[:2000])
+    (src / "a" / "notes.png").write_text("not an image")
+    shutil.copy(files[1], src / "b" / "copy_of_1.jpg")
+    return src
+
+
+def _rows(out):
+    with open(out / "manifest.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_prepare_is_deterministic_and_lists_skipped_files(raw_with_junk, tmp_path):
+    out1, out2 = tmp_path / "o1", tmp_path / "o2"
+    r1 = prepare(PrepareConfig(str(raw_with_junk), str(out1), size=64, jpeg_quality=75), progress=False)
+    prepare(PrepareConfig(str(raw_with_junk), str(out2), size=64, jpeg_quality=75), progress=False)
+    assert (out1 / "manifest.csv").read_bytes() == (out2 / "manifest.csv").read_bytes()
+    rows = _rows(out1)
+    assert len(rows) == 8 and sum(r1.counts.values()) == 8
+    assert {r["split"] for r in rows} <= {"train", "val", "test"}
+    assert all(r["width"] == "1024" for r in rows)
+    reasons = {s["path"].split("/")[-1]: s["reason"] for s in r1.skipped}
+    assert set(reasons) == {"broken.jpg", "notes.png", "copy_of_1.jpg"}
+    assert "duplicate" in reasons["copy_of_1.jpg"]
+    for r in rows:  # every output is a 64x64 PNG, byte-identical across runs
+        a, b = out1 / r["output"], out2 / r["output"]
+        assert a.read_bytes() == b.read_bytes()
+        assert Image.open(a).size == (64, 64)
+
+
+def test_prepare_refuses_to_overwrite(raw_with_junk, tmp_path):
+    out = tmp_path / "o"
+    prepare(PrepareConfig(str(raw_with_junk), str(out), size=32), progress=False)
+    with pytest.raises(OutputExistsError, match="--force"):
+        prepare(PrepareConfig(str(raw_with_junk), str(out), size=32), progress=False)
+    prepare(PrepareConfig(str(raw_with_junk), str(out), size=32, force=True), progress=False)
+
+
+def test_reals_and_fakes_share_the_pipeline(faces):
+    """The shared faces128 FFHQ images were made as JPEG q75 + Lanczos to 128: the raw
+    FFHQ originals through standardize() land within rounding of them."""
+    raw = sorted((faces.parent / "raw" / "ffhq-1024").glob("*.jpg"))[0]
+    made = np.asarray(standardize(Image.open(raw).convert("RGB"), 128), dtype=float)
+    shipped = np.asarray(Image.open(faces / "ffhq" / "train" / "00000.png").convert("RGB"), dtype=float)
+    assert np.abs(made - shipped).mean() < 2.0
+
+
+def test_bad_split_fails_with_a_hint(raw_with_junk, tmp_path):
+    with pytest.raises(ValueError, match="0.7,0.1,0.2"):
+        prepare(PrepareConfig(str(raw_with_junk), str(tmp_path / "o"), split=(0.5, 0.1, 0.1)), progress=False)
