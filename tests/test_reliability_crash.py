@@ -17,6 +17,7 @@ import torch
 from patchforensics import fileio
 from patchforensics.checkpoint import RESUME_FILE, load_tensors, read_config
 from patchforensics.cli import main as cli_main
+from reliability_support import one_thread  # noqa: F401 (fixture)
 
 NAME = "crash"
 EPOCHS = 2
@@ -51,17 +52,6 @@ def assert_everything_readable(ckpt_dir: Path) -> None:
         assert f.suffix in (".safetensors", ".yaml", ".json") or f.name.startswith("."), f
     if (ckpt_dir / "train_summary.json").exists():
         json.loads((ckpt_dir / "train_summary.json").read_text())
-
-
-@pytest.fixture
-def one_thread(monkeypatch):
-    """One intra-op thread here and in child processes: same arithmetic in every
-    process, and no OpenMP spinning on a shared machine."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_sigkill_then_resume_gives_bit_identical_weights(small_face_dirs, tmp_path, capsys, one_thread):

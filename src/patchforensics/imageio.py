@@ -31,9 +31,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+Image.init()   # register every Pillow plugin now: ``Image.open(formats=…)`` looks them up by name
 #: Pillow decoders tried on every file, whatever its extension. These are all
 #: in-process decoders; EPS/PDF (external programs) and rarely-seen formats are left out.
-DECODERS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "DIB", "TIFF", "GIF")
+DECODERS = tuple(f for f in ("PNG", "JPEG", "MPO", "WEBP", "BMP", "DIB", "TIFF", "GIF") if f in Image.OPEN)
 #: Refuse images above this many pixels (decompression-bomb guard; Pillow's own
 #: warning threshold, about 9459 x 9459).
 MAX_PIXELS = 89_478_485
