@@ -270,6 +270,8 @@ def mixed_dataset(root: Path, faces: Path, face: Image.Image, counts: dict[str, 
             d.mkdir(parents=True)
             for p in sorted((faces / src / split).glob("*.png"))[:n]:
                 (d / p.name).symlink_to(p)
+            # a usable face whose name is not valid UTF-8 (Latin-1 'é'), as in scraped folders
+            (d / os.fsdecode(b"caf\xe9.png")).symlink_to(p)
             junk = d / "junk"
             junk.mkdir()
             bad[split] |= {str(junk / n) for n in bad_files(face, junk)}
@@ -305,7 +307,9 @@ def test_test_and_detect_skip_and_list_bad_files(mixed_run, capsys):
     assert rc == 0
     metrics = json.loads(next((root / "results").rglob("metrics.json")).read_text())
     assert {s["path"] for s in metrics["skipped"]} == bad["test"]
-    assert metrics["metrics"]["after_softmax"]["n"] == 12
+    assert metrics["metrics"]["after_softmax"]["n"] == 14
+    scores = next((root / "results").rglob("scores.csv")).read_text(encoding="utf-8")
+    assert "caf\\udce9.png" in scores                 # written escaped, not a crash
 
     capsys.readouterr()
     rc = cli_main(["detect", str(data / "real" / "test"), "--model", str(ckpt), "--which-epoch", "latest",
@@ -313,7 +317,7 @@ def test_test_and_detect_skip_and_list_bad_files(mixed_run, capsys):
     out = capsys.readouterr()
     assert rc == 0
     result = json.loads(out.out)
-    assert len([r for r in result["results"] if r["error"] is None]) == 6
+    assert len([r for r in result["results"] if r["error"] is None]) == 7
     reasons = {s["path"]: s["reason"] for s in result["skipped"]}
     assert set(reasons) == {p for p in bad["test"] if "/real/" in p}
     for path in reasons:

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..fileio import OutputExistsError
     from ..imageio import NoUsableImagesError
 
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):   # an undecodable file name must not crash a print
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
