@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,3 +82,30 @@ def ensure_new_output(path: str | os.PathLike, force: bool) -> None:
     if path.exists() and any(path.iterdir()) and not force:
         raise OutputExistsError(f"{path} already exists and is not empty; "
                                 "pass --force to overwrite it or choose another output folder")
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+    """Yield a fresh temp folder beside ``path``; on success it takes ``path``'s place.
+
+    Refuses (before any work) to replace a non-empty ``path`` unless ``force``;
+    the old folder is removed only once the new one is complete, so a crash
+    leaves either the old output or the new one, never a mix.
+    """
+    path = Path(path)
+    ensure_new_output(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; outputs are meant to be shared
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
