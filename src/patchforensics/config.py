@@ -140,6 +140,9 @@ def load_yaml_file(path: str | os.PathLike) -> dict[str, Any]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        if isinstance(e, yaml.constructor.ConstructorError):
+            raise ConfigError(f"{path}:{where}: tags that build Python objects (e.g. !!python/...) "
+                              "are not allowed; use plain values") from None
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{path}:{where}: not valid YAML ({problem})") from None
     except UnicodeDecodeError:
