@@ -350,3 +350,19 @@ def test_nothing_usable_exits_1(mixed_run, faces, face, tmp_path, capsys):
     summary = json.loads((tmp_path / "ck" / "nofakes" / "train_summary.json").read_text())
     assert summary["status"].startswith("failed")
     assert {str(only_junk / "train" / n) for n in junk_names} <= {s["path"] for s in summary["skipped"]}
+
+
+def test_prepare_skips_bad_files_and_applies_exif(face, tmp_path, capsys):
+    """``prepare`` (the first command users run on a scraped folder) reads through the
+    same loader: bad files listed in summary.json, EXIF-rotated photos stored upright."""
+    src = tmp_path / "scraped"
+    src.mkdir()
+    expected = bad_files(face, src)                   # includes a FIFO: must not hang
+    (src / "upright.png").write_bytes(encoded(face, "PNG"))
+    (src / "rotated.png").write_bytes(with_orientation(face, 6, "PNG"))
+    out = tmp_path / "prepared"
+    assert cli_main(["prepare", str(src), str(out), "--size", "64", "--split", "1,0,0"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}.keys() == set(expected)
+    upright, rotated = (as_array(Image.open(out / "train" / f"{n}.png")) for n in ("upright", "rotated"))
+    assert np.array_equal(upright, rotated)

@@ -114,10 +114,10 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
     for path, split in tqdm(list(zip(paths, splits)), desc="prepare", disable=not progress, unit="img"):
         rel = path.relative_to(src).as_posix() if path != src else path.name
         try:
+            im = load_rgb(path)   # first: it refuses FIFOs (reading one blocks forever) and bombs
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if digest in seen:
                 raise ImageLoadError(path, f"exact duplicate of {seen[digest]}")
-            im = load_rgb(path)
         except OSError as e:
             skipped.add(ImageLoadError(path, f"cannot read ({e.strerror or e})"))
             continue
