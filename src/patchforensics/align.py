@@ -232,12 +232,12 @@ class AlignedFace:
     image: Image.Image
     points: np.ndarray       # (5, 2) source pixels, order POINT_NAMES
     quad: np.ndarray         # (4, 2) source pixels
-    box: np.ndarray          # (4,) mesh extent x0, y0, x1, y1 in source pixels (NaN when points were given)
+    box: np.ndarray | None   # (4,) mesh extent x0, y0, x1, y1 in source pixels; None when points were given
     rank: int                # index among the faces found, largest first
 
     def report(self, output: str, size: int) -> dict:
         return {"output": output, "face_rank": self.rank,
-                "box": _rounded(self.box),
+                "box": None if self.box is None else _rounded(self.box),
                 "landmarks": {n: _rounded(p) for n, p in zip(POINT_NAMES, self.points)},
                 "quad": _rounded(self.quad),
                 "output_to_source": _rounded(output_to_source(self.quad, size), 5)}
@@ -260,7 +260,7 @@ def align_faces(rgb: np.ndarray, meshes: Sequence[np.ndarray] | None, style: Ali
         points = [five_points(m, style) for m in meshes]
         boxes = [np.concatenate([m.min(0), m.max(0)]) for m in meshes]
     else:
-        boxes = [np.full(4, np.nan) for _ in points]
+        boxes = [None] * len(points)
     quads = [alignment_quad(p, style) for p in points]
     order = sorted(range(len(quads)), key=lambda i: -np.hypot(*(quads[i][3] - quads[i][0])))
     if faces == "largest":

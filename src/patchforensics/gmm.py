@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from . import fileio
 from .config import require
-from .imageio import ImageLoadError, SkipLog, list_images, load_rgb
+from .imageio import ImageLoadError, NoUsableImagesError, SkipLog, list_images, load_rgb
 from .prepare import standardize
 from .sample import SampleResult, write_generated_dataset
 
@@ -210,7 +210,8 @@ def load_training_images(folder: str | Path, resolution: int, grayscale: bool, f
         if flip:
             rows.append(arr[:, ::-1].ravel())
     if not rows:
-        raise ValueError(f"none of the {len(paths)} images under {folder} could be read")
+        raise NoUsableImagesError(f"none of the {len(paths)} images under {folder} could be read "
+                                  f"(first: {skipped.skipped[0][0]}: {skipped.skipped[0][1]})")
     return np.stack(rows), skipped
 
 
