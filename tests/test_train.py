@@ -21,7 +21,7 @@ def test_training_on_real_faces_learns(trained_checkpoint, small_face_dirs):
     preds = predict(loaded.model, samples, loaded.transform, progress=False)
     m = binary_metrics(preds.scores["after_softmax"], preds.labels)
     assert m["n"] == 60
-    assert m["ap"] > 0.75, m   # chance is 0.5 with 30 reals and 30 fakes
+    assert m["ap"] > 0.8, m   # chance is 0.5 with 30 reals and 30 fakes
 
 
 def _cfg(dirs, tmp_path, **kw):
