@@ -1,10 +1,13 @@
 """``demo``: the main job end to end on the faces data, on a CPU.
 
 Trains ``xception_block2`` on FFHQ reals vs StyleGAN2 (thispersondoesnotexist)
-fakes at 128 px, evaluates it on the ``faces128`` suite (the training
-generator and an unseen one, generated.photos), prints the table, and writes
-everything under ``--out`` (default ``demo_out/``): ``checkpoints/``,
-``runs/`` (TensorBoard), ``results/`` and ``demo_summary.json``.
+fakes at 128 px; fits a GMM generator on the FFHQ training reals and samples a
+third fake set from it; evaluates the model on the ``faces128`` suite (the
+training generator and the unseen generated.photos) plus the ``gmm`` row;
+prints the table; then explains the model (heatmap galleries, top patches,
+face regions) in one HTML report. Everything goes under ``--out`` (default
+``demo_out/``): ``checkpoints/``, ``runs/`` (TensorBoard), ``gmm/``,
+``results/`` (with ``report.html``) and ``demo_summary.json``.
 """
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ from pathlib import Path
 
 from . import fileio
 from .data import default_data_root
-from .suite import Suite, SuiteDataset, load_suite, run_suite
+from .gmm import make_gmm_fakes
+from .report import explain_checkpoint
+from .suite import SuiteDataset, load_suite, run_suite
 from .train import TrainConfig, train
 
 DEMO_REAL, DEMO_FAKE = "ffhq", "tpdne-stylegan2"
@@ -51,23 +56,37 @@ def run_demo(cfg: DemoConfig, progress: bool = True, log=print) -> dict:
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
-    log(f"[1/2] training {cfg.model} on {DEMO_REAL} vs {DEMO_FAKE} ({cfg.epochs} epochs, data {data})")
+    log(f"[1/4] training {cfg.model} on {DEMO_REAL} vs {DEMO_FAKE} ({cfg.epochs} epochs, data {data})")
     t = time.perf_counter()
     result = train(demo_train_config(data, out, cfg), force=cfg.force, progress=progress)
     timings["train_s"] = time.perf_counter() - t
 
-    log("[2/2] evaluating on the faces128 suite")
+    log("[2/4] fitting a GMM generator on the real training faces and sampling a fake test set")
     t = time.perf_counter()
-    table = run_suite(result.checkpoint_dir, suite, results_dir=str(out / "results"), force=True,
-                      progress=progress)
+    gmm_dir = make_gmm_fakes(data / DEMO_REAL / "train", out / "gmm", n_train=0, n_val=0, n_test=100,
+                             progress=progress, force=cfg.force)
+    suite.datasets.append(SuiteDataset("gmm", str(data / DEMO_REAL), str(gmm_dir)))
+    timings["gmm_s"] = time.perf_counter() - t
+
+    log("[3/4] evaluating on the faces128 suite + gmm")
+    t = time.perf_counter()
+    results_dir = out / "results"
+    table = run_suite(result.checkpoint_dir, suite, results_dir=str(results_dir), force=True, progress=progress)
     timings["suite_s"] = time.perf_counter() - t
+
+    log("[4/4] explaining: heatmaps, most predictive patches, face regions, report")
+    t = time.perf_counter()
+    report = explain_checkpoint(result.checkpoint_dir, data / DEMO_REAL, data / DEMO_FAKE, DEMO_FAKE,
+                                results_dir=str(results_dir), progress=progress, force=True)
+    timings["explain_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - start
 
     summary = {"data": str(data), "checkpoint": str(result.checkpoint_dir), "best_epoch": result.best_epoch,
                "best_val_metric": result.best_metric, "timings": timings,
-               "table_markdown": str(table.markdown_path), "rows": table.rows}
+               "table_markdown": str(table.markdown_path), "report": str(report), "rows": table.rows}
     fileio.write_json(out / "demo_summary.json", summary)
     log(table.markdown())
+    log(f"report: {report}")
     log(f"total time {timings['total_s'] / 60:.1f} min on {os.cpu_count()} CPU cores "
         f"(train {timings['train_s'] / 60:.1f} min); everything is under {out}/")
     return summary
