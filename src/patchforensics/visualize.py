@@ -146,12 +146,13 @@ def _stored_scores(out_dir: Path, loaded: LoadedModel, samples: Sequence[Sample]
     metrics_file, scores_file = out_dir / "metrics.json", out_dir / "scores.csv"
     if not (metrics_file.is_file() and scores_file.is_file()):
         return None
-    key = json.loads(metrics_file.read_text()).get("key", {})
-    if (key.get("weights_sha256") != file_sha256(loaded.weights_file)
+    stored = json.loads(metrics_file.read_text())
+    key = stored.get("key", {})
+    if (loaded.weights_file is None or key.get("weights_sha256") != file_sha256(loaded.weights_file)
             or key.get("corruptions") != [str(c) for c in corruptions]):
         return None
     paths, labels, scores = read_scores_csv(scores_file)
-    skipped = {s["path"] for s in json.loads(metrics_file.read_text()).get("skipped", [])}
+    skipped = {s["path"] for s in stored.get("skipped", [])}
     if set(paths) | skipped != {s.path for s in samples}:
         return None
     return paths, labels, scores
