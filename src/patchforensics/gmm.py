@@ -338,6 +338,10 @@ def make_gmm_fakes(real_train_dir: str | Path, out_dir: str | Path, n_train: int
     Returns ``out_dir``.
     """
     out_dir = Path(out_dir)
+    n = n_train + n_val + n_test
+    if min(n_train, n_val, n_test) < 0 or n == 0:
+        raise ValueError(f"sample counts must be >= 0 with at least one sample; got train {n_train}, "
+                         f"val {n_val}, test {n_test}")
     paths = list_images(real_train_dir)
     if not paths:
         raise ValueError(f"no images found under {real_train_dir}")
@@ -347,7 +351,6 @@ def make_gmm_fakes(real_train_dir: str | Path, out_dir: str | Path, n_train: int
     fit_cfg = fit or GMMFitConfig(real=str(real_train_dir), out=str(out_dir / "model"), seed=seed)
     model, info = fit_gmm(fit_cfg, progress)
     save_gmm(model, out_dir / "model", info)
-    n = n_train + n_val + n_test
     cfg = GMMSampleConfig(model=str(out_dir / "model"), out=str(out_dir), n=n, size=real_size, seed=seed,
                           split=(n_train / n, n_val / n, n_test / n))
     cfg.validate()
