@@ -109,14 +109,16 @@ def data_uri(path: Path) -> str:
            + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _img(path: Path, alt: str, width: int | None = None, pixel: bool = False, min_width: int = 0) -> str:
-    """An inlined image; ``pixel`` images (patch grids) are scaled up by whole factors to ``min_width``."""
+def _img(path: Path, alt: str, width: int | None = None, pixel: bool = False, min_width: int = 0,
+         wide: bool = False) -> str:
+    """An inlined image; ``pixel`` images (patch grids) are scaled up by whole factors to ``min_width``,
+    ``wide`` figures (several panels) may take the page width."""
     if pixel and not width:
         with Image.open(path) as im:
             natural = im.size[0]
         width = natural * max(1, min_width // max(natural, 1))
     size = f' width="{width}"' if width else ""
-    cls = ' class="pixel"' if pixel else ""
+    cls = ' class="pixel"' if pixel else ' class="wide"' if wide else ""
     return f'<img{cls} src="{data_uri(path)}" alt="{html.escape(alt)}"{size}>'
 
 
@@ -210,7 +212,7 @@ def dataset_section(r: DatasetResult, page_dir: Path, anchor: str) -> str:
         info = _read_json(vis / "visualize.json") or {}
         links = " · ".join(f'<a href="{_href(vis / c / g / "index.html", page_dir)}">{c} {g}</a>'
                            for c in CLASS_DIRS.values() for g in GROUPS if (vis / c / g / "index.html").is_file())
-        figs.append(_figure(_img(vis / "average_heatmaps.png", "average heatmaps"),
+        figs.append(_figure(_img(vis / "average_heatmaps.png", "average heatmaps", wide=True),
                             f"average P(real) maps of the {info.get('topn', '')} easiest / hardest images per class "
                             f"({html.escape(str(info.get('average_mode', '')))} ranking); galleries: {links}"))
     if figs:
@@ -238,10 +240,10 @@ def regions_section(regions_dir: Path) -> str:
     summary = _read_json(regions_dir / "regions.json")
     if not summary:
         return ""
-    figs = [_figure(_img(regions_dir / "histogram.png", "region histogram"),
+    figs = [_figure(_img(regions_dir / "histogram.png", "region histogram", wide=True),
                     "share of top patches per face region vs one random patch per top patch (same images)")]
     if (regions_dir / "segmentation_examples.png").is_file():
-        figs.append(_figure(_img(regions_dir / "segmentation_examples.png", "segmentation examples"),
+        figs.append(_figure(_img(regions_dir / "segmentation_examples.png", "segmentation examples", wide=True),
                             "region maps of a few source images"))
     tables = "".join(region_counts_table(summary, cls) for cls in summary["classes"])
     grids = []
