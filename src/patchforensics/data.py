@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from .imageio import ImageLoadError, list_images, load_rgb
@@ -111,11 +112,15 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def load_image(self, index: int) -> Image.Image:
+        """The decoded RGB image of sample ``index`` (a subclass may cache it)."""
+        return load_rgb(self.samples[index].path)
+
     def __getitem__(self, index: int) -> dict:
         s = self.samples[index]
         item = {"label": s.label, "index": index, "path": s.path}
         try:
-            im = load_rgb(s.path)
+            im = self.load_image(index)
             if self.seed is None:
                 item["image"] = self.transform(im)
             else:

@@ -21,10 +21,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import fileio
+from . import distributed, fileio
 from .checkpoint import LoadedModel, load_model
 from .config import ConfigError, require
 from .data import ImageDataset, Sample, collate, collect_samples
+from .fastpath import FastPath, configure_runtime, prepare_inference
 from .imageio import NoUsableImagesError, SkipLog
 from .metrics import AGGREGATIONS, PatchHistogram, aggregate, binary_metrics
 from .transforms import Corruption, TransformConfig, corruption_tag, eval_transform, parse_corruptions
@@ -39,6 +40,7 @@ class Predictions:
     scores: dict[str, np.ndarray]           # aggregation -> (N,) P(real)
     patches: PatchHistogram
     skipped: SkipLog = field(default_factory=SkipLog)
+    index: np.ndarray | None = None          # (N,) position of each image in the input samples
 
     def metrics(self, thresholds: dict[str, float] | None = None) -> dict:
         out = {agg: binary_metrics(self.scores[agg], self.labels) for agg in AGGREGATIONS}
@@ -63,31 +65,68 @@ def make_loader(dataset, batch_size: int, num_workers: int, sampler=None) -> Dat
                       persistent_workers=False, pin_memory=torch.cuda.is_available())
 
 
-@torch.inference_mode()
+class ScoreAccumulator:
+    """Turns a stream of logit batches into :class:`Predictions` in bounded memory.
+
+    Per image it keeps three float scores, its label, index and path; patch maps
+    are folded into a :class:`~patchforensics.metrics.PatchHistogram` batch by
+    batch and dropped, so memory grows by ~100 bytes per image, not by its map.
+    """
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.labels: list[np.ndarray] = []
+        self.index: list[np.ndarray] = []
+        self.scores: dict[str, list[np.ndarray]] = {a: [] for a in AGGREGATIONS}
+        self.patches, self.skipped = PatchHistogram(), SkipLog()
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, paths: Sequence[str],
+            index: torch.Tensor) -> None:
+        """One batch: logits ``(B, 2, H', W')``, labels/index ``(B,)``."""
+        logits = logits.float().cpu()
+        # copies, not views: a small array that keeps its batch's torch storage alive
+        # fragments the heap, and peak memory then creeps up with the number of batches
+        for agg, v in aggregate(logits).items():
+            self.scores[agg].append(v.numpy().copy())
+        self.patches.update(logits, labels)
+        self.labels.append(labels.numpy().copy())
+        self.index.append(index.numpy().copy())
+        self.paths.extend(paths)
+
+    def add_errors(self, errors: Sequence[tuple[str, str]]) -> None:
+        self.skipped.skipped.extend(errors)
+
+    def result(self) -> Predictions:
+        cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
+        return Predictions(self.paths, cat(self.labels).astype(int),
+                           {a: cat(v) for a, v in self.scores.items()}, self.patches, self.skipped,
+                           cat(self.index).astype(np.int64))
+
+
 def predict(model: torch.nn.Module, samples: Sequence[Sample], tcfg: TransformConfig,
             corruptions: Sequence[Corruption] = (), batch_size: int = 64, num_workers: int = 0,
-            device: str | torch.device = "cpu", progress: bool = True, desc: str = "predict") -> Predictions:
-    """Run ``model`` over ``samples``; unreadable files are skipped and listed."""
+            device: str | torch.device = "cpu", progress: bool = True, desc: str = "predict",
+            fast: FastPath | None = None, dataset: ImageDataset | None = None) -> Predictions:
+    """Run ``model`` over ``samples``; unreadable files are skipped and listed.
+
+    ``fast`` picks the inference path (default: every fast path that helps on
+    ``device``; :meth:`FastPath.reference` for plain eager fp32). ``dataset``
+    replaces the default one over ``samples`` (e.g. a decoded-image cache).
+    ``model`` itself is left unchanged.
+    """
     device = torch.device(device)
-    model.eval()
-    loader = make_loader(ImageDataset(samples, eval_transform(tcfg, corruptions)), batch_size, num_workers)
-    paths: list[str] = []
-    labels: list[np.ndarray] = []
-    scores = {a: [] for a in AGGREGATIONS}
-    hist, skipped = PatchHistogram(), SkipLog()
-    for batch in tqdm(loader, desc=desc, disable=not progress, unit="batch", leave=False):
-        for path, reason in batch["errors"]:
-            skipped.skipped.append((path, reason))
-        if batch["image"] is None:
-            continue
-        logits = model(batch["image"].to(device, non_blocking=True)).float().cpu()
-        for agg, v in aggregate(logits).items():
-            scores[agg].append(v.numpy())
-        hist.update(logits, batch["label"])
-        labels.append(batch["label"].numpy())
-        paths.extend(batch["paths"])
-    cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
-    return Predictions(paths, cat(labels).astype(int), {a: cat(v) for a, v in scores.items()}, hist, skipped)
+    side = tcfg.load_size if tcfg.patch_model else tcfg.fine_size
+    runner = prepare_inference(model, fast or FastPath(), device, side)
+    if dataset is None:
+        dataset = ImageDataset(samples, eval_transform(tcfg, corruptions))
+    loader = make_loader(dataset, batch_size, num_workers)
+    acc = ScoreAccumulator()
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc=desc, disable=not progress, unit="batch", leave=False):
+            acc.add_errors(batch["errors"])
+            if batch["image"] is not None:
+                acc.add(runner(batch["image"]), batch["label"], batch["paths"], batch["index"])
+    return acc.result()
 
 
 # ------------------------------------------------------------------ test
@@ -107,6 +146,12 @@ class TestConfig:
     num_workers: int = 0
     device: str = "auto"
     force: bool = False
+    # fast paths (docs/performance.md): each on where it helps, each can be turned off
+    channels_last: bool = True
+    bf16: str = "auto"                  # auto (native bf16 hardware only) | on | off
+    fold_bn: bool = True
+    backend: str = "auto"               # auto | torch | onnx (ONNX Runtime, CPU)
+    threads: int = 0                    # intra-op threads per process; 0 = one per core
 
     def validate(self) -> None:
         require(bool(self.dataset_name) and "/" not in self.dataset_name, "dataset_name",
@@ -116,6 +161,11 @@ class TestConfig:
             parse_corruptions(self.corrupt)
         except ValueError as e:
             raise ConfigError(f"corrupt: {e}") from None
+        self.fast_path().validate()
+
+    def fast_path(self) -> FastPath:
+        return FastPath(channels_last=self.channels_last, bf16=self.bf16, fold_bn=self.fold_bn,
+                        backend=self.backend, cache_mb=0, threads=self.threads)
 
 
 def results_dir_for(results_root: str | os.PathLike, name: str, partition: str, which: str,
@@ -137,11 +187,21 @@ def run_test(cfg: TestConfig, loaded: LoadedModel | None = None, progress: bool 
     """Evaluate one (real, fake) dataset; returns ``(metrics, results_folder)``.
 
     Skips the work (and returns the stored metrics) when ``metrics.json`` already
-    exists for the same weights file and inputs, unless ``cfg.force``.
+    exists for the same weights file and inputs, unless ``cfg.force``. Under
+    ``torchrun`` each process scores a shard of the images and every process
+    returns the metrics of the whole set; only rank 0 writes files.
     """
     cfg.validate()
+    with distributed.session(cfg.device) as ctx:
+        return _run_test(cfg, ctx, loaded, progress)
+
+
+def _run_test(cfg: TestConfig, ctx: distributed.DistContext, loaded: LoadedModel | None,
+              progress: bool) -> tuple[dict, Path]:
     corruptions = parse_corruptions(cfg.corrupt)
-    device = resolve_device(cfg.device)
+    device = ctx.device
+    fast = cfg.fast_path()
+    configure_runtime(fast, device, ctx.local_world_size)
     samples = collect_samples(cfg.real, cfg.fake, split=cfg.partition)  # fails early on bad folders
     if loaded is None:
         loaded = load_model(cfg.checkpoint, cfg.which_epoch, device)
@@ -156,8 +216,11 @@ def run_test(cfg: TestConfig, loaded: LoadedModel | None = None, progress: bool 
         old = json.loads(metrics_file.read_text())
         if old.get("key") == key:
             return old, out_dir
-    preds = predict(loaded.model, samples, loaded.transform, corruptions, cfg.batch_size,
-                    cfg.num_workers, device, progress, desc=f"test {cfg.dataset_name}")
+    positions = distributed.shard(range(len(samples)), ctx)
+    preds = predict(loaded.model, [samples[i] for i in positions], loaded.transform, corruptions,
+                    cfg.batch_size, cfg.num_workers, device, progress and ctx.is_main,
+                    desc=f"test {cfg.dataset_name}", fast=fast)
+    preds = distributed.gather_predictions(preds, positions, samples, ctx)
     if len(np.unique(preds.labels)) < 2:
         first = "; ".join(f"{p}: {r}" for p, r in preds.skipped.skipped[:3])
         raise NoUsableImagesError(f"no usable images left in one class ({len(preds.skipped)} skipped, "
@@ -169,6 +232,8 @@ def run_test(cfg: TestConfig, loaded: LoadedModel | None = None, progress: bool 
         "metrics": preds.metrics(loaded.thresholds),
         "skipped": preds.skipped.as_list(),
     }
+    if not ctx.is_main:
+        return result, out_dir
     write_scores_csv(out_dir / "scores.csv", preds)
     plot_pr_curves(out_dir / "pr_curve.png", preds, title=f"{loaded.name} on {cfg.dataset_name}")
     fileio.write_json(metrics_file, result)

@@ -17,16 +17,17 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import fileio
+from . import distributed, fileio
 from .checkpoint import (CONFIG_FILE, RESUME_FILE, load_training_state, save_training_state,
                          save_weights, weights_path)
 from .config import ConfigError, require, to_dict
-from .data import FAKE, LABEL_NAMES, REAL, EpochSampler, ImageDataset, Sample, collect_samples
-from .evaluate import make_loader, predict, resolve_device
+from .data import FAKE, LABEL_NAMES, REAL, EpochSampler, Sample, collect_samples
+from .evaluate import make_loader, predict
+from .fastpath import FastPath, autocast, configure_runtime, make_dataset, memory_format
 from .imageio import NoUsableImagesError, SkipLog, list_images
 from .metrics import AGGREGATIONS
 from .models import INIT_TYPES, check_model_name, create_model, is_patch_model
-from .transforms import TransformConfig, train_transform
+from .transforms import TransformConfig, eval_transform, train_transform
 
 VAL_METRICS = tuple(f"{a}_{m}" for a in AGGREGATIONS + ("patch",) for m in ("ap", "acc", "roc_auc"))
 
@@ -70,6 +71,14 @@ class TrainConfig:
     runs_dir: str = "runs"
     num_workers: int = 0
     device: str = "auto"
+    # fast paths (docs/performance.md): each on where it helps, each can be turned off
+    channels_last: bool = True
+    bf16: str = "auto"                                # auto (native bf16 hardware only) | on | off
+    fold_bn: bool = True                              # for validation passes
+    inference_backend: str = "auto"                   # auto | torch | onnx, for validation passes
+    cache_mb: int = 2048                              # decoded-image cache; 0 = decode every time
+    threads: int = 0                                  # intra-op threads per process; 0 = one per core
+    compile: bool = False                             # torch.compile the model (slow to compile on CPU)
 
     def validate(self) -> None:
         try:
@@ -96,6 +105,12 @@ class TrainConfig:
                 "choose random_crop or random_resized_crop, not both")
         require(self.num_workers >= 0, "num_workers", "must be >= 0")
         require(self.max_per_class is None or self.max_per_class > 0, "max_per_class", "must be > 0")
+        fast = self.fast_path()
+        fast.validate()
+        world = distributed.world_size()
+        require(self.batch_size % world == 0 and self.batch_size // world >= 1, "batch_size",
+                f"{self.batch_size} does not split evenly over {world} processes; it is the total "
+                "batch of one step, so pass a multiple of --nproc-per-node x --nnodes")
         try:
             self.experiment_name()
         except (KeyError, IndexError, ValueError) as e:
@@ -113,6 +128,11 @@ class TrainConfig:
         if not name or "/" in name or name in (".", ".."):
             raise ValueError(f"bad experiment name {name!r}")
         return name
+
+    def fast_path(self) -> FastPath:
+        return FastPath(channels_last=self.channels_last, bf16=self.bf16, fold_bn=self.fold_bn,
+                        backend=self.inference_backend, cache_mb=self.cache_mb, threads=self.threads,
+                        compile=self.compile)
 
     def transform_config(self) -> TransformConfig:
         return TransformConfig(self.load_size, self.fine_size, self.flip, self.random_crop,
@@ -179,6 +199,42 @@ def check_inputs(cfg: TrainConfig) -> None:
     collect_samples(cfg.real, cfg.fake)
 
 
+def patch_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every patch against its image's label: logits ``(N, 2, H', W')``,
+    labels ``(N,)``; the mean over all ``N * H' * W'`` patches."""
+    target = labels.view(-1, 1, 1).expand(-1, logits.shape[2], logits.shape[3])
+    return F.cross_entropy(logits.float(), target)
+
+
+class TrainStep:
+    """One optimizer step on the configured fast path.
+
+    ``step(images, labels)`` moves the batch to ``device`` (channels_last when
+    enabled), runs the forward pass under bf16 autocast where the hardware has
+    it, and returns the detached loss and float32 logits ``(N, 2, H', W')``.
+    ``model`` (possibly DistributedDataParallel) must already be on ``device``;
+    its parameters are switched to the chosen memory format here.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, fast: FastPath,
+                 device: torch.device):
+        self.optimizer, self.fast, self.device = optimizer, fast, device
+        self.format = memory_format(fast)
+        model.to(memory_format=self.format)
+        self.forward = torch.compile(model) if fast.compile else model
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = images.to(self.device, non_blocking=True).contiguous(memory_format=self.format)
+        y = labels.to(self.device, non_blocking=True)
+        with autocast(self.fast, self.device):
+            logits = self.forward(x)
+        loss = patch_loss(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach(), logits.detach().float()
+
+
 def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress: bool = True,
           stop_after_steps: int | None = None) -> TrainResult:
     """Train per ``cfg``; returns where the checkpoints are and the validation history.
@@ -187,9 +243,21 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     epoch, step within the epoch, early-stopping state), so the next batches are
     exactly those an uninterrupted run would have seen. ``stop_after_steps`` ends
     the run after that many optimizer steps (for tests).
+
+    Under ``torchrun`` the processes train one DistributedDataParallel model:
+    each takes ``batch_size / world_size`` images of every step, validation is
+    sharded and gathered, and only rank 0 writes checkpoints and logs.
     """
     cfg.validate()
     check_inputs(cfg)
+    with distributed.session(cfg.device) as ctx:
+        return _train(cfg, ctx, resume, force, progress, stop_after_steps)
+
+
+def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: bool, progress: bool,
+           stop_after_steps: int | None) -> TrainResult:
+    main = ctx.is_main
+    progress = progress and main
     name = cfg.experiment_name()
     ckpt_dir = Path(cfg.checkpoints_dir) / name
     resume_file = ckpt_dir / RESUME_FILE
@@ -200,10 +268,15 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
             f"{ckpt_dir} already holds a run; pass --resume to continue it, --force to start over, "
             "or choose another --name/--suffix")
     train_samples, val_samples = split_samples(cfg)
-    device = resolve_device(cfg.device)
+    distributed.barrier(ctx)   # every process has seen the folder as it was before rank 0 writes
+    device = ctx.device
+    fast = cfg.fast_path()
+    configure_runtime(fast, device, ctx.local_world_size)
     torch.manual_seed(cfg.seed)
 
-    model = create_model(cfg.model, cfg.init, cfg.seed).to(device)
+    # channels_last before DistributedDataParallel sees the parameters (its gradient
+    # buckets copy their strides)
+    model = create_model(cfg.model, cfg.init, cfg.seed).to(device=device, memory_format=memory_format(fast))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.1,
                                                             patience=cfg.plateau_patience)
@@ -212,7 +285,7 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
                                       "best_metric": -math.inf, "best_epoch": 0, "history": []}
     if resume:
         progress_state = load_training_state(resume_file, model, optimizer, scheduler)
-    else:
+    elif main:
         config_out = {**to_dict(cfg), "name": name, "class_ids": {"fake": FAKE, "real": REAL},
                       "created": time.strftime("%Y-%m-%d %H:%M:%S")}
         fileio.write_yaml(ckpt_dir / CONFIG_FILE, config_out)
@@ -220,20 +293,31 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
             stale.unlink()
 
     from torch.utils.tensorboard import SummaryWriter
-    writer = SummaryWriter(log_dir=str(Path(cfg.runs_dir) / name))
+    writer = SummaryWriter(log_dir=str(Path(cfg.runs_dir) / name)) if main else _NoWriter()
     tcfg = cfg.transform_config()
-    dataset = ImageDataset(train_samples, train_transform(tcfg), seed=cfg.seed)
-    sampler = EpochSampler([s.label for s in train_samples], cfg.seed, cfg.balance)
-    loader = make_loader(dataset, cfg.batch_size, cfg.num_workers, sampler)
+    dataset = make_dataset(train_samples, train_transform(tcfg), tcfg, fast, training=True,
+                           seed=cfg.seed, progress=progress, desc="decode train")
+    val_positions = distributed.shard(range(len(val_samples)), ctx)
+    val_shard = [val_samples[i] for i in val_positions]
+    val_dataset = make_dataset(val_shard, eval_transform(tcfg), tcfg, fast, training=False,
+                               progress=progress, desc="decode val")
+    sampler = EpochSampler([s.label for s in train_samples], cfg.seed, cfg.balance,
+                           num_replicas=ctx.world_size, rank=ctx.rank)
+    rank_batch = cfg.batch_size // ctx.world_size
+    loader = make_loader(dataset, rank_batch, cfg.num_workers, sampler)
+    step_fn = TrainStep(distributed.wrap_model(model, ctx), optimizer, fast, device)
     # unreadable files; kept in the snapshot so that a resumed run still lists them
     skipped = SkipLog([tuple(s) for s in progress_state.get("skipped", [])])
     steps_this_call = 0
 
     def snapshot() -> None:
         progress_state["skipped"] = [list(s) for s in skipped.skipped]
-        save_training_state(resume_file, model, optimizer, scheduler, progress_state)
+        if main:
+            save_training_state(resume_file, model, optimizer, scheduler, progress_state)
 
     def write_summary(status: str) -> None:
+        if not main:
+            return
         fileio.write_json(ckpt_dir / "train_summary.json", {
             "name": name, "status": status, "best_epoch": progress_state["best_epoch"],
             "best_metric": progress_state["best_metric"], "val_metric": cfg.val_metric,
@@ -243,7 +327,7 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     while cfg.max_epochs is None or epoch <= cfg.max_epochs:
         model.train()
         dataset.set_epoch(epoch)
-        sampler.set_epoch(epoch, skip=progress_state["step_in_epoch"] * cfg.batch_size)
+        sampler.set_epoch(epoch, skip=progress_state["step_in_epoch"] * rank_batch)
         bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, unit="batch", leave=False)
         whole_epoch, usable_labels = progress_state["step_in_epoch"] == 0, set()
         for batch in bar:
@@ -252,13 +336,9 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
                 progress_state["step_in_epoch"] += 1
                 continue
             usable_labels.update(batch["label"].tolist())
-            x, y = batch["image"].to(device), batch["label"].to(device)
-            logits = model(x)
+            loss, logits = step_fn(batch["image"], batch["label"])
+            y = batch["label"].to(logits.device)
             target = y.view(-1, 1, 1).expand(-1, logits.shape[2], logits.shape[3])
-            loss = F.cross_entropy(logits, target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
             progress_state["step_in_epoch"] += 1
             progress_state["global_step"] += 1
             steps_this_call += 1
@@ -282,8 +362,11 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
         # ---- end of epoch: validate, keep the best, decide whether to stop
         if whole_epoch:
             _require_both_classes(usable_labels, "training", skipped, write_summary)
-        preds = predict(model, val_samples, tcfg, batch_size=max(cfg.batch_size, 64),
-                        num_workers=cfg.num_workers, device=device, progress=progress, desc="val")
+        distributed.broadcast_buffers(model, ctx)
+        preds = predict(model, val_shard, tcfg, batch_size=max(cfg.batch_size, 64),
+                        num_workers=cfg.num_workers, device=device, progress=progress, desc="val",
+                        fast=fast, dataset=val_dataset)
+        preds = distributed.gather_predictions(preds, val_positions, val_samples, ctx)
         _record_skips(skipped, preds.skipped.skipped)
         _require_both_classes(set(preds.labels.tolist()), "validation", skipped, write_summary)
         val = preds.metrics()
@@ -293,11 +376,13 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
             writer.add_scalar(f"val/ap_{a}", val[a]["ap"], epoch)
             writer.add_scalar(f"val/acc_{a}", val[a]["acc"], epoch)
         writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
-        _log_heatmaps(writer, model, val_samples, tcfg, device, epoch)
+        if main:
+            _log_heatmaps(writer, model, val_samples, tcfg, device, epoch)
         model.train()
         improved = score > progress_state["best_metric"]
         if improved:
             progress_state["best_metric"], progress_state["best_epoch"] = score, epoch
+        if improved and main:
             save_weights(weights_path(ckpt_dir, "bestval"), model, epoch=epoch,
                          val_metric=cfg.val_metric, val_score=score)
         progress_state["history"].append({"epoch": epoch, cfg.val_metric: score,
@@ -308,9 +393,10 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
                        f"(best {progress_state['best_metric']:.4f} @ {progress_state['best_epoch']})")
         if scheduler is not None:
             scheduler.step(score)
-        if epoch % cfg.save_epoch_freq == 0:
+        if main and epoch % cfg.save_epoch_freq == 0:
             save_weights(weights_path(ckpt_dir, str(epoch)), model, epoch=epoch)
-        save_weights(weights_path(ckpt_dir, "latest"), model, epoch=epoch)
+        if main:
+            save_weights(weights_path(ckpt_dir, "latest"), model, epoch=epoch)
         stop = cfg.patience > 0 and epoch - progress_state["best_epoch"] >= cfg.patience
         progress_state.update(epoch=epoch + 1, step_in_epoch=0)
         snapshot()
@@ -322,6 +408,13 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     writer.close()
     write_summary("finished")
     return _result(name, ckpt_dir, progress_state, skipped)
+
+
+class _NoWriter:
+    """Stands in for the TensorBoard writer on ranks other than 0."""
+
+    def __getattr__(self, _name):
+        return lambda *args, **kwargs: None
 
 
 def _record_skips(skipped: SkipLog, errors) -> None:

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_fast_path_options
+
+FAST_PATH_KEYS = ("channels_last", "bf16", "fold_bn", "backend", "threads")
+
 
 def register(sub, name: str) -> None:
     p = sub.add_parser(name, help="evaluate a checkpoint on one real/fake dataset",
@@ -21,18 +25,30 @@ def register(sub, name: str) -> None:
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="recompute even if results are up to date")
+    add_fast_path_options(p, training=False)
     p.set_defaults(func=run)
 
 
+def build_config(args: argparse.Namespace):
+    """The :class:`~patchforensics.evaluate.TestConfig` of parsed ``test`` options."""
+    from ..evaluate import TestConfig
+
+    return TestConfig(checkpoint=args.checkpoint, real=args.real, fake=args.fake, dataset_name=args.dataset_name,
+                      which_epoch=args.which_epoch, partition=args.partition, corrupt=args.corrupt,
+                      results_dir=args.results_dir, batch_size=args.batch_size, num_workers=args.num_workers,
+                      device=args.device, force=args.force,
+                      **{k: getattr(args, k) for k in FAST_PATH_KEYS if hasattr(args, k)})
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate import TestConfig, run_test
+    from ..distributed import is_main_process
+    from ..evaluate import run_test
     from .common import progress_enabled
 
-    cfg = TestConfig(checkpoint=args.checkpoint, real=args.real, fake=args.fake, dataset_name=args.dataset_name,
-                     which_epoch=args.which_epoch, partition=args.partition, corrupt=args.corrupt,
-                     results_dir=args.results_dir, batch_size=args.batch_size, num_workers=args.num_workers,
-                     device=args.device, force=args.force)
+    cfg = build_config(args)
     result, out_dir = run_test(cfg, progress=progress_enabled())
+    if not is_main_process():   # under torchrun, rank 0 reports for all
+        return 0
     print(format_metrics(result["metrics"]))
     if result["skipped"]:
         print(f"skipped {len(result['skipped'])} unreadable files:")

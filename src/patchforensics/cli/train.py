@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_bool, given
+from .common import add_bool, add_fast_path_options, given
 
 S = argparse.SUPPRESS
 
@@ -52,6 +52,7 @@ def register(sub, name: str) -> None:
     p.add_argument("--runs-dir", dest="runs_dir", help="TensorBoard logs (default ./runs)")
     p.add_argument("--num-workers", dest="num_workers", type=int, help="data loader processes (default 0)")
     p.add_argument("--device", help="auto (default) | cpu | cuda | cuda:N")
+    add_fast_path_options(p, training=True)
     p.add_argument("--resume", action="store_true", default=False, help="continue the run from its latest snapshot")
     p.add_argument("--force", action="store_true", default=False, help="start over, replacing an existing run")
     p.set_defaults(func=run)
@@ -75,11 +76,14 @@ def load_train_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..distributed import is_main_process
     from ..train import train
     from .common import progress_enabled
 
     cfg = load_train_config(args)
     result = train(cfg, resume=args.resume, force=args.force, progress=progress_enabled())
+    if not is_main_process():   # under torchrun, rank 0 reports for all
+        return 0
     print(f"trained {result.name}: best {cfg.val_metric}={result.best_metric:.4f} at epoch "
           f"{result.best_epoch} ({result.epochs_run} epochs); checkpoints in {result.checkpoint_dir}")
     if result.skipped:
