@@ -407,6 +407,9 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
         epoch += 1
     writer.close()
     write_summary("finished")
+    if main:
+        from .calibrate import calibrate_after_training   # decision thresholds on the validation split
+        calibrate_after_training(ckpt_dir, val_samples, max(cfg.batch_size, 64), cfg.num_workers, device, progress)
     return _result(name, ckpt_dir, progress_state, skipped)
 
 

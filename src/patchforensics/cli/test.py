@@ -63,4 +63,8 @@ def format_metrics(metrics: dict) -> str:
     for agg, m in metrics.items():
         rows.append(f"{agg:<15} {m['ap']:.4f}  {m['acc']:.4f}  {m['roc_auc']:.4f}   {m['real_acc']:.4f}   "
                     f"{m['fake_acc']:.4f}  {m['n']}")
+    calibrated = metrics.get("after_softmax", {})
+    for name in (k[4:] for k in calibrated if k.startswith("acc@")):   # thresholds stored by calibrate
+        rows.append(f"after_softmax at threshold {name}: acc {calibrated['acc@' + name]:.4f}  "
+                    f"real_acc {calibrated['real_acc@' + name]:.4f}  fake_acc {calibrated['fake_acc@' + name]:.4f}")
     return "\n".join(rows)

@@ -1,0 +1,37 @@
+"""``patchforensics calibrate``."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub, name: str) -> None:
+    p = sub.add_parser(name, help="choose decision thresholds on validation images",
+                       description="Choose the equal-error threshold and the threshold that calls at most "
+                                   "--target-fpr of the validation real images fake; store them in "
+                                   "CHECKPOINT_DIR/config.yaml (details in calibration.json). 'train' does "
+                                   "this by itself at the end of a run.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_DIR")
+    p.add_argument("--which-epoch", default="bestval")
+    p.add_argument("--target-fpr", type=float, default=0.01,
+                   help="largest fraction of real images called fake (default 0.01 = 1%%)")
+    p.add_argument("--real", action="append", default=[], metavar="DIR",
+                   help="calibrate on these folders instead of the checkpoint's validation split")
+    p.add_argument("--fake", action="append", default=[], metavar="DIR")
+    p.add_argument("--partition", default="val", help="subfolder of --real/--fake to use if present (default val)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..calibrate import CalibrateConfig, run_calibration
+    from .common import progress_enabled
+
+    cfg = CalibrateConfig(checkpoint=args.checkpoint, which_epoch=args.which_epoch, real=args.real,
+                          fake=args.fake, partition=args.partition, target_fpr=args.target_fpr,
+                          batch_size=args.batch_size, num_workers=args.num_workers, device=args.device)
+    calibration = run_calibration(cfg, progress=progress_enabled())
+    print(calibration.describe())
+    print(f"stored in {args.checkpoint}/config.yaml")
+    return 0

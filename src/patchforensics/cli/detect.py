@@ -1,0 +1,48 @@
+"""``patchforensics detect``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub, name: str) -> None:
+    p = sub.add_parser(name, help="score images: p(fake), decision, most suspicious patch",
+                       description="Score images (files, folders, glob patterns) with the bundled detector or "
+                                   "--model. Each image's shorter side is resized to the model's load size and "
+                                   "the centred square is examined; boxes are in original-image pixels.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or "
+                                                            "glob patterns (quote them, e.g. 'photos/**/*.jpg')")
+    p.add_argument("--model", help="checkpoint folder or .onnx file (default: the bundled detector)")
+    p.add_argument("--which-epoch", help="weights in the checkpoint folder: bestval (default) | latest | N")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
+                   help="onnx runs ONNX Runtime (a checkpoint folder is exported on the fly); "
+                        "auto = onnx for .onnx files, else torch")
+    p.add_argument("--threshold", default="eer",
+                   help="stored threshold name (eer = equal error on validation, default; fpr1pct = at most "
+                        "1%% of validation reals called fake) or a p(fake) value such as 0.5")
+    p.add_argument("--heatmaps", metavar="OUT", help="write one overlay PNG per image into this folder")
+    p.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    p.add_argument("--top-k", type=int, default=3, help="patches reported per image in heatmaps (default 3)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --heatmaps folder")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..detect import DetectConfig, detect, format_result
+    from .common import progress_enabled
+
+    cfg = DetectConfig(paths=args.paths, model=args.model, which_epoch=args.which_epoch, backend=args.backend,
+                       threshold=args.threshold, heatmaps=args.heatmaps, top_k=args.top_k,
+                       batch_size=args.batch_size, device=args.device, force=args.force)
+
+    def on_skip(path: str, reason: str) -> None:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+
+    result = detect(cfg, progress=progress_enabled(), on_skip=on_skip)
+    print(format_result(result, args.format))
+    if not result.scored:
+        print("patchforensics detect: no image could be read", file=sys.stderr)
+        return 1
+    return 0

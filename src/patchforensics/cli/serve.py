@@ -1,0 +1,35 @@
+"""``patchforensics serve``."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub, name: str) -> None:
+    p = sub.add_parser(name, help="local web page: drop an image, see p(fake), heatmap and top patches",
+                       description="Serve a page and a JSON API (POST /api/detect with the image as the body). "
+                                   "Binds 127.0.0.1 by default; uploads are capped at --max-upload-mb.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="default 8000; 0 picks a free port")
+    p.add_argument("--model", help="checkpoint folder or .onnx file (default: the bundled detector)")
+    p.add_argument("--which-epoch", help="bestval (default) | latest | N")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    p.add_argument("--threshold", default="eer", help="stored threshold name or a p(fake) value (default eer)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..serve import ServeConfig, make_server
+
+    cfg = ServeConfig(host=args.host, port=args.port, model=args.model, which_epoch=args.which_epoch,
+                      backend=args.backend, threshold=args.threshold, max_upload_mb=args.max_upload_mb,
+                      device=args.device)
+    server = make_server(cfg)
+    host, port = server.server_address[:2]
+    print(f"patchforensics: open http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,122 @@
+"""Calibrated thresholds: the choice rules, their storage with the checkpoint, and
+their use by ``train`` and ``test``."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from patchforensics import fileio
+from patchforensics.calibrate import (CALIBRATION_FILE, CalibrateConfig, choose_thresholds,
+                                      equal_error_threshold, fpr_name, fpr_threshold, run_calibration)
+from patchforensics.checkpoint import load_model
+from patchforensics.cli import main
+
+
+def errors(p_real, labels, t):
+    """(reals called fake, fakes called real) at P(real) threshold t (fake when p <= t)."""
+    p_real, labels = np.asarray(p_real), np.asarray(labels)
+    return float(np.mean(p_real[labels == 1] <= t)), float(np.mean(p_real[labels == 0] > t))
+
+
+def test_separable_scores_get_a_threshold_between_the_classes():
+    p = [0.1, 0.2, 0.4, 0.6, 0.7, 0.9]
+    y = [0, 0, 0, 1, 1, 1]
+    assert equal_error_threshold(p, y) == pytest.approx(0.5)
+    assert fpr_threshold(p, y, 0.01) == pytest.approx(0.5)
+    assert errors(p, y, 0.5) == (0.0, 0.0)
+
+
+def test_fpr_threshold_trades_fakes_for_the_bound_on_reals():
+    # ten reals; a 10% target lets exactly the lowest-scoring real be called fake
+    reals = np.linspace(0.3, 0.95, 10)
+    fakes = np.array([0.05, 0.2, 0.35, 0.5])
+    p, y = np.r_[reals, fakes], np.r_[np.ones(10), np.zeros(4)]
+    strict, loose = fpr_threshold(p, y, 0.0), fpr_threshold(p, y, 0.10)
+    assert errors(p, y, strict)[0] == 0.0 and errors(p, y, loose)[0] == pytest.approx(0.1)
+    assert loose > strict
+    assert errors(p, y, loose)[1] < errors(p, y, strict)[1]      # fewer fakes missed
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.booleans()), min_size=2, max_size=60),
+       st.sampled_from([0.0, 0.01, 0.05, 0.2]))
+def test_threshold_rules_hold_for_any_scores(pairs, target):
+    p = np.array([s for s, _ in pairs])
+    y = np.array([int(r) for _, r in pairs])
+    if len(set(y)) < 2:
+        with pytest.raises(ValueError, match="both real and fake"):
+            choose_thresholds(p, y, target)
+        return
+    grid = np.unique(np.r_[0.0, 1.0, p, np.nextafter(p, 2), np.nextafter(p, -1)])
+    grid = grid[grid <= 1]
+    # fpr: the bound holds and no larger threshold keeps it
+    t = fpr_threshold(p, y, target)
+    assert errors(p, y, t)[0] <= target + 1e-12
+    larger = grid[grid > t]
+    assert all(errors(p, y, g)[0] > target + 1e-12 or errors(p, y, g) == errors(p, y, t) for g in larger)
+    # eer: no threshold balances the two errors better
+    e = equal_error_threshold(p, y)
+    gap = abs(np.subtract(*errors(p, y, e)))
+    assert all(abs(np.subtract(*errors(p, y, g))) >= gap - 1e-12 for g in grid)
+
+
+def test_fpr_name():
+    assert fpr_name(0.01) == "fpr1pct" and fpr_name(0.005) == "fpr0.5pct"
+
+
+def test_train_stores_thresholds_and_test_reports_them(trained_checkpoint, small_face_dirs, tmp_path, capsys):
+    config = fileio.read_yaml(trained_checkpoint / "config.yaml")
+    assert set(config["thresholds"]) == {"eer", "fpr1pct"}      # written by train() itself
+    report = json.loads((trained_checkpoint / CALIBRATION_FILE).read_text())
+    assert report["n_real"] == 20 and report["n_fake"] == 20 and report["partition"] == "val"
+    assert load_model(trained_checkpoint).thresholds == config["thresholds"]
+
+    assert main(["test", str(trained_checkpoint), "--real", str(small_face_dirs["real"]), "--fake",
+                 str(small_face_dirs["fake"]), "--dataset-name", "small", "--results-dir", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads(next(tmp_path.rglob("metrics.json")).read_text())["metrics"]["after_softmax"]
+    for name in ("eer", "fpr1pct"):
+        assert 0 <= metrics[f"acc@{name}"] <= 1
+        assert f"after_softmax at threshold {name}: acc {metrics[f'acc@{name}']:.4f}" in printed
+
+
+def test_calibrate_command_recomputes_and_stores(trained_checkpoint, small_face_dirs, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    assert main(["calibrate", str(ckpt), "--target-fpr", "0.05",
+                 "--real", str(small_face_dirs["real"]), "--fake", str(small_face_dirs["fake"]),
+                 "--partition", "test"]) == 0
+    assert "fpr5pct" in capsys.readouterr().out
+    config = fileio.read_yaml(ckpt / "config.yaml")
+    assert set(config["thresholds"]) == {"eer", "fpr5pct"}
+    before = fileio.read_yaml(trained_checkpoint / "config.yaml")
+    assert {k: v for k, v in config.items() if k != "thresholds"} == \
+        {k: v for k, v in before.items() if k != "thresholds"}          # the rest is untouched
+    report = json.loads((ckpt / CALIBRATION_FILE).read_text())
+    assert report["n_real"] == report["n_fake"] == 30 and report["partition"] == "test"
+
+    # the stored errors are those of the stored thresholds on the same images
+    from patchforensics.data import collect_samples
+    from patchforensics.evaluate import predict
+    loaded = load_model(ckpt)
+    preds = predict(loaded.model, collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], "test"),
+                    loaded.transform, progress=False)
+    for name, t in config["thresholds"].items():
+        re, fe = errors(preds.scores["after_softmax"], preds.labels, t)
+        assert report["thresholds"][name]["real_error"] == pytest.approx(re)
+        assert report["thresholds"][name]["fake_error"] == pytest.approx(fe)
+    assert report["thresholds"]["fpr5pct"]["real_error"] <= 0.05
+
+
+def test_calibrate_rejects_bad_options_before_work(trained_checkpoint, tmp_path, capsys):
+    assert main(["calibrate", str(trained_checkpoint), "--target-fpr", "1.5"]) == 2
+    assert "target_fpr" in capsys.readouterr().err
+    assert main(["calibrate", str(tmp_path)]) == 2
+    assert "not a checkpoint folder" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--real and --fake"):
+        run_calibration(CalibrateConfig(str(trained_checkpoint), real=["x"]))

@@ -1,0 +1,132 @@
+"""``detect`` with the bundled detector: outputs, geometry of boxes, heatmaps and
+how bad input is reported."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from patchforensics.cli import main
+from patchforensics.detect import (BUNDLED_DIR, DetectConfig, Detector, detect, expand_paths, input_window,
+                                   load_detector_model)
+from patchforensics.transforms import TransformConfig, eval_image
+
+# test images the bundled detector gets right with a margin (see bundled/MODEL_CARD.md)
+REAL = "ffhq/test/00462.png"
+FAKE = "tpdne-stylegan2/test/00458.png"
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_detector_model()
+
+
+def run_json(capsys, *args) -> tuple[int, dict]:
+    rc = main(["detect", *map(str, args), "--format", "json"])
+    out = capsys.readouterr().out
+    return rc, (json.loads(out) if out.strip() else {})
+
+
+def test_bundled_detector_ships_with_weights_and_thresholds(bundled):
+    assert (BUNDLED_DIR / "weights.safetensors").stat().st_size < 5_000_000
+    assert (BUNDLED_DIR / "MODEL_CARD.md").is_file()
+    assert {"eer", "fpr1pct"} <= set(bundled.thresholds)
+
+
+def test_detect_scores_reports_and_keeps_going(faces, tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    rc, out = run_json(capsys, faces / REAL, broken, faces / FAKE)
+    assert rc == 0
+    rows = out["results"]
+    assert [r["path"] for r in rows] == [str(faces / REAL), str(broken), str(faces / FAKE)]   # input order
+    assert rows[0]["verdict"] == "real" and rows[2]["verdict"] == "fake"
+    assert rows[1]["error"] and rows[1]["p_fake"] is None
+    assert out["skipped"] == [{"path": str(broken), "reason": rows[1]["error"]}]
+    thr = out["p_fake_threshold"]
+    for r in (rows[0], rows[2]):
+        assert (r["p_fake"] >= thr) == (r["verdict"] == "fake")
+        t, l, b, rr = r["box"]
+        assert 0 <= t < b <= 128 and 0 <= l < rr <= 128
+        assert 0 <= r["box_p_fake"] <= 1
+
+
+def test_folders_globs_and_formats(faces, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "a.png").symlink_to(faces / REAL)
+    (folder / "nested" / "b.png").symlink_to(faces / FAKE)
+    (folder / "readme.txt").write_text("not an image, not listed")
+    assert [p.name for p in expand_paths([str(folder)])] == ["a.png", "b.png"]
+    pattern = str(faces / "tpdne-stylegan2" / "test" / "0045[1-4].png")
+    assert len(expand_paths([pattern])) == 4
+    assert main(["detect", pattern, "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 4 and {r["verdict"] for r in rows} <= {"real", "fake"}
+    assert main(["detect", pattern, "--threshold", "0.999"]) == 0
+    table = capsys.readouterr().out
+    assert "4 images scored: 0 fake, 4 real" in table and "p_fake>=0.999" in table
+
+
+def test_nothing_usable_and_wrong_arguments(tmp_path, faces, capsys):
+    junk = tmp_path / "notes.txt"
+    junk.write_text("hello")
+    assert main(["detect", str(junk)]) == 1
+    assert "notes.txt" in capsys.readouterr().err
+    assert main(["detect", str(tmp_path / "missing.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["detect", str(tmp_path / "*.jpg")]) == 2
+    assert "matches nothing" in capsys.readouterr().err
+    assert main(["detect", str(faces / REAL), "--threshold", "strict"]) == 2
+    assert "unknown threshold" in capsys.readouterr().err
+
+
+def test_heatmaps_are_written_and_never_overwritten(faces, tmp_path, capsys):
+    out = tmp_path / "heat"
+    args = [str(faces / REAL), str(faces / FAKE), "--heatmaps", str(out)]
+    rc, result = run_json(capsys, *args)
+    assert rc == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["ffhq__test__00462.png", "tpdne-stylegan2__test__00458.png"]
+    im = Image.open(out / files[1])
+    assert im.size == (512, 256)            # input | overlay, enlarged 2x
+    assert [r["heatmap"] for r in result["results"]] == [str(out / f) for f in files]
+    assert main(["detect", *args]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_input_window_maps_boxes_to_the_original_image(faces, bundled):
+    """A face enlarged 2x and centred on a wide canvas: the model's window is that
+    face, and its boxes are the model-input boxes scaled by 2 and shifted by 72 px."""
+    face = Image.open(faces / FAKE).convert("RGB")
+    canvas = Image.new("RGB", (400, 256), (128, 128, 128))
+    canvas.paste(face.resize((256, 256), Image.Resampling.LANCZOS), (72, 0))
+    w = input_window(400, 256, bundled.transform)
+    assert (w.left, w.top, w.scale_x, w.scale_y, w.side) == (72, 0, 2, 2, 128)
+    a = Detector(bundled).analyze([canvas])[0]
+    for p in a.top_patches:
+        t, l, b, r = p.input_box
+        assert p.box == (2 * t, 2 * l + 72, 2 * b, 2 * r + 72)
+    # and the window is what eval_image feeds the model, for odd sizes too
+    odd = canvas.resize((333, 517), Image.Resampling.LANCZOS)
+    w = input_window(333, 517, bundled.transform)
+    crop = odd.crop((round(w.left), round(w.top), round(w.left + w.side * w.scale_x),
+                     round(w.top + w.side * w.scale_y))).resize((128, 128), Image.Resampling.LANCZOS)
+    diff = np.abs(np.asarray(crop, float) - np.asarray(eval_image(odd, bundled.transform), float))
+    assert diff.mean() < 4.0
+
+
+def test_full_image_geometry_uses_fine_size():
+    w = input_window(300, 200, TransformConfig(load_size=256, fine_size=224, patch_model=False))
+    assert w.side == 224 and w.scale_y == pytest.approx(200 / 256)
+
+
+def test_detect_api_accepts_a_preloaded_model(faces, bundled):
+    result = detect(DetectConfig(paths=[str(faces / REAL)], threshold="fpr1pct"), progress=False, loaded=bundled)
+    assert result.threshold_name == "fpr1pct"
+    assert result.p_fake_threshold == pytest.approx(1 - bundled.thresholds["fpr1pct"])
+    assert result.detections[0].verdict == "real"

@@ -1,0 +1,75 @@
+"""``export`` to ONNX and ``detect --backend onnx``: same logits, same scores (<= 1e-4)."""
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+import torch
+
+from patchforensics.checkpoint import load_model
+from patchforensics.cli import main
+from patchforensics.detect import BUNDLED_DIR
+from patchforensics.onnx_backend import METADATA_KEY, OnnxRunner, export_onnx, load_onnx
+from patchforensics.imageio import load_rgb
+from patchforensics.transforms import eval_transform
+
+IMAGES = ["ffhq/test/00460.png", "ffhq/test/00462.png", "tpdne-stylegan2/test/00455.png",
+          "tpdne-stylegan2/test/00458.png", "generated-photos/test/01198.png"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "bundled.onnx"
+    assert main(["export", str(BUNDLED_DIR), str(path), "--which-epoch", "weights"]) == 0
+    return path
+
+
+def test_export_carries_config_and_refuses_to_overwrite(exported, capsys):
+    meta = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
+    config = json.loads(meta[METADATA_KEY])["config"]
+    assert config["model"] == "xception_block2" and "eer" in config["thresholds"]
+    assert main(["export", str(BUNDLED_DIR), str(exported), "--which-epoch", "weights"]) == 2
+    assert "--force" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=".onnx"):
+        export_onnx(BUNDLED_DIR, exported.with_suffix(".bin"), which="weights")
+
+
+def test_runner_matches_torch_for_any_batch_size(exported, faces):
+    loaded = load_model(BUNDLED_DIR, "weights")
+    to_input = eval_transform(loaded.transform)
+    x = torch.stack([to_input(load_rgb(faces / p)) for p in IMAGES])
+    runner = OnnxRunner(exported)
+    with torch.inference_mode():
+        expected = loaded.model(x)
+    for batch in (x[:1], x):                   # the batch axis is dynamic
+        got = runner(batch)
+        assert got.shape == expected[: len(batch)].shape
+        assert torch.allclose(got, expected[: len(batch)], atol=1e-4)
+    # patch models are fully convolutional: other input sizes work too
+    assert runner(torch.zeros(2, 3, 160, 144)).shape == loaded.model(torch.zeros(2, 3, 160, 144)).shape
+    assert load_onnx(exported).thresholds == loaded.thresholds
+
+
+def test_detect_backend_onnx_gives_the_same_scores(exported, faces, capsys):
+    paths = [str(faces / p) for p in IMAGES]
+
+    def scores(*extra):
+        assert main(["detect", *paths, "--format", "json", *extra]) == 0
+        return {r["path"]: (r["p_fake"], r["verdict"], r["box"]) for r in json.loads(capsys.readouterr().out)["results"]}
+
+    torch_scores = scores()
+    for extra in (["--backend", "onnx"], ["--model", str(exported)]):
+        onnx_scores = scores(*extra)
+        for path, (p_fake, verdict, box) in torch_scores.items():
+            assert onnx_scores[path][0] == pytest.approx(p_fake, abs=1e-4)
+            assert onnx_scores[path][1:] == (verdict, box)
+
+
+def test_onnx_errors_are_clear(tmp_path, faces, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"nope")
+    assert main(["detect", str(faces / IMAGES[0]), "--model", str(bad)]) == 2
+    assert "not a loadable ONNX model" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="patchforensics export"):
+        OnnxRunner(tmp_path / "missing.onnx")
