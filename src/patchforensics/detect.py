@@ -261,12 +261,11 @@ def resolve_threshold(stored: dict[str, float], threshold: str | float) -> tuple
 
 
 def load_detector_model(model: str | os.PathLike | None = None, which: str | None = None,
-                        backend: str = "auto", device: str | torch.device = "cpu",
-                        workdir: str | os.PathLike | None = None) -> LoadedModel:
+                        backend: str = "auto", device: str | torch.device = "cpu") -> LoadedModel:
     """The model to detect with: a checkpoint folder, an ``.onnx`` file, or the bundled detector.
 
-    ``backend='onnx'`` with a checkpoint folder exports it to ``workdir`` (a
-    temporary folder if not given) and runs that file with ONNX Runtime.
+    ``backend='onnx'`` with a checkpoint folder exports it to a temporary file
+    and runs it with ONNX Runtime (which reads the whole file when it starts).
     """
     from .onnx_backend import export_model, is_onnx_file, load_onnx
 
@@ -285,9 +284,8 @@ def load_detector_model(model: str | os.PathLike | None = None, which: str | Non
     loaded = load_model(path, which, device if backend != "onnx" else "cpu")
     if backend != "onnx":
         return loaded
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="patchforensics-onnx-"))
-    onnx_file = export_model(loaded, workdir / f"{loaded.name}.onnx")
-    return load_onnx(onnx_file)
+    with tempfile.TemporaryDirectory(prefix="patchforensics-onnx-") as tmp:
+        return load_onnx(export_model(loaded, Path(tmp) / "model.onnx"))
 
 
 # ------------------------------------------------------------- detect
@@ -400,36 +398,35 @@ def detect(cfg: DetectConfig, progress: bool = True, loaded: LoadedModel | None 
     if cfg.heatmaps:
         fileio.ensure_new_output(cfg.heatmaps, cfg.force)
     device = resolve_device(cfg.device)
-    with tempfile.TemporaryDirectory(prefix="patchforensics-onnx-") as tmp:
-        if loaded is None:
-            loaded = load_detector_model(cfg.model, cfg.which_epoch, cfg.backend, device, workdir=tmp)
-        detector = Detector(loaded, cfg.threshold, device if cfg.backend != "onnx" else "cpu")
-        names = heatmap_names(paths) if cfg.heatmaps else []
-        result = DetectResult([], loaded.name, detector.threshold_name, detector.p_fake_threshold)
-        rows: list[Detection | None] = [None] * len(paths)      # kept in input order
-        bar = tqdm(total=len(paths), desc="detect", unit="img", disable=not progress)
-        for start in range(0, len(paths), cfg.batch_size):
-            chunk = list(range(start, min(start + cfg.batch_size, len(paths))))
-            images, kept = [], []
-            for i in chunk:
-                try:
-                    images.append(load_rgb(paths[i]))
-                    kept.append(i)
-                except ImageLoadError as e:
-                    result.skipped.add(e)
-                    rows[i] = Detection(str(paths[i]), error=e.reason)
-                    if on_skip:
-                        on_skip(str(paths[i]), e.reason)
-            for i, a in zip(kept, detector.analyze(images, cfg.top_k)):
-                det = Detection(str(paths[i]), p_fake=a.p_fake, verdict="fake" if a.is_fake else "real",
-                                box=a.top_patches[0].box, box_p_fake=a.top_patches[0].p_fake,
-                                width=a.window.width, height=a.window.height)
-                if cfg.heatmaps:
-                    det.heatmap = str(Path(cfg.heatmaps) / names[i])
-                    fileio.save_image(render_overlay(a, f"p(fake) {a.p_fake:.2f}: {det.verdict}"), det.heatmap)
-                rows[i] = det
-            bar.update(len(chunk))
-        bar.close()
+    if loaded is None:
+        loaded = load_detector_model(cfg.model, cfg.which_epoch, cfg.backend, device)
+    detector = Detector(loaded, cfg.threshold, device if cfg.backend != "onnx" else "cpu")
+    names = heatmap_names(paths) if cfg.heatmaps else []
+    result = DetectResult([], loaded.name, detector.threshold_name, detector.p_fake_threshold)
+    rows: list[Detection | None] = [None] * len(paths)      # kept in input order
+    bar = tqdm(total=len(paths), desc="detect", unit="img", disable=not progress)
+    for start in range(0, len(paths), cfg.batch_size):
+        chunk = list(range(start, min(start + cfg.batch_size, len(paths))))
+        images, kept = [], []
+        for i in chunk:
+            try:
+                images.append(load_rgb(paths[i]))
+                kept.append(i)
+            except ImageLoadError as e:
+                result.skipped.add(e)
+                rows[i] = Detection(str(paths[i]), error=e.reason)
+                if on_skip:
+                    on_skip(str(paths[i]), e.reason)
+        for i, a in zip(kept, detector.analyze(images, cfg.top_k)):
+            det = Detection(str(paths[i]), p_fake=a.p_fake, verdict="fake" if a.is_fake else "real",
+                            box=a.top_patches[0].box, box_p_fake=a.top_patches[0].p_fake,
+                            width=a.window.width, height=a.window.height)
+            if cfg.heatmaps:
+                det.heatmap = str(Path(cfg.heatmaps) / names[i])
+                fileio.save_image(render_overlay(a, f"p(fake) {a.p_fake:.2f}: {det.verdict}"), det.heatmap)
+            rows[i] = det
+        bar.update(len(chunk))
+    bar.close()
     result.detections = [d for d in rows if d is not None]
     return result
 
