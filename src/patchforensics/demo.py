@@ -35,14 +35,19 @@ class DemoConfig:
     out: str = "demo_out"
     epochs: int = 12
     model: str = "xception_block2"
+    batch_size: int = 16
+    lr: float = 0.0003
     force: bool = False
     num_workers: int = 0
 
 
 def demo_train_config(data: Path, out: Path, cfg: DemoConfig) -> TrainConfig:
-    """The demo's training recipe (a fixed number of epochs so its run time is predictable)."""
+    """The demo's training recipe: a fixed number of epochs so its run time is
+    predictable; batch 16 at lr 3e-4 learned steadier than the seed's 32 at 1e-3
+    in the first epochs on these 745 training images."""
     return TrainConfig(real=[str(data / DEMO_REAL)], fake=[str(data / DEMO_FAKE)], model=cfg.model,
-                       name="demo_{model}", max_epochs=cfg.epochs, patience=0,
+                       name="demo_{model}", max_epochs=cfg.epochs, patience=0, batch_size=cfg.batch_size,
+                       lr=cfg.lr,
                        checkpoints_dir=str(out / "checkpoints"), runs_dir=str(out / "runs"),
                        num_workers=cfg.num_workers)
 
