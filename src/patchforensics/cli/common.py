@@ -42,3 +42,29 @@ def add_fast_path_options(parser: argparse.ArgumentParser, training: bool) -> No
                             help="keep up to this many MiB of decoded, resized images in memory "
                                  "(default 2048; 0 = decode every time)")
         add_bool(parser, "compile", "torch.compile the training step (default off: slow to compile on CPUs)")
+
+
+def add_dataset_options(p: argparse.ArgumentParser,
+                        force_help: str = "replace an existing output folder") -> None:
+    """The checkpoint/dataset/results options of ``test``, ``visualize`` and ``patches``."""
+    p.add_argument("checkpoint", metavar="CHECKPOINT_DIR")
+    p.add_argument("--real", action="append", required=True, metavar="DIR")
+    p.add_argument("--fake", action="append", required=True, metavar="DIR")
+    p.add_argument("--dataset-name", required=True, help="name of this dataset in the results path")
+    p.add_argument("--which-epoch", default="bestval", help="bestval (default) | latest | an epoch number")
+    p.add_argument("--partition", default="test", help="subfolder of --real/--fake to use if present (default test)")
+    p.add_argument("--corrupt", action="append", default=[], metavar="SPEC",
+                   help="test-time corruption, combinable: jpeg:75, blur:1.0, gamma:1.2, flip, resize:0.5")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--force", action="store_true", help=force_help)
+
+
+def dataset_kwargs(args: argparse.Namespace) -> dict:
+    """Those options as keyword arguments of the dataset configs (TestConfig and friends)."""
+    return dict(checkpoint=args.checkpoint, real=args.real, fake=args.fake, dataset_name=args.dataset_name,
+                which_epoch=args.which_epoch, partition=args.partition, corrupt=args.corrupt,
+                results_dir=args.results_dir, batch_size=args.batch_size, num_workers=args.num_workers,
+                device=args.device, force=args.force)

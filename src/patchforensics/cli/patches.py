@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .visualize import add_dataset_options, dataset_kwargs
+from .common import add_dataset_options, dataset_kwargs
 
 
 def register(sub, name: str) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_fast_path_options
+from .common import add_dataset_options, add_fast_path_options, dataset_kwargs
 
 FAST_PATH_KEYS = ("channels_last", "bf16", "fold_bn", "backend", "threads")
 
@@ -12,19 +12,7 @@ def register(sub, name: str) -> None:
     p = sub.add_parser(name, help="evaluate a checkpoint on one real/fake dataset",
                        description="Per-aggregation (vote, before_softmax, after_softmax) and per-patch AP, "
                                    "accuracy, ROC-AUC; written to results/<name>/<partition>/epoch_<which>/<dataset>/")
-    p.add_argument("checkpoint", metavar="CHECKPOINT_DIR")
-    p.add_argument("--real", action="append", required=True, metavar="DIR")
-    p.add_argument("--fake", action="append", required=True, metavar="DIR")
-    p.add_argument("--dataset-name", required=True, help="name of this dataset in the results path")
-    p.add_argument("--which-epoch", default="bestval", help="bestval (default) | latest | an epoch number")
-    p.add_argument("--partition", default="test", help="subfolder of --real/--fake to use if present (default test)")
-    p.add_argument("--corrupt", action="append", default=[], metavar="SPEC",
-                   help="test-time corruption, combinable: jpeg:75, blur:1.0, gamma:1.2, flip, resize:0.5")
-    p.add_argument("--results-dir", default="results")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--force", action="store_true", help="recompute even if results are up to date")
+    add_dataset_options(p, force_help="recompute even if results are up to date")
     add_fast_path_options(p, training=False)
     p.set_defaults(func=run)
 
@@ -33,11 +21,7 @@ def build_config(args: argparse.Namespace):
     """The :class:`~patchforensics.evaluate.TestConfig` of parsed ``test`` options."""
     from ..evaluate import TestConfig
 
-    return TestConfig(checkpoint=args.checkpoint, real=args.real, fake=args.fake, dataset_name=args.dataset_name,
-                      which_epoch=args.which_epoch, partition=args.partition, corrupt=args.corrupt,
-                      results_dir=args.results_dir, batch_size=args.batch_size, num_workers=args.num_workers,
-                      device=args.device, force=args.force,
-                      **{k: getattr(args, k) for k in FAST_PATH_KEYS if hasattr(args, k)})
+    return TestConfig(**dataset_kwargs(args), **{k: getattr(args, k) for k in FAST_PATH_KEYS if hasattr(args, k)})
 
 
 def run(args: argparse.Namespace) -> int:
