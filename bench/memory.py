@@ -39,16 +39,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux reports KiB
 
 
+def current_rss_mb() -> float:
+    """Resident memory now (Linux), as opposed to the peak so far."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2 ** 20
+
+
 def output_shape(model: str, side: int) -> tuple[int, int]:
     with torch.inference_mode():
         out = create_model(model).eval()(torch.zeros(1, 3, side, side))
     return tuple(out.shape[2:])
 
 
-def run_one(n: int, model: str, side: int, batch: int, seed: int = 0) -> dict:
-    """Score ``n`` synthetic images in this process; returns memory, time and metrics."""
-    h, w = output_shape(model, side)
-    rss_before = peak_rss_mb()
+def run_one(n: int, h: int, w: int, batch: int, seed: int = 0) -> dict:
+    """Score ``n`` synthetic images with ``(2, h, w)`` logit maps in this process;
+    returns memory, time and metrics."""
+    rss_before = current_rss_mb()
     g = torch.Generator().manual_seed(seed)
     acc = ScoreAccumulator()
     exact_scores, exact_labels = [], []
@@ -70,7 +76,7 @@ def run_one(n: int, model: str, side: int, batch: int, seed: int = 0) -> dict:
     preds = acc.result()
     metrics = preds.metrics()
     out = {"n_images": n, "patches_per_image": h * w, "seconds": time.perf_counter() - t0,
-           "rss_after_imports_mb": rss_before, "peak_rss_mb": peak_rss_mb(),
+           "rss_after_imports_mb": rss_before, "rss_at_end_mb": current_rss_mb(), "peak_rss_mb": peak_rss_mb(),
            "patch_maps_if_kept_mb": n * 2 * h * w * 4 / 2 ** 20,
            "image_ap_after_softmax": metrics["after_softmax"]["ap"],
            "patch_ap_histogram": metrics["patch"]["ap"], "ap_error_bound": metrics["patch"]["ap_error_bound"]}
@@ -89,24 +95,28 @@ def main(argv=None) -> int:
     ap.add_argument("--side", type=int, default=299, help="input side in px (sets patches per image)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)   # internal: run one N in this process
+    ap.add_argument("--one", type=int, nargs=3, help=argparse.SUPPRESS)   # internal: N H W in this process
     args = ap.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(run_one(args.one, args.model, args.side, args.batch_size)))
+        print(json.dumps(run_one(*args.one, args.batch_size)))
         return 0
+    h, w = output_shape(args.model, args.side)
     results = []
-    print(f"{'N':>8} {'patches/img':>11} {'peak RSS MB':>11} {'maps if kept MB':>15} {'s':>6} "
-          f"{'patch AP':>9} {'bound':>9} {'exact err':>9}")
+    print(f"{'N':>8} {'patches/img':>11} {'RSS start MB':>12} {'RSS end MB':>10} {'peak RSS MB':>11} "
+          f"{'maps if kept MB':>15} "
+          f"{'s':>6} {'patch AP':>9} {'bound':>9} {'exact err':>9}")
     for n in args.sizes:
-        cmd = [sys.executable, __file__, "--one", str(n), "--model", args.model, "--side", str(args.side),
-               "--batch-size", str(args.batch_size)]
+        cmd = [sys.executable, __file__, "--one", str(n), str(h), str(w), "--batch-size", str(args.batch_size)]
         r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
         results.append(r)
         err = f"{r['patch_ap_error']:.2e}" if "patch_ap_error" in r else "-"
-        print(f"{n:>8} {r['patches_per_image']:>11} {r['peak_rss_mb']:>11.0f} {r['patch_maps_if_kept_mb']:>15.0f} "
+        print(f"{n:>8} {r['patches_per_image']:>11} {r['rss_after_imports_mb']:>12.0f} {r['rss_at_end_mb']:>10.0f} "
+              f"{r['peak_rss_mb']:>11.0f} "
+              f"{r['patch_maps_if_kept_mb']:>15.0f} "
               f"{r['seconds']:>6.1f} {r['patch_ap_histogram']:>9.5f} {r['ap_error_bound']:>9.2e} {err:>9}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"command": " ".join(sys.argv), "results": results}, indent=1))
+        Path(args.json).write_text(json.dumps({"command": " ".join(sys.argv), "model": args.model, "side": args.side,
+                                               "results": results}, indent=1))
     return 0
 
 

@@ -16,6 +16,8 @@ those. Sections:
   reference vs default (``TrainStep``);
 - ``train loop``: real faces through the data path and the step, as
   ``patchforensics train`` runs them (decode every time vs the decoded cache);
+- ``omp``: the default training step in fresh processes with libgomp's own
+  wait policy (threads spin a while before sleeping) vs ``PASSIVE`` (the project's);
 - ``|ΔAP|``: a briefly trained model (or ``--checkpoint``) scored on the test
   split by the reference and by the default inference path.
 """
@@ -26,16 +28,22 @@ import copy
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+if "--time-step" in sys.argv:
+    # a wait-policy child: torch loads first, so an unset OMP_WAIT_POLICY means libgomp's own default
+    import torch  # noqa: E402,F401
+# as in the CLI, the package comes first and sets OpenMP's wait policy before torch loads
+import patchforensics  # noqa: E402,F401
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from patchforensics.data import EpochSampler, collect_samples  # noqa: E402
 from patchforensics.evaluate import make_loader, predict  # noqa: E402
@@ -47,6 +55,7 @@ from patchforensics.train import TrainStep  # noqa: E402
 from patchforensics.transforms import TransformConfig, train_transform  # noqa: E402
 
 FACES = REPO.parent / "shared" / "data" / "faces128"
+SECTIONS = ("inference", "training", "threads", "omp", "data", "loop", "ap")
 
 
 def machine(device: torch.device) -> dict:
@@ -168,6 +177,74 @@ def describe_train(fast: FastPath, device: torch.device) -> str:
     return "+".join(parts) or "fp32"
 
 
+def bench_threads(name: str, side: int, batch: int, repeats: int, device: torch.device) -> list[dict]:
+    """The default training step and PyTorch inference at 1..cores intra-op threads."""
+    counts = list(range(1, (os.cpu_count() or 1) + 1))
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(batch, 3, side, side, generator=g) * 2 - 1, torch.randint(0, 2, (batch,), generator=g)
+    model = create_model(name).to(device)
+    step = TrainStep(model, torch.optim.Adam(model.parameters(), lr=1e-3), FastPath(), device)
+    infer = prepare_inference(model, FastPath(backend="torch"), device, side)
+    before = torch.get_num_threads()
+
+    def at(n, fn):
+        def run():
+            torch.set_num_threads(n)
+            fn()
+        return run
+    fns = {}
+    for n in counts:
+        fns[f"training step, {n} thread(s)"] = at(n, lambda: step(x, y))
+        fns[f"inference (torch), {n} thread(s)"] = at(n, lambda: infer(x))
+    best = race(fns, repeats, device)
+    torch.set_num_threads(before)
+    return [{"section": "threads", "model": name, "size": side, "batch": batch, "path": k, "img_s": batch / t,
+             "ratio": best[k.rsplit(",", 1)[0] + ", 1 thread(s)"] / t} for k, t in best.items()]
+
+
+def time_default_step(name: str, side: int, batch: int, repeats: int) -> float:
+    """img/s of the default training step in this process (best of ``repeats``)."""
+    device = torch.device("cpu")
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.rand(batch, 3, side, side, generator=g) * 2 - 1, torch.randint(0, 2, (batch,), generator=g)
+    model = create_model(name)
+    step = TrainStep(model, torch.optim.Adam(model.parameters(), lr=1e-3), FastPath(), device)
+    return batch / race({"step": lambda: step(x, y)}, repeats, device)["step"]
+
+
+def bench_wait_policy(name: str, side: int, batch: int, repeats: int) -> list[dict]:
+    """The default training step in fresh processes under each OpenMP wait policy,
+    alternating, ``repeats`` processes each (the policy is fixed when torch loads)."""
+    unset = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    envs = {"libgomp default": unset, "OMP_WAIT_POLICY=PASSIVE": {**unset, "OMP_WAIT_POLICY": "PASSIVE"}}
+    best = {k: 0.0 for k in envs}
+    for _ in range(repeats):
+        for k, env in envs.items():
+            cmd = [sys.executable, __file__, "--time-step", name, str(side), str(batch)]
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+            best[k] = max(best[k], float(out.split()[-1]))
+    return [{"section": "omp", "model": name, "size": side, "batch": batch, "path": f"training step, {k}",
+             "img_s": v, "ratio": v / best["libgomp default"]} for k, v in best.items()]
+
+
+def bench_data(faces: Path, repeats: int) -> list[dict]:
+    """Items per second of the training dataset at 128 px: decode + resize every
+    time vs the decoded cache (filled once, its time reported)."""
+    tcfg = TransformConfig(128, 128)
+    samples = collect_samples([faces / "ffhq"], [faces / "tpdne-stylegan2"], split="train")
+    t0 = time.perf_counter()
+    cached = make_dataset(samples, train_transform(tcfg), tcfg, FastPath(), training=True, seed=0)
+    fill_s = time.perf_counter() - t0
+    plain = make_dataset(samples, train_transform(tcfg), tcfg, FastPath.reference(), training=True, seed=0)
+    idx = range(0, len(samples), max(1, len(samples) // 128))   # ~128 items per timing
+    best = race({k: (lambda ds=ds: [ds[i] for i in idx]) for k, ds in
+                 (("decode every time", plain), ("decoded cache", cached))}, repeats, torch.device("cpu"))
+    base = best["decode every time"]
+    return [{"section": "data", "model": "-", "size": 128, "batch": 1, "path": k, "img_s": len(idx) / t,
+             "ratio": base / t, "cache_fill_s": fill_s if k == "decoded cache" else 0.0}
+            for k, t in best.items()]
+
+
 def bench_train_loop(name: str, faces: Path, batch: int, steps: int, device: torch.device) -> tuple[list[dict], dict]:
     """Real faces through data path + step, as ``patchforensics train`` does (128 px,
     flip augmentation, balanced epochs, no loader workers), reference and default
@@ -243,13 +320,23 @@ def main(argv=None) -> int:
                     help="sizes for the training section (default: --sizes)")
     ap.add_argument("--loop-steps", type=int, default=6, help="steps of the real-faces train loop (0 = skip)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile for training")
+    ap.add_argument("--thread-sweep", action="store_true",
+                    help="also time the default paths at 1..cores threads (first model, first size)")
     ap.add_argument("--checkpoint", help="checkpoint folder for |ΔAP| (default: the model trained by the loop)")
     ap.add_argument("--bf16-check", choices=["auto", "on", "off"], default="auto",
                     help="also score the test split with forced bf16 (auto: where bf16 is native)")
     ap.add_argument("--faces", default=str(FACES), help="faces128 folder (ffhq, tpdne-stylegan2)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                    help="what to run (default: all; threads needs --thread-sweep or naming it here)")
     ap.add_argument("--json", help="write all results here")
+    ap.add_argument("--time-step", nargs=3, help=argparse.SUPPRESS)   # internal: NAME SIDE BATCH
     args = ap.parse_args(argv)
+    if args.time_step:
+        name, side, batch = args.time_step
+        print(time_default_step(name, int(side), int(batch), 3))
+        return 0
+    want = set(args.sections)
     warnings.filterwarnings("ignore")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
@@ -257,22 +344,30 @@ def main(argv=None) -> int:
     info = machine(device)
     print("machine:", json.dumps(info))
     rows: list[dict] = []
-    for name in args.models:
-        for side in args.sizes:
-            rows += bench_inference(name, side, args.batch_size, args.repeats, device)
-            print_rows(rows[-len(inference_variants(device)):])
-        for side in args.train_sizes or args.sizes:
-            new = bench_training(name, side, args.batch_size, args.repeats, device, args.compile)
-            rows += new
-            print_rows(new)
-    faces = Path(args.faces)
-    trained = None
-    if args.loop_steps > 0:
-        new, trained = bench_train_loop(args.models[0], faces, args.batch_size, args.loop_steps, device)
-        rows += new
+
+    def add(new: list[dict]) -> None:
+        rows.extend(new)
         print_rows(new)
+
+    for name in args.models:
+        for side in args.sizes if "inference" in want else ():
+            add(bench_inference(name, side, args.batch_size, args.repeats, device))
+        for side in (args.train_sizes or args.sizes) if "training" in want else ():
+            add(bench_training(name, side, args.batch_size, args.repeats, device, args.compile))
+    faces = Path(args.faces)
+    # the sweep is slow: only when asked for by --thread-sweep or by naming its section
+    if device.type == "cpu" and (args.thread_sweep or ("threads" in want and want != set(SECTIONS))):
+        add(bench_threads(args.models[0], args.sizes[0], args.batch_size, args.repeats, device))
+    if "omp" in want and device.type == "cpu":
+        add(bench_wait_policy(args.models[0], args.sizes[0], args.batch_size, max(2, args.repeats // 2)))
+    if "data" in want and args.loop_steps > 0:
+        add(bench_data(faces, args.repeats))
+    trained = None
+    if "loop" in want and args.loop_steps > 0:
+        new, trained = bench_train_loop(args.models[0], faces, args.batch_size, args.loop_steps, device)
+        add(new)
     result = {"machine": info, "command": " ".join(sys.argv), "rows": rows}
-    if args.checkpoint or trained is not None:
+    if "ap" in want and (args.checkpoint or trained is not None):
         if args.checkpoint:
             from patchforensics.checkpoint import load_model
             loaded = load_model(args.checkpoint, "bestval", device)

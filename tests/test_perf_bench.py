@@ -34,7 +34,7 @@ def test_memory_is_flat_and_patch_ap_within_bound(tmp_path):
 
 def test_throughput_reports_reference_and_fast_paths(tmp_path):
     res = run_bench("throughput.py", "--models", "widenet_kw7_d1", "--sizes", "64", "--batch-size", "4",
-                    "--repeats", "1", "--loop-steps", "0", tmp_path=tmp_path)
+                    "--repeats", "1", "--sections", "inference", "training", tmp_path=tmp_path)
     rows = res["rows"]
     inference = {r["path"]: r for r in rows if r["section"] == "inference"}
     assert inference["reference fp32 eager"]["ratio"] == 1.0

@@ -2,6 +2,10 @@
 Runtime, the decoded-image cache and the training step; and each can be switched off."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -164,3 +168,12 @@ def test_fast_path_options_validate_and_reach_the_configs():
     assert build_config(args).fast_path() == FastPath(channels_last=False, bf16="on", backend="onnx", cache_mb=0)
     args = build_parser().parse_args(["test", "ck", "--real", "r", "--fake", "f", "--dataset-name", "d"])
     assert build_config(args).fast_path() == FastPath(cache_mb=0)
+
+
+def test_openmp_threads_sleep_unless_told_otherwise():
+    probe = "import patchforensics, os, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = (lambda e: subprocess.run([sys.executable, "-c", probe], env=e, capture_output=True, text=True,
+                                    check=True).stdout.strip())
+    assert run(env) == "PASSIVE"
+    assert run({**env, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"

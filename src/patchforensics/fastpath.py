@@ -244,8 +244,8 @@ def prepare_inference(model: nn.Module, fast: FastPath, device: str | torch.devi
 
 
 def onnx_inference(model: nn.Module, input_side: int) -> nn.Module:
-    """``model`` exported to ONNX in memory and run by ONNX Runtime on the CPU,
-    with as many intra-op threads as PyTorch uses."""
+    """``model`` exported to ONNX (in a temporary folder) and run by ONNX Runtime on
+    the CPU, with as many intra-op threads as PyTorch uses."""
     from .checkpoint import LoadedModel
     from .onnx_backend import OnnxModule, OnnxRunner, export_model
 
@@ -255,7 +255,8 @@ def onnx_inference(model: nn.Module, input_side: int) -> nn.Module:
                          config={"model": name}, name=name)
     with tempfile.TemporaryDirectory(prefix="pf_onnx_") as tmp:
         path = export_model(loaded, Path(tmp) / "model.onnx")
-        runner = OnnxRunner(path, intra_op_threads=torch.get_num_threads())
+        # no spinning: between batches the cores decode images and run PyTorch
+        runner = OnnxRunner(path, intra_op_threads=torch.get_num_threads(), allow_spinning=False)
     return OnnxModule(runner).eval()
 
 

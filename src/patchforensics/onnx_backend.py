@@ -92,7 +92,7 @@ class OnnxRunner:
     """
 
     def __init__(self, path: str | os.PathLike, providers: list[str] | None = None,
-                 intra_op_threads: int = 0):
+                 intra_op_threads: int = 0, allow_spinning: bool = True):
         import onnxruntime as ort
 
         path = Path(path)
@@ -100,6 +100,9 @@ class OnnxRunner:
             raise FileNotFoundError(f"{path} not found; create it with 'patchforensics export CHECKPOINT_DIR {path}'")
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads   # 0 = ONNX Runtime's default
+        # spinning workers keep polling for work between runs; off, they leave the
+        # cores to the rest of the process (data loading, PyTorch) in between
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         try:
             self.session = ort.InferenceSession(str(path), options,
                                                 providers=providers or ["CPUExecutionProvider"])
