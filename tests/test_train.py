@@ -1,7 +1,6 @@
 """Training on real faces: it learns, and --resume continues exactly."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file

@@ -254,8 +254,8 @@ def resolve_threshold(stored: dict[str, float], threshold: str | float) -> tuple
             warnings.warn("this model has no calibrated thresholds (run 'patchforensics calibrate "
                           "CHECKPOINT_DIR'); deciding at p(fake) >= 0.5", stacklevel=3)
             return "p_fake>=0.5", 0.5
-        raise ConfigError(f"threshold: the model has no stored thresholds; run 'patchforensics calibrate' "
-                          f"or give a p(fake) value such as --threshold 0.5")
+        raise ConfigError("threshold: the model has no stored thresholds; run 'patchforensics calibrate' "
+                          "or give a p(fake) value such as --threshold 0.5")
     raise ConfigError(f"threshold: unknown threshold {threshold!r}; this model has "
                       f"{', '.join(sorted(stored))}, or give a p(fake) value such as 0.5")
 

@@ -35,14 +35,13 @@ import torch
 from PIL import Image
 
 from . import fileio
-from .checkpoint import LoadedModel, load_model
+from .checkpoint import LoadedModel
 from .config import require
-from .data import REAL, collect_samples
-from .evaluate import TestConfig, resolve_device, results_dir_for
+from .data import REAL
+from .evaluate import TestConfig
 from .imageio import SkipLog
 from .models import receptive_field
-from .transforms import parse_corruptions
-from .visualize import CLASS_DIRS, image_array, logit_batches, require_patch_model, save_npy
+from .visualize import CLASS_DIRS, image_array, logit_batches, open_explain_run, save_npy
 
 #: Fill value of cut-outs outside the image: mid-grey, i.e. 0 in the network's [-1, 1] input.
 PAD_VALUE = 128
@@ -124,15 +123,9 @@ class PatchesConfig(TestConfig):
 
 def run_patches(cfg: PatchesConfig, loaded: LoadedModel | None = None, progress: bool = True) -> Path:
     """Find, cut out and save the top patches of each class; returns the ``patches`` folder."""
-    cfg.validate()
-    corruptions = parse_corruptions(cfg.corrupt)
-    samples = collect_samples(cfg.real, cfg.fake, split=cfg.partition)
-    device = resolve_device(cfg.device)
-    if loaded is None:
-        require_patch_model(cfg.checkpoint, "patches")
-        loaded = load_model(cfg.checkpoint, cfg.which_epoch, device)
-    out_dir = results_dir_for(cfg.results_dir, loaded.name, cfg.partition, cfg.which_epoch,
-                              cfg.dataset_name, corruptions) / "patches"
+    run = open_explain_run(cfg, loaded, "patches")
+    corruptions, samples, device, loaded = run.corruptions, run.samples, run.device, run.loaded
+    out_dir = run.out_dir / "patches"
     fileio.ensure_new_output(out_dir, cfg.force)
 
     size = loaded.transform.load_size if loaded.transform.patch_model else loaded.transform.fine_size

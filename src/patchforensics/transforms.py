@@ -13,7 +13,7 @@ models on the ``fine_size`` centre crop.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np

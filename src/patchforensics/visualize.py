@@ -62,6 +62,30 @@ def require_patch_model(ckpt_dir: str, command: str) -> None:
                           f"resnet18_layer1, widenet_kw7_d1); {model} is a full-image model")
 
 
+@dataclass
+class ExplainRun:
+    """What ``visualize`` and ``patches`` both set up before their own work."""
+    corruptions: list[Corruption]
+    samples: list[Sample]
+    device: torch.device
+    loaded: LoadedModel
+    out_dir: Path          # results/<name>/<partition>/epoch_<which>/<dataset>[_<corruptions>]
+
+
+def open_explain_run(cfg: TestConfig, loaded: LoadedModel | None, command: str) -> ExplainRun:
+    """Validate ``cfg``, list its samples and load its patch model (unless given), all before any work."""
+    cfg.validate()
+    corruptions = parse_corruptions(cfg.corrupt)
+    samples = collect_samples(cfg.real, cfg.fake, split=cfg.partition)
+    device = resolve_device(cfg.device)
+    if loaded is None:
+        require_patch_model(cfg.checkpoint, command)
+        loaded = load_model(cfg.checkpoint, cfg.which_epoch, device)
+    out_dir = results_dir_for(cfg.results_dir, loaded.name, cfg.partition, cfg.which_epoch,
+                              cfg.dataset_name, corruptions)
+    return ExplainRun(corruptions, samples, device, loaded, out_dir)
+
+
 def logit_batches(loaded: LoadedModel, samples: Sequence[Sample], corruptions: Sequence[Corruption],
                   batch_size: int, num_workers: int, device: torch.device, skipped: SkipLog,
                   progress: bool, desc: str) -> Iterator[tuple[dict, torch.Tensor]]:
@@ -161,15 +185,8 @@ def _stored_scores(out_dir: Path, loaded: LoadedModel, samples: Sequence[Sample]
 # ---------------------------------------------------------------- visualize
 def run_visualize(cfg: VisualizeConfig, loaded: LoadedModel | None = None, progress: bool = True) -> Path:
     """Write the easiest/hardest galleries of each class; returns the ``vis`` folder."""
-    cfg.validate()
-    corruptions = parse_corruptions(cfg.corrupt)
-    samples = collect_samples(cfg.real, cfg.fake, split=cfg.partition)
-    device = resolve_device(cfg.device)
-    if loaded is None:
-        require_patch_model(cfg.checkpoint, "visualize")
-        loaded = load_model(cfg.checkpoint, cfg.which_epoch, device)
-    out_dir = results_dir_for(cfg.results_dir, loaded.name, cfg.partition, cfg.which_epoch,
-                              cfg.dataset_name, corruptions)
+    run = open_explain_run(cfg, loaded, "visualize")
+    corruptions, samples, device, loaded, out_dir = run.corruptions, run.samples, run.device, run.loaded, run.out_dir
     vis_dir = out_dir / "vis"
     fileio.ensure_new_output(vis_dir, cfg.force)
 
@@ -303,6 +320,6 @@ def overview_html(cfg: VisualizeConfig, name: str, entries: dict[str, list[dict]
     body = (f"<h1>Heatmaps: {html.escape(name)} on {html.escape(cfg.dataset_name)}</h1>\n"
             f'<p class="meta">Average per-patch P(real) of each group ({html.escape(cfg.average_mode)} ranking); '
             f"open a group for its images.</p>\n"
-            f'<div class="figs">' + "".join(figs) + "</div>\n"
-            f'<div class="figs"><figure><img src="average_heatmaps.png" alt="average heatmaps"></figure></div>')
+            '<div class="figs">' + "".join(figs) + "</div>\n"
+            '<div class="figs"><figure><img src="average_heatmaps.png" alt="average heatmaps"></figure></div>')
     return html_page(f"heatmaps - {name} - {cfg.dataset_name}", body, with_lightbox=False)

@@ -185,7 +185,7 @@ def receptive_field(model: nn.Module, input_size: int | tuple[int, int]) -> Rece
         raise ValueError("receptive fields are defined for patch models only; "
                          "full-image models see the whole input")
     modules = list(model.features) + [model.head]
-    size, maps, out, exact = [], [], [], []
+    maps, out, exact = [], [], []
     for axis, n in enumerate(_pair(input_size)):
         geo = _geometry(modules, axis)
         n_out = _lengths(geo, n)[-1]
