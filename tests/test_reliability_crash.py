@@ -84,6 +84,7 @@ def test_sigkill_then_resume_gives_bit_identical_weights(small_face_dirs, tmp_pa
     # ---- resume it with --resume (in this process: everything comes from disk)
     assert cli_main(train_args(small_face_dirs, crashed) + ["--resume"]) == 0
     assert_everything_readable(ckpt)
+    assert not [p.name for p in ckpt.iterdir() if p.name.startswith(".")], "killed run's temp files left"
 
     # ---- the uninterrupted reference
     clean = tmp_path / "clean"
@@ -116,6 +117,24 @@ def test_interrupted_atomic_write_keeps_old_file(tmp_path):
             raise RuntimeError("crash mid-write")
     assert json.loads(target.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_dead_writers_temp_files_are_swept_live_ones_kept(tmp_path):
+    """A writer SIGKILLed inside ``atomic_path`` leaves its temp file; the sweep removes it
+    (its pid is gone) but leaves the temp file of a writer that is still running."""
+    child = (f"import os, signal; from patchforensics import fileio\n"
+             f"with fileio.atomic_path({str(tmp_path / 'latest.safetensors')!r}) as tmp:\n"
+             f"    tmp.write_bytes(b'half')\n"
+             f"    os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", child])
+    assert proc.returncode == -signal.SIGKILL
+    dead = [p for p in tmp_path.iterdir() if p.name.startswith(".latest.safetensors.")]
+    assert len(dead) == 1 and dead[0].read_bytes() == b"half"
+    with fileio.atomic_path(tmp_path / "metrics.json") as live_tmp:
+        live_tmp.write_text("{}")
+        assert fileio.remove_stale_temps(tmp_path) == dead
+        assert live_tmp.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 
 
 def test_truncated_snapshot_is_refused_with_a_clear_error(small_face_dirs, tmp_path):

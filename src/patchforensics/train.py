@@ -283,6 +283,8 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
                  if cfg.lr_policy == "plateau" else None)
     progress_state: dict[str, Any] = {"epoch": 1, "step_in_epoch": 0, "global_step": 0,
                                       "best_metric": -math.inf, "best_epoch": 0, "history": []}
+    if main:
+        fileio.remove_stale_temps(ckpt_dir)   # half-written files of a killed earlier run
     if resume:
         progress_state = load_training_state(resume_file, model, optimizer, scheduler)
     elif main:
