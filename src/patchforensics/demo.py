@@ -33,7 +33,7 @@ class DemoConfig:
 
     data: str | None = None
     out: str = "demo_out"
-    epochs: int = 12
+    epochs: int = 20
     model: str = "xception_block2"
     batch_size: int = 16
     lr: float = 0.0003
