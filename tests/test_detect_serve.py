@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import threading
 import urllib.request
 from pathlib import Path
@@ -14,7 +15,7 @@ from patchforensics.serve import ServeConfig, make_server
 REAL = "ffhq/test/00462.png"
 FAKE = "tpdne-stylegan2/test/00458.png"
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path("/tmp/detect_shots")
+SHOTS_ENV = "PATCHFORENSICS_SHOTS"   # a folder to keep the page's screenshot in (default: pytest's tmp)
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +73,12 @@ def test_api_rejects_non_images_and_oversized_uploads(server):
     conn.close()
 
 
-def test_page_in_headless_chromium(server, faces):
+def test_page_in_headless_chromium(server, faces, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = Path(os.environ.get(SHOTS_ENV) or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
     with urllib.request.urlopen(server + "/api/info", timeout=30) as r:
         threshold = json.loads(r.read())["p_fake_threshold"]
     with sync_api.sync_playwright() as p:
@@ -98,9 +100,9 @@ def test_page_in_headless_chromium(server, faces):
                 assert (p_fake >= threshold) == (expected == "FAKE")
                 assert page.locator("#patches img").count() == 3
                 assert page.eval_on_selector("#overlay", "img => img.naturalWidth") == 512
-            page.screenshot(path=str(SHOTS / "serve.png"), full_page=True)
+            page.screenshot(path=str(shots / "serve.png"), full_page=True)
             # a non-image shows the server's message instead of a verdict
-            bad = SHOTS / "not-an-image.txt"
+            bad = tmp_path / "not-an-image.txt"
             bad.write_text("hello")
             page.set_input_files("#file", str(bad))
             page.wait_for_function("document.getElementById('error').textContent.length > 0", timeout=60_000)
