@@ -186,7 +186,8 @@ def _stored_scores(out_dir: Path, loaded: LoadedModel, samples: Sequence[Sample]
 def run_visualize(cfg: VisualizeConfig, loaded: LoadedModel | None = None, progress: bool = True) -> Path:
     """Write the easiest/hardest galleries of each class; returns the ``vis`` folder."""
     run = open_explain_run(cfg, loaded, "visualize")
-    corruptions, samples, device, loaded, out_dir = run.corruptions, run.samples, run.device, run.loaded, run.out_dir
+    corruptions, samples, device, loaded = run.corruptions, run.samples, run.device, run.loaded
+    out_dir = run.out_dir
     vis_dir = out_dir / "vis"
     fileio.ensure_new_output(vis_dir, cfg.force)
 
