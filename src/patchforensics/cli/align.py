@@ -35,7 +35,7 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..align import AlignConfig, align_images
-    from .common import progress_enabled
+    from .common import print_skipped, progress_enabled
 
     cfg = AlignConfig(src=args.src, out=args.out, style=args.style, size=args.size, faces=args.faces,
                       split=args.split, seed=args.seed, max_faces=args.max_faces,
@@ -44,8 +44,5 @@ def run(args: argparse.Namespace) -> int:
     c = result.counts
     print(f"aligned {result.images_aligned} of {result.images} pictures ({result.success_rate:.1%}); "
           f"wrote {sum(c.values())} faces to {result.out} (train {c['train']}, val {c['val']}, test {c['test']})")
-    if result.skipped:
-        print(f"skipped {len(result.skipped)} (listed in summary.json):")
-        for s in result.skipped[:20]:
-            print(f"  {s['path']}: {s['reason']}")
+    print_skipped(result.skipped, "(listed in summary.json)")
     return 0 if sum(c.values()) else 1

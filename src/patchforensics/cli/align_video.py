@@ -30,7 +30,7 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..align import VideoAlignConfig, align_videos
-    from .common import progress_enabled
+    from .common import print_skipped, progress_enabled
 
     cfg = VideoAlignConfig(src=args.src, out=args.out, style=args.style, size=args.size, every=args.every,
                            max_frames=args.max_frames, faces=args.faces, split=args.split, seed=args.seed,
@@ -41,8 +41,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.videos} videos: aligned {result.frames_aligned} of {result.frames_sampled} sampled frames "
           f"({result.success_rate:.1%}); wrote {sum(c.values())} faces to {result.out} "
           f"(train {c['train']}, val {c['val']}, test {c['test']})")
-    if result.skipped:
-        print(f"skipped {len(result.skipped)} videos (listed in summary.json):")
-        for s in result.skipped[:20]:
-            print(f"  {s['path']}: {s['reason']}")
+    print_skipped(result.skipped, "videos (listed in summary.json)")
     return 0 if sum(c.values()) else 1

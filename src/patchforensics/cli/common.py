@@ -17,6 +17,15 @@ def given(args: argparse.Namespace, *skip: str) -> dict[str, Any]:
             if k not in ("func", "command", *skip) and v is not None}
 
 
+def print_skipped(skipped: list[dict], what: str) -> None:
+    """List the first 20 skipped inputs (``{"path", "reason"}`` dicts) under
+    ``skipped <n> <what>:``; the full list is in the command's summary file."""
+    if skipped:
+        print(f"skipped {len(skipped)} {what}:")
+        for s in skipped[:20]:
+            print(f"  {s['path']}: {s['reason']}")
+
+
 def progress_enabled() -> bool:
     import sys
     return sys.stderr.isatty()

@@ -33,7 +33,7 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..tfrecord import ExportConfig, export_tfrecord
-    from .common import progress_enabled
+    from .common import print_skipped, progress_enabled
 
     cfg = ExportConfig(src=args.src, out=args.out, resolution=args.resolution, size=args.size,
                        jpeg_quality=args.jpeg_quality, split=args.split, split_order=args.split_order,
@@ -42,8 +42,5 @@ def run(args: argparse.Namespace) -> int:
     c = result.counts
     print(f"exported {sum(c.values())} images from {result.source} to {result.out} "
           f"(train {c['train']}, val {c['val']}, test {c['test']})")
-    if result.skipped:
-        print(f"skipped {len(result.skipped)} (listed in summary.json):")
-        for s in result.skipped[:20]:
-            print(f"  {s['path']}: {s['reason']}")
+    print_skipped(result.skipped, "(listed in summary.json)")
     return 0 if sum(c.values()) else 1

@@ -21,16 +21,13 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..patches import PatchesConfig, run_patches
-    from .common import progress_enabled
+    from .common import print_skipped, progress_enabled
 
     cfg = PatchesConfig(**dataset_kwargs(args), topn=args.topn, unique=args.unique, grid_max=args.grid_max)
     out = run_patches(cfg, progress=progress_enabled())
     meta = json.loads((out / "patches.json").read_text())
     for cls, c in meta["counts"].items():
         print(f"{cls}: {c['patches']} patches from {c['images']} images")
-    if meta["skipped"]:
-        print(f"skipped {len(meta['skipped'])} unreadable files:")
-        for s in meta["skipped"][:20]:
-            print(f"  {s['path']}: {s['reason']}")
+    print_skipped(meta["skipped"], "unreadable files")
     print(f"patches in {out}")
     return 0

@@ -34,15 +34,12 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..prepare import PrepareConfig, prepare
-    from .common import progress_enabled
+    from .common import print_skipped, progress_enabled
 
     cfg = PrepareConfig(src=args.src, out=args.out, size=args.size, jpeg_quality=args.jpeg_quality,
                         split=args.split, crop=args.crop, seed=args.seed, force=args.force)
     result = prepare(cfg, progress=progress_enabled())
     print(f"wrote {sum(result.counts.values())} images to {result.out} "
           f"(train {result.counts['train']}, val {result.counts['val']}, test {result.counts['test']})")
-    if result.skipped:
-        print(f"skipped {len(result.skipped)} files (listed in summary.json):")
-        for s in result.skipped[:20]:
-            print(f"  {s['path']}: {s['reason']}")
+    print_skipped(result.skipped, "files (listed in summary.json)")
     return 0 if sum(result.counts.values()) else 1

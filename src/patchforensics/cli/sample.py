@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from .common import print_skipped
 from .prepare import _split as split_fractions
 
 
@@ -58,10 +59,7 @@ def register(sub, name: str) -> None:
 def print_result(result) -> None:
     print(f"wrote {sum(result.counts.values())} images to {result.out} "
           f"({', '.join(f'{k} {v}' for k, v in result.counts.items())})")
-    if result.skipped:
-        print(f"skipped {len(result.skipped)} (listed in summary.json):")
-        for s in result.skipped[:20]:
-            print(f"  {s['path']}: {s['reason']}")
+    print_skipped(result.skipped, "(listed in summary.json)")
 
 
 def run(args: argparse.Namespace) -> int:

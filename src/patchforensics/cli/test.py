@@ -27,17 +27,14 @@ def build_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..distributed import is_main_process
     from ..evaluate import run_test
-    from .common import progress_enabled
+    from .common import print_skipped, progress_enabled
 
     cfg = build_config(args)
     result, out_dir = run_test(cfg, progress=progress_enabled())
     if not is_main_process():   # under torchrun, rank 0 reports for all
         return 0
     print(format_metrics(result["metrics"]))
-    if result["skipped"]:
-        print(f"skipped {len(result['skipped'])} unreadable files:")
-        for s in result["skipped"][:20]:
-            print(f"  {s['path']}: {s['reason']}")
+    print_skipped(result["skipped"], "unreadable files")
     print(f"results in {out_dir}")
     return 0
 

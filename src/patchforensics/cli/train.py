@@ -78,7 +78,7 @@ def load_train_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..distributed import is_main_process
     from ..train import train
-    from .common import progress_enabled
+    from .common import print_skipped, progress_enabled
 
     cfg = load_train_config(args)
     result = train(cfg, resume=args.resume, force=args.force, progress=progress_enabled())
@@ -86,8 +86,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"trained {result.name}: best {cfg.val_metric}={result.best_metric:.4f} at epoch "
           f"{result.best_epoch} ({result.epochs_run} epochs); checkpoints in {result.checkpoint_dir}")
-    if result.skipped:
-        print(f"skipped {len(result.skipped)} unreadable files (listed in train_summary.json):")
-        for s in result.skipped[:20]:
-            print(f"  {s['path']}: {s['reason']}")
+    print_skipped(result.skipped, "unreadable files (listed in train_summary.json)")
     return 0
