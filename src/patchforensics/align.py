@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from . import fileio
 from .config import require
-from .imageio import ImageLoadError, SkipLog, list_images, load_rgb
+from .imageio import ImageLoadError, SkipLog, load_rgb, require_images
 from .prepare import SPLITS, assign_splits, png_bytes, standardize
 
 # mediapipe face-mesh indices; "image-left" is the subject's right side.
@@ -342,9 +342,7 @@ def align_images(cfg: AlignConfig, progress: bool = True) -> AlignResult:
     """
     cfg.validate()
     src, out = Path(cfg.src), Path(cfg.out)
-    paths = list_images(src)
-    if not paths:
-        raise ValueError(f"no images found under {src}")
+    paths = require_images(src)
     fileio.ensure_new_output(out, cfg.force)
     style = STYLES[cfg.style]
     splits = assign_splits(len(paths), cfg.split, cfg.seed)

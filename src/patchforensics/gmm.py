@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from . import fileio
 from .config import require
-from .imageio import ImageLoadError, NoUsableImagesError, SkipLog, list_images, load_rgb
+from .imageio import ImageLoadError, NoUsableImagesError, SkipLog, load_rgb, require_images
 from .prepare import standardize
 from .sample import SampleResult, write_generated_dataset
 
@@ -193,9 +193,7 @@ def load_training_images(folder: str | Path, resolution: int, grayscale: bool, f
     ``train`` subfolder if present), plus the unreadable ones."""
     from .data import data_dir
 
-    paths = list_images(data_dir(folder, "train"))
-    if not paths:
-        raise ValueError(f"no images found under {folder}; pass a folder of real faces")
+    paths = require_images(data_dir(folder, "train"), "; pass a folder of real faces")
     paths = paths[:max_images] if max_images else paths
     rows, skipped = [], SkipLog()
     for path in tqdm(paths, desc="gmm-fit load", disable=not progress, unit="img"):
@@ -342,9 +340,7 @@ def make_gmm_fakes(real_train_dir: str | Path, out_dir: str | Path, n_train: int
     if min(n_train, n_val, n_test) < 0 or n == 0:
         raise ValueError(f"sample counts must be >= 0 with at least one sample; got train {n_train}, "
                          f"val {n_val}, test {n_test}")
-    paths = list_images(real_train_dir)
-    if not paths:
-        raise ValueError(f"no images found under {real_train_dir}")
+    paths = require_images(real_train_dir)
     with Image.open(paths[0]) as first:
         real_size = min(first.size)
     fileio.ensure_new_output(out_dir, force)

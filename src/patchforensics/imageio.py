@@ -138,6 +138,13 @@ def list_images(root: str | os.PathLike, recursive: bool = True,
     return sorted(found)
 
 
+def require_images(root: str | os.PathLike, hint: str = "") -> list[Path]:
+    """:func:`list_images`, failing with ``ValueError`` (plus ``hint``) when ``root`` holds none."""
+    paths = list_images(root)
+    if not paths:
+        raise ValueError(f"no images found under {root}{hint}")
+    return paths
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode ``path`` to an 8-bit RGB PIL image, EXIF orientation applied.
 

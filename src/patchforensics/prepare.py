@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from . import fileio
 from .config import require
-from .imageio import ImageLoadError, SkipLog, list_images, load_rgb
+from .imageio import ImageLoadError, SkipLog, load_rgb, require_images
 from .transforms import LANCZOS, center_crop, jpeg
 
 SPLITS = ("train", "val", "test")
@@ -103,9 +103,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
     """
     cfg.validate()
     src, out = Path(cfg.src), Path(cfg.out)
-    paths = list_images(src)
-    if not paths:
-        raise ValueError(f"no images found under {src}")
+    paths = require_images(src)
     fileio.ensure_new_output(out, cfg.force)
     splits = assign_splits(len(paths), cfg.split, cfg.seed)
     rows, skipped, seen = [], SkipLog(), {}

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from . import fileio
 from .config import require
-from .imageio import ImageLoadError, SkipLog, list_images, load_rgb
+from .imageio import ImageLoadError, SkipLog, load_rgb, require_images
 from .prepare import SPLITS, assign_splits, png_bytes, standardize
 
 ONNX_SUFFIXES = (".onnx",)
@@ -311,9 +311,7 @@ def invert(cfg: InvertConfig, progress: bool = True) -> SampleResult:
     """
     cfg.validate()
     real, out = Path(cfg.real), Path(cfg.out)
-    paths = list_images(real)
-    if not paths:
-        raise ValueError(f"no images found under {real}")
+    paths = require_images(real)
     encoder, generator = Network(cfg.encoder, cfg.device), Network(cfg.generator, cfg.device)
     input_size = cfg.input_size
     if input_size is None and encoder.input_shape is not None:
