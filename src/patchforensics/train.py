@@ -206,6 +206,17 @@ def patch_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), target)
 
 
+@torch.no_grad()
+def step_accuracies(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Training accuracies of one batch, ``(3,)`` float32: per patch, by vote (majority
+    of patch decisions) and by the average patch softmax. ``logits`` ``(N, 2, H', W')``."""
+    patch_pred = logits.argmax(1)                                          # (N, H', W')
+    patch = (patch_pred == labels.view(-1, 1, 1)).float().mean()
+    vote = ((patch_pred.flatten(1).float().mean(1) > 0.5).long() == labels).float().mean()
+    avg = (torch.softmax(logits, 1).mean((2, 3)).argmax(1) == labels).float().mean()
+    return torch.stack([patch, vote, avg])
+
+
 class TrainStep:
     """One optimizer step on the configured fast path.
 
@@ -339,21 +350,18 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
                 continue
             usable_labels.update(batch["label"].tolist())
             loss, logits = step_fn(batch["image"], batch["label"])
-            y = batch["label"].to(logits.device)
-            target = y.view(-1, 1, 1).expand(-1, logits.shape[2], logits.shape[3])
             progress_state["step_in_epoch"] += 1
             progress_state["global_step"] += 1
             steps_this_call += 1
-            with torch.no_grad():
-                patch_acc = (logits.argmax(1) == target).float().mean().item()
-                vote = (logits.argmax(1).flatten(1).float().mean(1) > 0.5).long()
-                avg = torch.softmax(logits, 1).mean((2, 3)).argmax(1)
+            # one device->host copy per step (each .item() would wait for the GPU)
+            loss_v, patch_acc, vote_acc, avg_acc = torch.cat(
+                [loss.reshape(1), step_accuracies(logits, batch["label"].to(logits.device))]).tolist()
             step = progress_state["global_step"]
-            writer.add_scalar("train/loss", loss.item(), step)
+            writer.add_scalar("train/loss", loss_v, step)
             writer.add_scalar("train/acc_patch", patch_acc, step)
-            writer.add_scalar("train/acc_vote", (vote == y).float().mean().item(), step)
-            writer.add_scalar("train/acc_avg", (avg == y).float().mean().item(), step)
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{patch_acc:.2f}")
+            writer.add_scalar("train/acc_vote", vote_acc, step)
+            writer.add_scalar("train/acc_avg", avg_acc, step)
+            bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{patch_acc:.2f}")
             if step % cfg.save_latest_freq == 0:
                 snapshot()
             if stop_after_steps is not None and steps_this_call >= stop_after_steps:
