@@ -45,14 +45,14 @@ import patchforensics  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from patchforensics.data import EpochSampler, collect_samples  # noqa: E402
-from patchforensics.evaluate import make_loader, predict  # noqa: E402
-from patchforensics.fastpath import (FastPath, configure_runtime, cpu_has_native_bf16,  # noqa: E402
+from patchforensics.data.dataset import EpochSampler, collect_samples  # noqa: E402
+from patchforensics.evaluation.evaluate import make_loader, predict  # noqa: E402
+from patchforensics.scoring.fastpath import (FastPath, configure_runtime, cpu_has_native_bf16,  # noqa: E402
                                      inference_backend, make_dataset, prepare_inference, use_bf16)
-from patchforensics.metrics import AGGREGATIONS  # noqa: E402
+from patchforensics.scoring.metrics import AGGREGATIONS  # noqa: E402
 from patchforensics.models import create_model  # noqa: E402
-from patchforensics.train import TrainStep  # noqa: E402
-from patchforensics.transforms import TransformConfig, train_transform  # noqa: E402
+from patchforensics.training.train import TrainStep  # noqa: E402
+from patchforensics.data.transforms import TransformConfig, train_transform  # noqa: E402
 
 FACES = REPO.parent / "shared" / "data" / "faces128"
 SECTIONS = ("inference", "training", "threads", "omp", "data", "loop", "ap")
@@ -373,7 +373,7 @@ def main(argv=None) -> int:
     result = {"machine": info, "command": " ".join(sys.argv), "rows": rows}
     if "ap" in want and (args.checkpoint or trained is not None):
         if args.checkpoint:
-            from patchforensics.checkpoint import load_model
+            from patchforensics.models.checkpoint import load_model
             loaded = load_model(args.checkpoint, "bestval", device)
             model, tcfg, what = loaded.model, loaded.transform, args.checkpoint
         else:

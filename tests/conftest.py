@@ -40,7 +40,7 @@ def trained_checkpoint(tmp_path_factory, small_face_dirs) -> Path:
     """A small resnet18_layer1 (43-px patches) trained for 5 epochs on the small
     subsets (about a minute on 2 CPU cores). Shared by tests that need *a* trained
     checkpoint; it reaches test AP ~0.9."""
-    from patchforensics.train import TrainConfig, train
+    from patchforensics.training.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("trained")
     cfg = TrainConfig(real=[str(small_face_dirs["real"])], fake=[str(small_face_dirs["fake"])],

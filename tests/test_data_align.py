@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from patchforensics.align import (STYLES, AlignConfig, FaceLandmarker, align_images, five_points)
+from patchforensics.data.align import (STYLES, AlignConfig, FaceLandmarker, align_images, five_points)
 from patchforensics.cli import main
-from patchforensics.config import ConfigError
-from patchforensics.imageio import load_rgb
+from patchforensics.core.config import ConfigError
+from patchforensics.core.imageio import load_rgb
 
 WILD = "raw/wild-portraits"
 

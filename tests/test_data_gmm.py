@@ -10,10 +10,10 @@ import yaml
 from PIL import Image
 
 from patchforensics.cli import main
-from patchforensics.config import ConfigError
-from patchforensics.gmm import (GMMFitConfig, MixtureOfFactorAnalyzers, fit_gmm, fit_mfa, load_gmm,
+from patchforensics.core.config import ConfigError
+from patchforensics.data.gmm import (GMMFitConfig, MixtureOfFactorAnalyzers, fit_gmm, fit_mfa, load_gmm,
                                 make_gmm_fakes)
-from patchforensics.suite import load_suite, run_suite
+from patchforensics.evaluation.suite import load_suite, run_suite
 
 
 def log_px(model: MixtureOfFactorAnalyzers, x: np.ndarray) -> float:

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from patchforensics.cli import main
-from patchforensics.config import ConfigError
-from patchforensics.prepare import png_bytes, standardize
-from patchforensics.sample import InvertConfig, Network, SampleConfig, invert, sample
+from patchforensics.core.config import ConfigError
+from patchforensics.data.prepare import png_bytes, standardize
+from patchforensics.data.sample import InvertConfig, Network, SampleConfig, invert, sample
 
 LATENT = 8
 RES = 16

@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 
 from patchforensics.cli import main
-from patchforensics.config import ConfigError
-from patchforensics.fileio import OutputExistsError
-from patchforensics.prepare import png_bytes, standardize
-from patchforensics.tfrecord import (ExportConfig, count_records, crc32c, export_tfrecord, find_levels,
+from patchforensics.core.config import ConfigError
+from patchforensics.core.fileio import OutputExistsError
+from patchforensics.data.prepare import png_bytes, standardize
+from patchforensics.data.tfrecord import (ExportConfig, count_records, crc32c, export_tfrecord, find_levels,
                                      masked_crc32c, parse_example)
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from patchforensics.align import VideoAlignConfig, align_videos, iter_frames
+from patchforensics.data.align import VideoAlignConfig, align_videos, iter_frames
 from patchforensics.cli import main
-from patchforensics.imageio import load_rgb
-from patchforensics.suite import load_suite, run_suite
+from patchforensics.core.imageio import load_rgb
+from patchforensics.evaluation.suite import load_suite, run_suite
 
 N_FRAMES = 6
 

@@ -6,8 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from patchforensics.detect import BUNDLED_DIR, DetectConfig, detect, load_detector_model
-from patchforensics.metrics import binary_metrics
+from patchforensics.screening.detect import BUNDLED_DIR, DetectConfig, detect, load_detector_model
+from patchforensics.scoring.metrics import binary_metrics
 
 COLUMNS = ("n", "ap", "roc_auc", "acc", "acc@eer", "acc@fpr1pct", "real_acc@eer", "fake_acc@eer")
 

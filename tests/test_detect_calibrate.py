@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patchforensics import fileio
-from patchforensics.calibrate import (CALIBRATION_FILE, CalibrateConfig, choose_thresholds,
+from patchforensics.core import fileio
+from patchforensics.evaluation.calibrate import (CALIBRATION_FILE, CalibrateConfig, choose_thresholds,
                                       equal_error_threshold, fpr_name, fpr_threshold, run_calibration)
-from patchforensics.checkpoint import load_model
+from patchforensics.models.checkpoint import load_model
 from patchforensics.cli import main
 
 
@@ -101,8 +101,8 @@ def test_calibrate_command_recomputes_and_stores(trained_checkpoint, small_face_
     assert report["n_real"] == report["n_fake"] == 30 and report["partition"] == "test"
 
     # the stored errors are those of the stored thresholds on the same images
-    from patchforensics.data import collect_samples
-    from patchforensics.evaluate import predict
+    from patchforensics.data.dataset import collect_samples
+    from patchforensics.evaluation.evaluate import predict
     loaded = load_model(ckpt)
     preds = predict(loaded.model, collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], "test"),
                     loaded.transform, progress=False)

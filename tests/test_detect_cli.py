@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from patchforensics.cli import main
-from patchforensics.detect import (BUNDLED_DIR, DetectConfig, Detector, detect, expand_paths, input_window,
+from patchforensics.screening.detect import (BUNDLED_DIR, DetectConfig, Detector, detect, expand_paths, input_window,
                                    load_detector_model)
-from patchforensics.transforms import TransformConfig, eval_image
+from patchforensics.data.transforms import TransformConfig, eval_image
 
 # test images the bundled detector gets right with a margin (see bundled/MODEL_CARD.md)
 REAL = "ffhq/test/00462.png"

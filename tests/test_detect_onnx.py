@@ -7,12 +7,12 @@ import onnx
 import pytest
 import torch
 
-from patchforensics.checkpoint import load_model
+from patchforensics.models.checkpoint import load_model
 from patchforensics.cli import main
-from patchforensics.detect import BUNDLED_DIR
-from patchforensics.onnx_backend import METADATA_KEY, OnnxRunner, export_onnx, load_onnx
-from patchforensics.imageio import load_rgb
-from patchforensics.transforms import eval_transform
+from patchforensics.screening.detect import BUNDLED_DIR
+from patchforensics.scoring.onnx_backend import METADATA_KEY, OnnxRunner, export_onnx, load_onnx
+from patchforensics.core.imageio import load_rgb
+from patchforensics.data.transforms import eval_transform
 
 IMAGES = ["ffhq/test/00460.png", "ffhq/test/00462.png", "tpdne-stylegan2/test/00455.png",
           "tpdne-stylegan2/test/00458.png", "generated-photos/test/01198.png"]

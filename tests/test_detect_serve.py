@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from patchforensics.serve import ServeConfig, make_server
+from patchforensics.screening.serve import ServeConfig, make_server
 
 REAL = "ffhq/test/00462.png"
 FAKE = "tpdne-stylegan2/test/00458.png"

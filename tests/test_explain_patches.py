@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from patchforensics import fileio
-from patchforensics.checkpoint import save_weights
+from patchforensics.core import fileio
+from patchforensics.models.checkpoint import save_weights
 from patchforensics.cli import main
 from patchforensics.models import create_model, receptive_field
-from patchforensics.patches import PAD_VALUE, PatchesConfig, TopPatches, _Entry, cut_box, read_patch_set, run_patches
+from patchforensics.explain.patches import PAD_VALUE, PatchesConfig, TopPatches, _Entry, cut_box, read_patch_set, run_patches
 
 SIZE = 128
 GREY = 128
@@ -164,7 +164,7 @@ def test_cli_patches_refuses_bad_input_before_work(square_setup, tmp_path, capsy
 
 def test_visualize_maps_line_up_with_the_square(square_setup):
     """Without test results the images are scored first; the P(real) map peaks on the square."""
-    from patchforensics.visualize import VisualizeConfig, run_visualize
+    from patchforensics.explain.visualize import VisualizeConfig, run_visualize
 
     s = square_setup
     cfg = VisualizeConfig(checkpoint=str(s["ckpt"]), real=[str(s["data"] / "real")], fake=[str(s["data"] / "fake")],

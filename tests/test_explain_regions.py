@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from patchforensics import fileio
-from patchforensics.checkpoint import save_weights
+from patchforensics.core import fileio
+from patchforensics.models.checkpoint import save_weights
 from patchforensics.cli import main
-from patchforensics.imageio import load_rgb
-from patchforensics.patches import PatchesConfig, run_patches
-from patchforensics.regions import (BiSeNet, BiSeNetSegmenter, MediapipeSegmenter, RegionsConfig, assign_region,
+from patchforensics.core.imageio import load_rgb
+from patchforensics.explain.patches import PatchesConfig, run_patches
+from patchforensics.explain.regions import (BiSeNet, BiSeNetSegmenter, MediapipeSegmenter, RegionsConfig, assign_region,
                                     load_bisenet, region_shares, run_regions)
 from test_explain_patches import square_detector
 

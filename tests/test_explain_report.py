@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from patchforensics.cli import main
-from patchforensics.data import REAL
-from patchforensics.evaluate import read_scores_csv
-from patchforensics.report import explain_checkpoint
-from patchforensics.visualize import rank_images
+from patchforensics.data.dataset import REAL
+from patchforensics.evaluation.evaluate import read_scores_csv
+from patchforensics.explain.report import explain_checkpoint
+from patchforensics.explain.visualize import rank_images
 
 CHROMIUM = Path("/usr/bin/chromium")
 TOPN = 3

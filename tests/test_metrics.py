@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from patchforensics.metrics import PatchHistogram, aggregate, binary_metrics, patch_probs
+from patchforensics.scoring.metrics import PatchHistogram, aggregate, binary_metrics, patch_probs
 
 
 def test_aggregations_on_a_hand_made_map():

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from patchforensics import distributed
-from patchforensics.checkpoint import load_model
-from patchforensics.data import collect_samples
-from patchforensics.evaluate import Predictions, TestConfig as EvalConfig, predict, run_test
-from patchforensics.imageio import SkipLog
-from patchforensics.metrics import AGGREGATIONS, PatchHistogram
-from patchforensics.train import split_samples, TrainConfig
+from patchforensics.scoring import distributed
+from patchforensics.models.checkpoint import load_model
+from patchforensics.data.dataset import collect_samples
+from patchforensics.evaluation.evaluate import Predictions, TestConfig as EvalConfig, predict, run_test
+from patchforensics.core.imageio import SkipLog
+from patchforensics.scoring.metrics import AGGREGATIONS, PatchHistogram
+from patchforensics.training.train import split_samples, TrainConfig
 
 
 def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from patchforensics.checkpoint import load_model
-from patchforensics.config import ConfigError
-from patchforensics.data import ImageDataset, collect_samples
-from patchforensics import evaluate
-from patchforensics.evaluate import predict
-from patchforensics.fastpath import (CachedImageDataset, FastPath, _cpu_flags, cache_prefix, cpu_has_native_bf16,
+from patchforensics.models.checkpoint import load_model
+from patchforensics.core.config import ConfigError
+from patchforensics.data.dataset import ImageDataset, collect_samples
+from patchforensics.evaluation import evaluate
+from patchforensics.evaluation.evaluate import predict
+from patchforensics.scoring.fastpath import (CachedImageDataset, FastPath, _cpu_flags, cache_prefix, cpu_has_native_bf16,
                                      fold_batchnorm, inference_backend, make_dataset, prepare_inference,
                                      use_bf16)
-from patchforensics.metrics import AGGREGATIONS
+from patchforensics.scoring.metrics import AGGREGATIONS
 from patchforensics.models import create_model
-from patchforensics.train import TrainConfig, TrainStep
-from patchforensics.transforms import TransformConfig, eval_transform, parse_corruptions, train_transform
+from patchforensics.training.train import TrainConfig, TrainStep
+from patchforensics.data.transforms import TransformConfig, eval_transform, parse_corruptions, train_transform
 
 CPU = torch.device("cpu")
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from patchforensics.fileio import OutputExistsError
-from patchforensics.prepare import PrepareConfig, prepare, standardize
+from patchforensics.core.fileio import OutputExistsError
+from patchforensics.data.prepare import PrepareConfig, prepare, standardize
 
 RAW = "tpdne-1024"
 

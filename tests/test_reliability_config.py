@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from patchforensics import evaluate
+from patchforensics.evaluation import evaluate
 from patchforensics.cli import main as cli_main
-from patchforensics.config import ConfigError, from_dict, load_yaml_file
-from patchforensics.train import TrainConfig
+from patchforensics.core.config import ConfigError, from_dict, load_yaml_file
+from patchforensics.training.train import TrainConfig
 
 BAD_TRAIN_OPTIONS = [
     ({"batch_sise": 8}, "batch_sise", "did you mean 'batch_size'"),

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from patchforensics import fileio
-from patchforensics.checkpoint import RESUME_FILE, load_tensors, read_config
+from patchforensics.core import fileio
+from patchforensics.models.checkpoint import RESUME_FILE, load_tensors, read_config
 from patchforensics.cli import main as cli_main
 from reliability_support import one_thread  # noqa: F401 (fixture)
 
@@ -122,7 +122,7 @@ def test_interrupted_atomic_write_keeps_old_file(tmp_path):
 def test_dead_writers_temp_files_are_swept_live_ones_kept(tmp_path):
     """A writer SIGKILLed inside ``atomic_path`` leaves its temp file; the sweep removes it
     (its pid is gone) but leaves the temp file of a writer that is still running."""
-    child = (f"import os, signal; from patchforensics import fileio\n"
+    child = (f"import os, signal; from patchforensics.core import fileio\n"
              f"with fileio.atomic_path({str(tmp_path / 'latest.safetensors')!r}) as tmp:\n"
              f"    tmp.write_bytes(b'half')\n"
              f"    os.kill(os.getpid(), signal.SIGKILL)\n")

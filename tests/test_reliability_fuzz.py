@@ -19,14 +19,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from patchforensics import fileio
-from patchforensics.checkpoint import CONFIG_FILE, save_weights, weights_path
+from patchforensics.core import fileio
+from patchforensics.models.checkpoint import CONFIG_FILE, save_weights, weights_path
 from patchforensics.cli import main as cli_main
-from patchforensics.config import to_dict
-from patchforensics.imageio import (IMAGE_EXTENSIONS, MAX_ASPECT_RATIO, MAX_PIXELS, MIN_SIDE, ImageLoadError,
+from patchforensics.core.config import to_dict
+from patchforensics.core.imageio import (IMAGE_EXTENSIONS, MAX_ASPECT_RATIO, MAX_PIXELS, MIN_SIDE, ImageLoadError,
                                     load_rgb)
 from patchforensics.models import create_model
-from patchforensics.train import TrainConfig
+from patchforensics.training.train import TrainConfig
 from reliability_support import one_thread  # noqa: F401 (fixture)
 
 FILES_PER_EXAMPLE = 100

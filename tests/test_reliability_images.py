@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 from patchforensics.cli import main as cli_main
-from patchforensics.data import REAL, ImageDataset, Sample
-from patchforensics.imageio import ImageLoadError, SkipLog, list_images, load_rgb
-from patchforensics.transforms import TransformConfig, eval_transform
+from patchforensics.data.dataset import REAL, ImageDataset, Sample
+from patchforensics.core.imageio import ImageLoadError, SkipLog, list_images, load_rgb
+from patchforensics.data.transforms import TransformConfig, eval_transform
 from reliability_support import one_thread  # noqa: F401 (fixture)
 
 ORIENTATION_TAG = 0x0112

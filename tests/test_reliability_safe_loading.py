@@ -13,12 +13,12 @@ import pytest
 import torch
 import yaml
 
-from patchforensics.checkpoint import load_legacy_pth, load_model, load_tensors, read_legacy_pth
+from patchforensics.models.checkpoint import load_legacy_pth, load_model, load_tensors, read_legacy_pth
 from patchforensics.cli import main as cli_main
 from patchforensics.models import create_model
-from patchforensics.seed_import import ImportSeedConfig, import_seed
-from patchforensics.imageio import load_rgb
-from patchforensics.transforms import to_tensor
+from patchforensics.training.seed_import import ImportSeedConfig, import_seed
+from patchforensics.core.imageio import load_rgb
+from patchforensics.data.transforms import to_tensor
 
 
 class MarkerPayload:

@@ -5,12 +5,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from patchforensics.checkpoint import RESUME_FILE, load_model, weights_path
-from patchforensics.config import ConfigError
-from patchforensics.data import EpochSampler, collect_samples
-from patchforensics.evaluate import predict
-from patchforensics.metrics import binary_metrics
-from patchforensics.train import TrainConfig, train
+from patchforensics.models.checkpoint import RESUME_FILE, load_model, weights_path
+from patchforensics.core.config import ConfigError
+from patchforensics.data.dataset import EpochSampler, collect_samples
+from patchforensics.evaluation.evaluate import predict
+from patchforensics.scoring.metrics import binary_metrics
+from patchforensics.training.train import TrainConfig, train
 
 
 def test_training_on_real_faces_learns(trained_checkpoint, small_face_dirs):

@@ -16,12 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import fileio
-from .data import default_data_root
-from .gmm import make_gmm_fakes
-from .report import explain_checkpoint
-from .suite import SuiteDataset, load_suite, run_suite
-from .train import TrainConfig, train
+from .core import fileio
+from .data.dataset import default_data_root
+from .data.gmm import make_gmm_fakes
+from .explain.report import explain_checkpoint
+from .evaluation.suite import SuiteDataset, load_suite, run_suite
+from .training.train import TrainConfig, train
 
 DEMO_REAL, DEMO_FAKE = "ffhq", "tpdne-stylegan2"
 

@@ -48,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..config import ConfigError
-    from ..fileio import OutputExistsError
-    from ..imageio import NoUsableImagesError
+    from ..core.config import ConfigError
+    from ..core.fileio import OutputExistsError
+    from ..core.imageio import NoUsableImagesError
 
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):   # an undecodable file name must not crash a print

@@ -34,7 +34,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..align import AlignConfig, align_images
+    from ..data.align import AlignConfig, align_images
     from .common import print_skipped, progress_enabled
 
     cfg = AlignConfig(src=args.src, out=args.out, style=args.style, size=args.size, faces=args.faces,

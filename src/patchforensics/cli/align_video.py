@@ -29,7 +29,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..align import VideoAlignConfig, align_videos
+    from ..data.align import VideoAlignConfig, align_videos
     from .common import print_skipped, progress_enabled
 
     cfg = VideoAlignConfig(src=args.src, out=args.out, style=args.style, size=args.size, every=args.every,

@@ -25,7 +25,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..calibrate import CalibrateConfig, run_calibration
+    from ..evaluation.calibrate import CalibrateConfig, run_calibration
     from .common import progress_enabled
 
     cfg = CalibrateConfig(checkpoint=args.checkpoint, which_epoch=args.which_epoch, real=args.real,

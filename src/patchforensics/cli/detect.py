@@ -30,7 +30,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..detect import DetectConfig, detect, format_result
+    from ..screening.detect import DetectConfig, detect, format_result
     from .common import progress_enabled
 
     cfg = DetectConfig(paths=args.paths, model=args.model, which_epoch=args.which_epoch, backend=args.backend,

@@ -17,7 +17,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..onnx_backend import export_onnx
+    from ..scoring.onnx_backend import export_onnx
 
     out = export_onnx(args.checkpoint, args.output, which=args.which_epoch, force=args.force, opset=args.opset)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")

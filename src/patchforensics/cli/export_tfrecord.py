@@ -32,7 +32,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tfrecord import ExportConfig, export_tfrecord
+    from ..data.tfrecord import ExportConfig, export_tfrecord
     from .common import print_skipped, progress_enabled
 
     cfg = ExportConfig(src=args.src, out=args.out, resolution=args.resolution, size=args.size,

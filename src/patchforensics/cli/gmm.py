@@ -48,7 +48,7 @@ def _register_sample(sub, name: str) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from ..gmm import GMMFitConfig, gmm_fit
+    from ..data.gmm import GMMFitConfig, gmm_fit
     from .common import progress_enabled
 
     cfg = GMMFitConfig(real=args.real, out=args.out, resolution=args.resolution, grayscale=args.grayscale,
@@ -59,7 +59,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from ..gmm import GMMSampleConfig, gmm_sample
+    from ..data.gmm import GMMSampleConfig, gmm_sample
     from .common import progress_enabled
     from .sample import print_result
 

@@ -23,7 +23,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..seed_import import ImportSeedConfig, import_seed
+    from ..training.seed_import import ImportSeedConfig, import_seed
 
     cfg = ImportSeedConfig(pth=args.pth, model=args.model, load_size=args.load_size, fine_size=args.fine_size,
                            name=args.name, which=args.which, checkpoints_dir=args.checkpoints_dir,

@@ -22,7 +22,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sample import InvertConfig, invert
+    from ..data.sample import InvertConfig, invert
     from .common import progress_enabled
 
     cfg = InvertConfig(encoder=args.encoder, generator=args.generator, real=args.real, out=args.out,

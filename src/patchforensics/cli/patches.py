@@ -20,7 +20,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..patches import PatchesConfig, run_patches
+    from ..explain.patches import PatchesConfig, run_patches
     from .common import print_skipped, progress_enabled
 
     cfg = PatchesConfig(**dataset_kwargs(args), topn=args.topn, unique=args.unique, grid_max=args.grid_max)

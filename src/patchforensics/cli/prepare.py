@@ -33,7 +33,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..prepare import PrepareConfig, prepare
+    from ..data.prepare import PrepareConfig, prepare
     from .common import print_skipped, progress_enabled
 
     cfg = PrepareConfig(src=args.src, out=args.out, size=args.size, jpeg_quality=args.jpeg_quality,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..regions import SEGMENTERS
+from ..explain.regions import SEGMENTERS
 
 
 def register(sub, name: str) -> None:
@@ -28,7 +28,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..regions import RegionsConfig, run_regions
+    from ..explain.regions import RegionsConfig, run_regions
     from .common import progress_enabled
 
     cfg = RegionsConfig(patches_dir=args.patches_dir, segmenter=args.segmenter, bisenet_weights=args.bisenet_weights,

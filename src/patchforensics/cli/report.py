@@ -17,7 +17,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import ReportConfig, run_report
+    from ..explain.report import ReportConfig, run_report
 
     out = run_report(ReportConfig(results_dir=args.results_dir, output=args.output, title=args.title,
                                   force=args.force))

@@ -63,7 +63,7 @@ def print_result(result) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sample import SampleConfig, sample
+    from ..data.sample import SampleConfig, sample
     from .common import progress_enabled
 
     cfg = SampleConfig(generator=args.generator, out=args.out, n=args.n, seed=args.seed, batch_size=args.batch_size,

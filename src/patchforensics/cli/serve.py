@@ -20,7 +20,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..serve import ServeConfig, make_server
+    from ..screening.serve import ServeConfig, make_server
 
     cfg = ServeConfig(host=args.host, port=args.port, model=args.model, which_epoch=args.which_epoch,
                       backend=args.backend, threshold=args.threshold, max_upload_mb=args.max_upload_mb,

@@ -25,8 +25,8 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..suite import load_suite, run_suite
-    from ..transforms import parse_corruptions
+    from ..evaluation.suite import load_suite, run_suite
+    from ..data.transforms import parse_corruptions
     from .common import progress_enabled
 
     suite = load_suite(args.suite, args.data_root)

@@ -19,14 +19,14 @@ def register(sub, name: str) -> None:
 
 def build_config(args: argparse.Namespace):
     """The :class:`~patchforensics.evaluate.TestConfig` of parsed ``test`` options."""
-    from ..evaluate import TestConfig
+    from ..evaluation.evaluate import TestConfig
 
     return TestConfig(**dataset_kwargs(args), **{k: getattr(args, k) for k in FAST_PATH_KEYS if hasattr(args, k)})
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..distributed import is_main_process
-    from ..evaluate import run_test
+    from ..scoring.distributed import is_main_process
+    from ..evaluation.evaluate import run_test
     from .common import print_skipped, progress_enabled
 
     cfg = build_config(args)

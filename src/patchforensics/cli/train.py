@@ -60,8 +60,8 @@ def register(sub, name: str) -> None:
 
 def load_train_config(args: argparse.Namespace):
     """Merge ``--config`` YAML and the given options into a validated TrainConfig."""
-    from ..config import from_dict, load_yaml_file
-    from ..train import TrainConfig
+    from ..core.config import from_dict, load_yaml_file
+    from ..training.train import TrainConfig
 
     values: dict = {}
     if getattr(args, "config", None):
@@ -76,8 +76,8 @@ def load_train_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..distributed import is_main_process
-    from ..train import train
+    from ..scoring.distributed import is_main_process
+    from ..training.train import train
     from .common import print_skipped, progress_enabled
 
     cfg = load_train_config(args)

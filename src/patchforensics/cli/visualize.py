@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..metrics import AGGREGATIONS
+from ..scoring.metrics import AGGREGATIONS
 from .common import add_dataset_options, dataset_kwargs
 
 
@@ -21,7 +21,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..visualize import VisualizeConfig, run_visualize
+    from ..explain.visualize import VisualizeConfig, run_visualize
     from .common import progress_enabled
 
     cfg = VisualizeConfig(**dataset_kwargs(args), topn=args.topn, average_mode=args.average_mode)

@@ -21,14 +21,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import distributed, fileio
-from .checkpoint import LoadedModel, load_model
-from .config import ConfigError, require
-from .data import ImageDataset, Sample, collate, collect_samples
-from .fastpath import FastPath, configure_runtime, prepare_inference
-from .imageio import NoUsableImagesError, SkipLog
-from .metrics import AGGREGATIONS, PatchHistogram, aggregate, binary_metrics
-from .transforms import Corruption, TransformConfig, corruption_tag, eval_transform, parse_corruptions
+from ..scoring import distributed
+from ..core import fileio
+from ..models.checkpoint import LoadedModel, load_model
+from ..core.config import ConfigError, require
+from ..data.dataset import ImageDataset, Sample, collate, collect_samples
+from ..scoring.fastpath import FastPath, configure_runtime, prepare_inference
+from ..core.imageio import NoUsableImagesError, SkipLog
+from ..scoring.metrics import AGGREGATIONS, PatchHistogram, aggregate, binary_metrics
+from ..data.transforms import Corruption, TransformConfig, corruption_tag, eval_transform, parse_corruptions
 
 
 @dataclass

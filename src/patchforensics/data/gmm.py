@@ -28,9 +28,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import fileio
-from .config import require
-from .imageio import ImageLoadError, NoUsableImagesError, SkipLog, load_rgb, require_images
+from ..core import fileio
+from ..core.config import require
+from ..core.imageio import ImageLoadError, NoUsableImagesError, SkipLog, load_rgb, require_images
 from .prepare import standardize
 from .sample import SampleResult, write_generated_dataset
 
@@ -191,7 +191,7 @@ def load_training_images(folder: str | Path, resolution: int, grayscale: bool, f
                          max_images: int | None = None, progress: bool = True) -> tuple[np.ndarray, SkipLog]:
     """(N, resolution²·C) float32 in 0..1 from the images under ``folder`` (its
     ``train`` subfolder if present), plus the unreadable ones."""
-    from .data import data_dir
+    from .dataset import data_dir
 
     paths = require_images(data_dir(folder, "train"), "; pass a folder of real faces")
     paths = paths[:max_images] if max_images else paths

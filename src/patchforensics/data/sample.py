@@ -35,9 +35,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import fileio
-from .config import require
-from .imageio import ImageLoadError, SkipLog, load_rgb, require_images
+from ..core import fileio
+from ..core.config import require
+from ..core.imageio import ImageLoadError, SkipLog, load_rgb, require_images
 from .prepare import SPLITS, assign_splits, png_bytes, standardize
 
 ONNX_SUFFIXES = (".onnx",)
@@ -76,7 +76,7 @@ class Network:
         elif suffix in TORCHSCRIPT_SUFFIXES:
             import torch
 
-            from .evaluate import resolve_device
+            from ..evaluation.evaluate import resolve_device
 
             self._device = resolve_device(device)
             try:

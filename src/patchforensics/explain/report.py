@@ -30,9 +30,9 @@ from urllib.parse import quote
 
 from PIL import Image
 
-from . import fileio
-from .config import require
-from .metrics import AGGREGATIONS
+from ..core import fileio
+from ..core.config import require
+from ..scoring.metrics import AGGREGATIONS
 from .visualize import CLASS_DIRS, GROUPS, html_page
 
 TABLE_COLUMNS = (*AGGREGATIONS, "patch")
@@ -297,8 +297,8 @@ def explain_checkpoint(ckpt_dir, real_dir, fake_dir, dataset_name: str, results_
     and is written to ``<results_dir>/report.html``. ``force`` replaces earlier
     explain outputs (without it an existing output is an error, as on the CLI).
     """
-    from .checkpoint import load_model
-    from .evaluate import TestConfig, resolve_device, run_test
+    from ..models.checkpoint import load_model
+    from ..evaluation.evaluate import TestConfig, resolve_device, run_test
     from .patches import PatchesConfig, run_patches
     from .regions import RegionsConfig, run_regions
     from .visualize import VisualizeConfig, require_patch_model, run_visualize

@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import fileio
-from .config import require
-from .imageio import ImageLoadError, SkipLog, load_rgb, require_images
+from ..core import fileio
+from ..core.config import require
+from ..core.imageio import ImageLoadError, SkipLog, load_rgb, require_images
 from .transforms import LANCZOS, center_crop, jpeg
 
 SPLITS = ("train", "val", "test")

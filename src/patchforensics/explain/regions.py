@@ -48,14 +48,14 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import fileio
-from .checkpoint import load_legacy_pth
-from .config import ConfigError, require
-from .evaluate import resolve_device
-from .imageio import ImageLoadError, SkipLog, load_rgb
-from .models.layers import BasicBlock
+from ..core import fileio
+from ..models.checkpoint import load_legacy_pth
+from ..core.config import ConfigError, require
+from ..evaluation.evaluate import resolve_device
+from ..core.imageio import ImageLoadError, SkipLog, load_rgb
+from ..models.layers import BasicBlock
 from .patches import cut_box, make_grid, read_patch_set
-from .transforms import TransformConfig, eval_image, parse_corruptions
+from ..data.transforms import TransformConfig, eval_image, parse_corruptions
 from .visualize import CLASS_DIRS
 
 SEGMENTERS = ("mediapipe", "bisenet")

@@ -33,10 +33,10 @@ from urllib.parse import unquote
 
 from PIL import Image
 
-from .config import require
+from ..core.config import require
 from .detect import DEFAULT_THRESHOLD, Detector, load_detector_model, render_overlay
-from .evaluate import resolve_device
-from .imageio import ImageLoadError, load_rgb
+from ..evaluation.evaluate import resolve_device
+from ..core.imageio import ImageLoadError, load_rgb
 
 MAX_UPLOAD_MB = 20
 

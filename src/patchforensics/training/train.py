@@ -17,17 +17,18 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import distributed, fileio
-from .checkpoint import (CONFIG_FILE, RESUME_FILE, load_training_state, save_training_state,
+from ..scoring import distributed
+from ..core import fileio
+from ..models.checkpoint import (CONFIG_FILE, RESUME_FILE, load_training_state, save_training_state,
                          save_weights, weights_path)
-from .config import ConfigError, require, to_dict
-from .data import FAKE, LABEL_NAMES, REAL, EpochSampler, Sample, collect_samples
-from .evaluate import make_loader, predict
-from .fastpath import FastPath, autocast, configure_runtime, make_dataset, memory_format
-from .imageio import NoUsableImagesError, SkipLog, list_images
-from .metrics import AGGREGATIONS
-from .models import INIT_TYPES, check_model_name, create_model, is_patch_model
-from .transforms import TransformConfig, eval_transform, train_transform
+from ..core.config import ConfigError, require, to_dict
+from ..data.dataset import FAKE, LABEL_NAMES, REAL, EpochSampler, Sample, collect_samples
+from ..evaluation.evaluate import make_loader, predict
+from ..scoring.fastpath import FastPath, autocast, configure_runtime, make_dataset, memory_format
+from ..core.imageio import NoUsableImagesError, SkipLog, list_images
+from ..scoring.metrics import AGGREGATIONS
+from ..models import INIT_TYPES, check_model_name, create_model, is_patch_model
+from ..data.transforms import TransformConfig, eval_transform, train_transform
 
 VAL_METRICS = tuple(f"{a}_{m}" for a in AGGREGATIONS + ("patch",) for m in ("ap", "acc", "roc_auc"))
 
@@ -418,7 +419,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     writer.close()
     write_summary("finished")
     if main:
-        from .calibrate import calibrate_after_training   # decision thresholds on the validation split
+        from ..evaluation.calibrate import calibrate_after_training   # decision thresholds on the validation split
         calibrate_after_training(ckpt_dir, val_samples, max(cfg.batch_size, 64), cfg.num_workers, device, progress)
     return _result(name, ckpt_dir, progress_state, skipped)
 
@@ -467,10 +468,10 @@ def _log_heatmaps(writer, model, val_samples, tcfg, device, epoch, n: int = 3) -
     """A few validation images with their P(real) maps, per class, for TensorBoard."""
     if not tcfg.patch_model:
         return
-    from .heatmap import overlay
-    from .imageio import ImageLoadError, load_rgb
-    from .metrics import patch_probs
-    from .transforms import eval_image, to_tensor
+    from ..core.heatmap import overlay
+    from ..core.imageio import ImageLoadError, load_rgb
+    from ..scoring.metrics import patch_probs
+    from ..data.transforms import eval_image, to_tensor
 
     model.eval()
     for label, kind in ((REAL, "real"), (FAKE, "fake")):

@@ -30,12 +30,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from . import fileio
-from .checkpoint import CONFIG_FILE, read_config
-from .config import require
-from .data import FAKE, REAL, Sample, collect_samples
+from ..core import fileio
+from ..models.checkpoint import CONFIG_FILE, read_config
+from ..core.config import require
+from ..data.dataset import FAKE, REAL, Sample, collect_samples
 from .evaluate import Predictions, predict, resolve_device
-from .transforms import TransformConfig
+from ..data.transforms import TransformConfig
 
 CALIBRATION_FILE = "calibration.json"
 AGGREGATION = "after_softmax"
@@ -153,7 +153,7 @@ def calibrate_predictions(preds: Predictions, target_fpr: float = 0.01, partitio
 
 def validation_samples(config: dict) -> list[Sample]:
     """The validation images of a training config, split exactly as ``train`` split them."""
-    from .train import TrainConfig, split_samples
+    from ..training.train import TrainConfig, split_samples
 
     return split_samples(TrainConfig(real=list(config["real"]), fake=list(config["fake"])))[1]
 
@@ -186,7 +186,7 @@ class CalibrateConfig:
 
 def run_calibration(cfg: CalibrateConfig, progress: bool = True) -> Calibration:
     """Score the calibration images with the checkpoint, choose and store thresholds."""
-    from .checkpoint import load_model
+    from ..models.checkpoint import load_model
 
     cfg.validate()
     config = read_config(cfg.checkpoint)
@@ -205,7 +205,7 @@ def calibrate_after_training(ckpt_dir: str | os.PathLike, val_samples: Sequence[
                              device: str | torch.device = "cpu", progress: bool = True,
                              target_fpr: float = 0.01) -> Calibration:
     """Calibrate the ``bestval`` weights of a finished run on its validation samples."""
-    from .checkpoint import load_model
+    from ..models.checkpoint import load_model
 
     loaded = load_model(ckpt_dir, "bestval", device)
     return _calibrate(ckpt_dir, loaded.model, val_samples, loaded.transform, target_fpr, "val",

@@ -34,13 +34,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import fileio
-from .checkpoint import LoadedModel
-from .config import require
-from .data import REAL
-from .evaluate import TestConfig
-from .imageio import SkipLog
-from .models import receptive_field
+from ..core import fileio
+from ..models.checkpoint import LoadedModel
+from ..core.config import require
+from ..data.dataset import REAL
+from ..evaluation.evaluate import TestConfig
+from ..core.imageio import SkipLog
+from ..models import receptive_field
 from .visualize import CLASS_DIRS, image_array, logit_batches, open_explain_run, save_npy
 
 #: Fill value of cut-outs outside the image: mid-grey, i.e. 0 in the network's [-1, 1] input.

@@ -37,9 +37,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import fileio
-from .config import require
-from .imageio import ImageLoadError, SkipLog, load_rgb, require_images
+from ..core import fileio
+from ..core.config import require
+from ..core.imageio import ImageLoadError, SkipLog, load_rgb, require_images
 from .prepare import SPLITS, assign_splits, png_bytes, standardize
 
 # mediapipe face-mesh indices; "image-left" is the subject's right side.

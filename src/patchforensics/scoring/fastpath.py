@@ -37,10 +37,10 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import require
-from .data import ImageDataset, Sample
-from .imageio import ImageLoadError, load_rgb
-from .transforms import TransformConfig, resize_shorter
+from ..core.config import require
+from ..data.dataset import ImageDataset, Sample
+from ..core.imageio import ImageLoadError, load_rgb
+from ..data.transforms import TransformConfig, resize_shorter
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ def prepare_inference(model: nn.Module, fast: FastPath, device: str | torch.devi
 def onnx_inference(model: nn.Module, input_side: int) -> nn.Module:
     """``model`` exported to ONNX (in a temporary folder) and run by ONNX Runtime on
     the CPU, with as many intra-op threads as PyTorch uses."""
-    from .checkpoint import LoadedModel
+    from ..models.checkpoint import LoadedModel
     from .onnx_backend import OnnxModule, OnnxRunner, export_model
 
     name = getattr(model, "model_name", type(model).__name__)

@@ -37,17 +37,17 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import fileio
-from .checkpoint import LoadedModel, load_model, read_config
-from .config import ConfigError, require
-from .data import FAKE, REAL, ImageDataset, Sample, collect_samples
-from .evaluate import (TestConfig, file_sha256, make_loader, predict, read_scores_csv, resolve_device,
+from ..core import fileio
+from ..models.checkpoint import LoadedModel, load_model, read_config
+from ..core.config import ConfigError, require
+from ..data.dataset import FAKE, REAL, ImageDataset, Sample, collect_samples
+from ..evaluation.evaluate import (TestConfig, file_sha256, make_loader, predict, read_scores_csv, resolve_device,
                        results_dir_for)
-from .heatmap import colorize, draw_border, overlay
-from .imageio import SkipLog
-from .metrics import AGGREGATIONS, aggregate, patch_probs
-from .models import is_patch_model
-from .transforms import Corruption, eval_transform, parse_corruptions, to_image
+from ..core.heatmap import colorize, draw_border, overlay
+from ..core.imageio import SkipLog
+from ..scoring.metrics import AGGREGATIONS, aggregate, patch_probs
+from ..models import is_patch_model
+from ..data.transforms import Corruption, eval_transform, parse_corruptions, to_image
 
 CLASS_DIRS = {REAL: "reals", FAKE: "fakes"}
 GROUPS = ("easiest", "hardest")

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from . import fileio
-from .checkpoint import load_model
-from .config import ConfigError, require
-from .data import default_data_root
+from ..core import fileio
+from ..models.checkpoint import load_model
+from ..core.config import ConfigError, require
+from ..data.dataset import default_data_root
 from .evaluate import TestConfig, resolve_device, run_test
-from .metrics import AGGREGATIONS
-from .transforms import parse_corruptions
+from ..scoring.metrics import AGGREGATIONS
+from ..data.transforms import parse_corruptions
 
 TABLE_COLUMNS = ("dataset", "corruption", "aggregation", "ap", "acc", "roc_auc", "real_acc", "fake_acc", "n")
 

@@ -24,9 +24,9 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from . import fileio
-from .models import create_model, is_patch_model
-from .transforms import TransformConfig
+from ..core import fileio
+from ..data.transforms import TransformConfig
+from .registry import create_model, is_patch_model
 
 CONFIG_FILE = "config.yaml"
 RESUME_FILE = "resume.safetensors"

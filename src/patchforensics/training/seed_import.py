@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
-from . import fileio
-from .checkpoint import CONFIG_FILE, read_config, read_legacy_pth, save_tensors, weights_path
-from .config import ConfigError, require, to_dict
-from .evaluate import file_sha256
-from .models import check_model_name, create_model
+from ..core import fileio
+from ..models.checkpoint import CONFIG_FILE, read_config, read_legacy_pth, save_tensors, weights_path
+from ..core.config import ConfigError, require, to_dict
+from ..evaluation.evaluate import file_sha256
+from ..models import check_model_name, create_model
 from .train import TrainConfig
 
 #: seed file name -> which weights it holds

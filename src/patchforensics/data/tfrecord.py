@@ -36,8 +36,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import fileio
-from .config import require
+from ..core import fileio
+from ..core.config import require
 from .prepare import SPLITS, assign_splits, png_bytes, standardize
 
 # ---------------------------------------------------------------- CRC-32C

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import fileio
-from .checkpoint import LoadedModel, load_model, transform_config
+from ..core import fileio
+from ..models.checkpoint import LoadedModel, load_model, transform_config
 
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 METADATA_KEY = "patchforensics"

@@ -93,7 +93,7 @@ def setup(device: str = "auto") -> DistContext:
     """
     n_processes = world_size()
     if n_processes <= 1:
-        from .evaluate import resolve_device
+        from ..evaluation.evaluate import resolve_device
         return DistContext(device=resolve_device(device))
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     local_world = _env_int("LOCAL_WORLD_SIZE", n_processes)
@@ -194,8 +194,8 @@ def gather_predictions(local, shard_positions: Sequence[int], samples: Sequence,
     in the order of ``samples``, the patch histograms are summed and the
     skipped files listed in ``samples`` order, as a single process would report.
     """
-    from .evaluate import Predictions
-    from .imageio import SkipLog
+    from ..evaluation.evaluate import Predictions
+    from ..core.imageio import SkipLog
 
     if not ctx.distributed:
         return local

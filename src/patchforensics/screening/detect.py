@@ -45,18 +45,18 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import fileio
-from .checkpoint import LoadedModel, load_model
-from .config import ConfigError, require
-from .evaluate import resolve_device
-from .heatmap import overlay
-from .imageio import ImageLoadError, SkipLog, list_images, load_rgb
-from .metrics import aggregate
-from .models import create_model, receptive_field
-from .transforms import TransformConfig, eval_image, to_tensor
+from ..core import fileio
+from ..models.checkpoint import LoadedModel, load_model
+from ..core.config import ConfigError, require
+from ..evaluation.evaluate import resolve_device
+from ..core.heatmap import overlay
+from ..core.imageio import ImageLoadError, SkipLog, list_images, load_rgb
+from ..scoring.metrics import aggregate
+from ..models import create_model, receptive_field
+from ..data.transforms import TransformConfig, eval_image, to_tensor
 
 #: The detector shipped with the package (see ``bundled/MODEL_CARD.md``).
-BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled"
 BUNDLED_WEIGHTS = "weights"
 DEFAULT_THRESHOLD = "eer"
 FORMATS = ("table", "json", "csv")
@@ -267,7 +267,7 @@ def load_detector_model(model: str | os.PathLike | None = None, which: str | Non
     ``backend='onnx'`` with a checkpoint folder exports it to a temporary file
     and runs it with ONNX Runtime (which reads the whole file when it starts).
     """
-    from .onnx_backend import export_model, is_onnx_file, load_onnx
+    from ..scoring.onnx_backend import export_model, is_onnx_file, load_onnx
 
     if backend not in BACKENDS:
         raise ConfigError(f"backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")

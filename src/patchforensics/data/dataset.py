@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .imageio import ImageLoadError, list_images, load_rgb
+from ..core.imageio import ImageLoadError, list_images, load_rgb
 
 FAKE, REAL = 0, 1
 LABEL_NAMES = {FAKE: "fake", REAL: "real"}

@@ -1,0 +1,1 @@
+"""What makes fakes detectable: heatmap galleries (visualize), top patches, their face regions, the HTML report."""

@@ -1,0 +1,1 @@
+"""Screening one's own images with a trained or the bundled detector: ``detect`` and the local web page ``serve``."""
