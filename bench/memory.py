@@ -5,8 +5,8 @@
 
 Each N runs in a fresh process that pushes N images' worth of synthetic patch
 logits (shaped like ``--model``'s output at ``--side`` px) through the scoring
-code of ``patchforensics test`` (:class:`~patchforensics.evaluation.evaluate.ScoreAccumulator`
--> :class:`~patchforensics.evaluation.evaluate.Predictions` -> metrics) and reports its
+code of ``patchforensics test`` (:class:`~patchforensics.scoring.metrics.ScoreAccumulator`
+-> :class:`~patchforensics.scoring.metrics.Predictions` -> metrics) and reports its
 peak resident memory. Per image only three scores, a label, an index and a
 path are kept; per-patch AP comes from a streaming histogram whose
 ``ap_error_bound`` (the largest AP change that re-ordering patches inside a bin
@@ -29,7 +29,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from patchforensics.evaluation.evaluate import ScoreAccumulator  # noqa: E402
+from patchforensics.scoring.metrics import ScoreAccumulator  # noqa: E402
 from patchforensics.models import create_model  # noqa: E402
 
 EXACT_LIMIT = 2_000_000   # at most this many patch scores are kept for the exact AP check

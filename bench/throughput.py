@@ -45,14 +45,15 @@ import patchforensics  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from patchforensics.data.dataset import EpochSampler, collect_samples  # noqa: E402
-from patchforensics.evaluation.evaluate import make_loader, predict  # noqa: E402
-from patchforensics.scoring.fastpath import (FastPath, configure_runtime, cpu_has_native_bf16,  # noqa: E402
-                                     inference_backend, make_dataset, prepare_inference, use_bf16)
-from patchforensics.scoring.metrics import AGGREGATIONS  # noqa: E402
-from patchforensics.models import create_model  # noqa: E402
-from patchforensics.training.train import TrainStep  # noqa: E402
+from patchforensics.data.dataset import EpochSampler, collect_samples, make_loader  # noqa: E402
 from patchforensics.data.transforms import TransformConfig, train_transform  # noqa: E402
+from patchforensics.models import create_model  # noqa: E402
+from patchforensics.models.card import ModelCard  # noqa: E402
+from patchforensics.scoring.engine import Engine  # noqa: E402
+from patchforensics.scoring.fastpath import (FastPath, configure_runtime, cpu_has_native_bf16,  # noqa: E402
+                                             inference_backend, make_dataset, use_bf16)
+from patchforensics.scoring.metrics import AGGREGATIONS  # noqa: E402
+from patchforensics.training.train import TrainStep  # noqa: E402
 
 FACES = REPO.parent / "shared" / "data" / "faces128"
 SECTIONS = ("inference", "training", "threads", "omp", "data", "loop", "ap")
@@ -137,7 +138,8 @@ def describe(fast: FastPath, device: torch.device) -> str:
 def bench_inference(name: str, side: int, batch: int, repeats: int, device: torch.device) -> list[dict]:
     model = with_bn_statistics(create_model(name)).eval().to(device)
     x = torch.rand(batch, 3, side, side, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    runners = {k: prepare_inference(model, f, device, side) for k, f in inference_variants(device).items()}
+    card = ModelCard(name=name, architecture=name, load_size=side, fine_size=side)
+    runners = {k: Engine.from_model(model, card, f, device).logits for k, f in inference_variants(device).items()}
     with torch.inference_mode():
         ref_out = runners["reference fp32 eager"](x).float().cpu()
         err = {k: float((r(x).float().cpu() - ref_out).abs().max()) for k, r in runners.items()}
@@ -184,7 +186,8 @@ def bench_threads(name: str, side: int, batch: int, repeats: int, device: torch.
     x, y = torch.rand(batch, 3, side, side, generator=g) * 2 - 1, torch.randint(0, 2, (batch,), generator=g)
     model = create_model(name).to(device)
     step = TrainStep(model, torch.optim.Adam(model.parameters(), lr=1e-3), FastPath(), device)
-    infer = prepare_inference(model, FastPath(backend="torch"), device, side)
+    infer = Engine.from_model(model, ModelCard(name=name, architecture=name, load_size=side, fine_size=side),
+                              FastPath(backend="torch"), device).logits
     before = torch.get_num_threads()
 
     def at(n, fn):
@@ -285,7 +288,7 @@ def bench_train_loop(name: str, faces: Path, batch: int, steps: int, device: tor
     return rows, next(iter(runs.values()))["model"]
 
 
-def delta_ap(model: torch.nn.Module, tcfg: TransformConfig, faces: Path, device: torch.device,
+def delta_ap(model: torch.nn.Module, card: ModelCard, faces: Path, device: torch.device,
              bf16_check: bool) -> dict:
     """AP of each aggregation (and per patch) on the test split, reference vs default
     inference (and vs forced bf16 when asked)."""
@@ -297,7 +300,8 @@ def delta_ap(model: torch.nn.Module, tcfg: TransformConfig, faces: Path, device:
     metrics = {}
     for k, fast in paths.items():
         t0 = time.perf_counter()
-        metrics[k] = predict(model, samples, tcfg, batch_size=32, device=device, progress=False, fast=fast).metrics()
+        engine = Engine.from_model(model, card, fast, device)
+        metrics[k] = engine.predict(samples, batch_size=32, progress=False).metrics()
         out[f"{k}_s"] = time.perf_counter() - t0
     for k in paths:
         out[k] = {a: metrics[k][a]["ap"] for a in AGGREGATIONS + ("patch",)}
@@ -375,11 +379,12 @@ def main(argv=None) -> int:
         if args.checkpoint:
             from patchforensics.models.checkpoint import load_model
             loaded = load_model(args.checkpoint, "bestval", device)
-            model, tcfg, what = loaded.model, loaded.transform, args.checkpoint
+            model, card, what = loaded.model, loaded.card, args.checkpoint
         else:
-            model, tcfg, what = trained, TransformConfig(128, 128), f"{args.models[0]} after the train loop"
+            card = ModelCard(name="bench", architecture=args.models[0], load_size=128, fine_size=128)
+            model, what = trained, f"{args.models[0]} after the train loop"
         check = args.bf16_check == "on" or (args.bf16_check == "auto" and use_bf16("auto", device))
-        result["delta_ap"] = {"model": what, **delta_ap(copy.deepcopy(model), tcfg, faces, device, check)}
+        result["delta_ap"] = {"model": what, **delta_ap(copy.deepcopy(model), card, faces, device, check)}
         print("|ΔAP| on the test split:", json.dumps(result["delta_ap"]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

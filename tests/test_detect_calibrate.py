@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from patchforensics.core import fileio
 from patchforensics.evaluation.calibrate import (CALIBRATION_FILE, CalibrateConfig, choose_thresholds,
                                       equal_error_threshold, fpr_name, fpr_threshold, run_calibration)
+from patchforensics.evaluation.evaluate import read_scores_csv
 from patchforensics.models.checkpoint import load_model
 from patchforensics.cli import main
 
@@ -74,14 +75,18 @@ def test_train_stores_thresholds_and_test_reports_them(trained_checkpoint, small
     assert set(config["thresholds"]) == {"eer", "fpr1pct"}      # written by train() itself
     report = json.loads((trained_checkpoint / CALIBRATION_FILE).read_text())
     assert report["n_real"] == 20 and report["n_fake"] == 20 and report["partition"] == "val"
-    assert load_model(trained_checkpoint).thresholds == config["thresholds"]
+    assert load_model(trained_checkpoint).card.thresholds == config["thresholds"]
 
     assert main(["test", str(trained_checkpoint), "--real", str(small_face_dirs["real"]), "--fake",
                  str(small_face_dirs["fake"]), "--dataset-name", "small", "--results-dir", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     metrics = json.loads(next(tmp_path.rglob("metrics.json")).read_text())["metrics"]["after_softmax"]
-    for name in ("eer", "fpr1pct"):
-        assert 0 <= metrics[f"acc@{name}"] <= 1
+    _, labels, p_fake = read_scores_csv(next(tmp_path.rglob("scores.csv")))
+    for name, t in config["thresholds"].items():
+        called_fake = p_fake["after_softmax"] >= 1 - t          # the stored P(real) cut, read as p(fake)
+        assert metrics[f"acc@{name}"] == pytest.approx(np.mean(called_fake == (labels == 0)))
+        assert metrics[f"real_acc@{name}"] == pytest.approx(np.mean(~called_fake[labels == 1]))
+        assert metrics[f"fake_acc@{name}"] == pytest.approx(np.mean(called_fake[labels == 0]))
         assert f"after_softmax at threshold {name}: acc {metrics[f'acc@{name}']:.4f}" in printed
 
 
@@ -102,10 +107,9 @@ def test_calibrate_command_recomputes_and_stores(trained_checkpoint, small_face_
 
     # the stored errors are those of the stored thresholds on the same images
     from patchforensics.data.dataset import collect_samples
-    from patchforensics.evaluation.evaluate import predict
-    loaded = load_model(ckpt)
-    preds = predict(loaded.model, collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], "test"),
-                    loaded.transform, progress=False)
+    from patchforensics.scoring.engine import Engine
+    preds = Engine.load(ckpt).predict(collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], "test"),
+                                      progress=False)
     for name, t in config["thresholds"].items():
         re, fe = errors(preds.scores["after_softmax"], preds.labels, t)
         assert report["thresholds"][name]["real_error"] == pytest.approx(re)

@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from patchforensics.cli import main
-from patchforensics.screening.detect import (BUNDLED_DIR, DetectConfig, Detector, detect, expand_paths, input_window,
-                                   load_detector_model)
 from patchforensics.data.transforms import TransformConfig, eval_image
+from patchforensics.models.checkpoint import BUNDLED_DIR
+from patchforensics.scoring.engine import Engine
+from patchforensics.screening.detect import DetectConfig, Detector, detect, expand_paths, input_window
 
 # test images the bundled detector gets right with a margin (see bundled/MODEL_CARD.md)
 REAL = "ffhq/test/00462.png"
@@ -22,7 +23,7 @@ FAKE = "tpdne-stylegan2/test/00458.png"
 
 @pytest.fixture(scope="module")
 def bundled():
-    return load_detector_model()
+    return Engine.load()     # the bundled detector
 
 
 def run_json(capsys, *args) -> tuple[int, dict]:
@@ -34,7 +35,7 @@ def run_json(capsys, *args) -> tuple[int, dict]:
 def test_bundled_detector_ships_with_weights_and_thresholds(bundled):
     assert (BUNDLED_DIR / "weights.safetensors").stat().st_size < 5_000_000
     assert (BUNDLED_DIR / "MODEL_CARD.md").is_file()
-    assert {"eer", "fpr1pct"} <= set(bundled.thresholds)
+    assert {"eer", "fpr1pct"} <= set(bundled.card.thresholds)
 
 
 def test_detect_scores_reports_and_keeps_going(faces, tmp_path, capsys):
@@ -105,7 +106,7 @@ def test_input_window_maps_boxes_to_the_original_image(faces, bundled):
     face = Image.open(faces / FAKE).convert("RGB")
     canvas = Image.new("RGB", (400, 256), (128, 128, 128))
     canvas.paste(face.resize((256, 256), Image.Resampling.LANCZOS), (72, 0))
-    w = input_window(400, 256, bundled.transform)
+    w = input_window(400, 256, bundled.card.transform())
     assert (w.left, w.top, w.scale_x, w.scale_y, w.side) == (72, 0, 2, 2, 128)
     a = Detector(bundled).analyze([canvas])[0]
     for p in a.top_patches:
@@ -113,10 +114,10 @@ def test_input_window_maps_boxes_to_the_original_image(faces, bundled):
         assert p.box == (2 * t, 2 * l + 72, 2 * b, 2 * r + 72)
     # and the window is what eval_image feeds the model, for odd sizes too
     odd = canvas.resize((333, 517), Image.Resampling.LANCZOS)
-    w = input_window(333, 517, bundled.transform)
+    w = input_window(333, 517, bundled.card.transform())
     crop = odd.crop((round(w.left), round(w.top), round(w.left + w.side * w.scale_x),
                      round(w.top + w.side * w.scale_y))).resize((128, 128), Image.Resampling.LANCZOS)
-    diff = np.abs(np.asarray(crop, float) - np.asarray(eval_image(odd, bundled.transform), float))
+    diff = np.abs(np.asarray(crop, float) - np.asarray(eval_image(odd, bundled.card.transform()), float))
     assert diff.mean() < 4.0
 
 
@@ -126,7 +127,7 @@ def test_full_image_geometry_uses_fine_size():
 
 
 def test_detect_api_accepts_a_preloaded_model(faces, bundled):
-    result = detect(DetectConfig(paths=[str(faces / REAL)], threshold="fpr1pct"), progress=False, loaded=bundled)
+    result = detect(DetectConfig(paths=[str(faces / REAL)], threshold="fpr1pct"), progress=False, engine=bundled)
     assert result.threshold_name == "fpr1pct"
-    assert result.p_fake_threshold == pytest.approx(1 - bundled.thresholds["fpr1pct"])
+    assert result.p_fake_threshold == pytest.approx(1 - bundled.card.thresholds["fpr1pct"])
     assert result.detections[0].verdict == "real"

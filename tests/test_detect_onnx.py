@@ -7,12 +7,12 @@ import onnx
 import pytest
 import torch
 
-from patchforensics.models.checkpoint import load_model
 from patchforensics.cli import main
-from patchforensics.screening.detect import BUNDLED_DIR
-from patchforensics.scoring.onnx_backend import METADATA_KEY, OnnxRunner, export_onnx, load_onnx
 from patchforensics.core.imageio import load_rgb
 from patchforensics.data.transforms import eval_transform
+from patchforensics.models.card import ONNX_METADATA_KEY
+from patchforensics.models.checkpoint import BUNDLED_DIR, load_model
+from patchforensics.scoring.onnx_backend import OnnxRunner, export_onnx, load_onnx
 
 IMAGES = ["ffhq/test/00460.png", "ffhq/test/00462.png", "tpdne-stylegan2/test/00455.png",
           "tpdne-stylegan2/test/00458.png", "generated-photos/test/01198.png"]
@@ -27,7 +27,7 @@ def exported(tmp_path_factory):
 
 def test_export_carries_config_and_refuses_to_overwrite(exported, capsys):
     meta = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
-    config = json.loads(meta[METADATA_KEY])["config"]
+    config = json.loads(meta[ONNX_METADATA_KEY])["config"]
     assert config["model"] == "xception_block2" and "eer" in config["thresholds"]
     assert main(["export", str(BUNDLED_DIR), str(exported), "--which-epoch", "weights"]) == 2
     assert "--force" in capsys.readouterr().err
@@ -37,7 +37,7 @@ def test_export_carries_config_and_refuses_to_overwrite(exported, capsys):
 
 def test_runner_matches_torch_for_any_batch_size(exported, faces):
     loaded = load_model(BUNDLED_DIR, "weights")
-    to_input = eval_transform(loaded.transform)
+    to_input = eval_transform(loaded.card.transform())
     x = torch.stack([to_input(load_rgb(faces / p)) for p in IMAGES])
     runner = OnnxRunner(exported)
     with torch.inference_mode():
@@ -48,7 +48,8 @@ def test_runner_matches_torch_for_any_batch_size(exported, faces):
         assert torch.allclose(got, expected[: len(batch)], atol=1e-4)
     # patch models are fully convolutional: other input sizes work too
     assert runner(torch.zeros(2, 3, 160, 144)).shape == loaded.model(torch.zeros(2, 3, 160, 144)).shape
-    assert load_onnx(exported).thresholds == loaded.thresholds
+    runner, card, _ = load_onnx(exported)
+    assert card == loaded.card     # the model card travels inside the file
 
 
 def test_detect_backend_onnx_gives_the_same_scores(exported, faces, capsys):
@@ -58,8 +59,8 @@ def test_detect_backend_onnx_gives_the_same_scores(exported, faces, capsys):
         assert main(["detect", *paths, "--format", "json", *extra]) == 0
         return {r["path"]: (r["p_fake"], r["verdict"], r["box"]) for r in json.loads(capsys.readouterr().out)["results"]}
 
-    torch_scores = scores()
-    for extra in (["--backend", "onnx"], ["--model", str(exported)]):
+    torch_scores = scores("--backend", "torch")
+    for extra in ([], ["--backend", "onnx"], ["--model", str(exported)]):
         onnx_scores = scores(*extra)
         for path, (p_fake, verdict, box) in torch_scores.items():
             assert onnx_scores[path][0] == pytest.approx(p_fake, abs=1e-4)

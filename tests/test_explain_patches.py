@@ -163,7 +163,7 @@ def test_cli_patches_refuses_bad_input_before_work(square_setup, tmp_path, capsy
 
 
 def test_visualize_maps_line_up_with_the_square(square_setup):
-    """Without test results the images are scored first; the P(real) map peaks on the square."""
+    """Without test results the images are scored first; the p(fake) map is lowest on the square."""
     from patchforensics.explain.visualize import VisualizeConfig, run_visualize
 
     s = square_setup
@@ -172,14 +172,14 @@ def test_visualize_maps_line_up_with_the_square(square_setup):
     vis = run_visualize(cfg, progress=False)
     summary = json.loads((vis / "visualize.json").read_text())
     assert summary["scores_from"] == "predict"
-    # the grey "fake" still reads ~0.64 real everywhere: a wrong decision, red border
+    # the grey "fake" still reads p(fake) ~0.36 everywhere: uncalibrated, so a wrong decision at 0.5, red border
     (fake,) = summary["groups"]["fakes/easiest"]
     assert not fake["correct"] and np.asarray(Image.open(vis / "fakes/easiest" / fake["overlay"]))[0, 0, 0] > 200
     center = next(e for e in summary["groups"]["reals/easiest"] if e["path"].endswith("center.png"))
     heat = np.load(vis / "reals/easiest" / center["heatmap"])
     assert heat.shape == s["rf"].output_size
-    peak = np.unravel_index(np.argmax(heat), heat.shape)
+    peak = np.unravel_index(np.argmin(heat), heat.shape)     # most real-looking
     assert tuple(int(v) for v in peak) in touching(s["rf"], SQUARES["center.png"])
     overlay = np.asarray(Image.open(vis / "reals/easiest" / center["overlay"])).astype(int)
-    assert overlay[52, 57, 1] < overlay[100, 20, 1] - 60      # red (low green) beside the square only
+    assert overlay[52, 57, 1] < overlay[100, 20, 1] - 60      # blue (low green) on the square only
     assert (vis / "reals/easiest/index.html").is_file() and (vis / "average_heatmaps.png").is_file()

@@ -13,7 +13,7 @@ from PIL import Image
 from patchforensics.cli import main
 from patchforensics.data.dataset import REAL
 from patchforensics.evaluation.evaluate import read_scores_csv
-from patchforensics.explain.report import explain_checkpoint
+from patchforensics.explain.chain import explain_checkpoint
 from patchforensics.explain.visualize import rank_images
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,25 +35,27 @@ def test_visualize_outputs(explained):
     summary = json.loads((vis / "visualize.json").read_text())
     assert summary["scores_from"] == "scores.csv"           # reused test's scores for the same weights
     paths, labels, scores = read_scores_csv(explained["dir"] / "scores.csv")
-    p_real = scores[summary["average_mode"]]
+    p_fake = scores[summary["average_mode"]]
+    cut = summary["threshold"]["p_fake"]
+    assert summary["threshold"]["name"] == "eer"            # train() calibrated the checkpoint
     grid = np.load(explained["dir"] / "patches" / "boxes.npy").shape[:2]      # the model's patch grid
     for cls, label in (("reals", REAL), ("fakes", 0)):
-        expected = rank_images(labels, p_real, label, TOPN)
+        expected = rank_images(labels, p_fake, label, TOPN)
         for group in ("easiest", "hardest"):
             entries = summary["groups"][f"{cls}/{group}"]
             assert [e["path"] for e in entries] == [paths[i] for i in expected[group]]
             for e in entries:
-                assert abs(e["p_real"] - p_real[paths.index(e["path"])]) < 1e-5
-                assert e["correct"] == ((e["p_real"] > 0.5) == (label == REAL))
+                assert abs(e["p_fake"] - p_fake[paths.index(e["path"])]) < 1e-5
+                assert e["correct"] == ((e["p_fake"] >= cut) == (label != REAL))      # at the calibrated cut
                 heat = np.load(vis / cls / group / e["heatmap"])
                 assert heat.shape == grid and 0 <= heat.min() and heat.max() <= 1
                 overlay = np.asarray(Image.open(vis / cls / group / e["overlay"]))
                 red, green = overlay[0, 0, 0], overlay[0, 0, 1]
                 assert (green > red) == e["correct"]                                     # border colour
             assert (vis / cls / group / "average_heatmap.png").is_file()
-    # easiest reals are the highest P(real) reals
-    easiest = [e["p_real"] for e in summary["groups"]["reals/easiest"]]
-    assert easiest == sorted(easiest, reverse=True)
+    # easiest reals are the lowest p(fake) reals
+    easiest = [e["p_fake"] for e in summary["groups"]["reals/easiest"]]
+    assert easiest == sorted(easiest)
 
 
 def test_report_and_galleries_in_headless_chromium(explained):

@@ -6,7 +6,8 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from patchforensics.scoring.metrics import PatchHistogram, aggregate, binary_metrics, patch_probs
+from patchforensics.models.card import ModelCard
+from patchforensics.scoring.metrics import PatchHistogram, aggregate, binary_metrics
 
 
 def test_aggregations_on_a_hand_made_map():
@@ -18,14 +19,17 @@ def test_aggregations_on_a_hand_made_map():
     assert agg["before_softmax"].item() == pytest.approx(1 / (1 + np.exp(0.0)))  # mean diff = 0
     sig = 1 / (1 + np.exp(-np.array([2.0, 2.0, -1.0, -3.0])))
     assert agg["after_softmax"].item() == pytest.approx(sig.mean(), rel=1e-6)
-    assert patch_probs(logits)[0].numpy() == pytest.approx(sig.reshape(2, 2), rel=1e-6)
+    assert ModelCard.p_fake(logits)[0].numpy() == pytest.approx(1 - sig.reshape(2, 2), abs=1e-6)
 
 
 def test_binary_metrics_agree_with_sklearn():
     labels = np.array([1, 1, 1, 0, 0, 0, 0, 1])
     p_real = np.array([0.9, 0.6, 0.4, 0.45, 0.2, 0.7, 0.1, 0.5])
     m = binary_metrics(p_real, labels)
-    assert m["ap"] == pytest.approx(skm.average_precision_score(labels, p_real))
+    # ap: fakes are the positives, ranked by p(fake); the seed's AP (reals positive) is kept beside it
+    assert m["ap"] == pytest.approx(skm.average_precision_score(labels == 0, 1 - p_real))
+    assert m["ap_real_positive"] == pytest.approx(skm.average_precision_score(labels, p_real))
+    assert m["ap"] != pytest.approx(m["ap_real_positive"])      # the two conventions differ here
     assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(labels, p_real))
     # 0.5 exactly counts as fake (argmax of [1-p, p] picks fake on a tie)
     pred = np.array([1, 1, 0, 0, 0, 1, 0, 0])
@@ -47,10 +51,13 @@ def test_patch_histogram_matches_exact_metrics_within_its_bound():
     m = hist.metrics()
     flat_labels = np.repeat(labels, 25)
     flat = logits[:, 1].reshape(-1).numpy()  # float32, as the model would give
-    exact_ap = skm.average_precision_score(flat_labels, flat)
+    exact_ap = skm.average_precision_score(flat_labels == 0, -flat)          # fakes positive
+    exact_ap_real = skm.average_precision_score(flat_labels, flat)           # the seed's convention
     assert m["n"] == 5000
     assert abs(m["ap"] - exact_ap) <= m["ap_error_bound"] + 1e-12
-    assert m["ap_error_bound"] < 0.01
+    assert abs(m["ap_real_positive"] - exact_ap_real) <= m["ap_real_positive_error_bound"] + 1e-12
+    assert m["ap_error_bound"] < 0.01 and m["ap_real_positive_error_bound"] < 0.01
+    assert abs(m["ap"] - exact_ap_real) > 0.01          # so the check above tells the conventions apart
     assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(flat_labels, flat), abs=1e-3)
     assert m["acc"] == pytest.approx(np.mean((flat > 0) == flat_labels))
 

@@ -14,12 +14,12 @@ import pytest
 from safetensors.torch import load_file
 
 from patchforensics.scoring import distributed
-from patchforensics.models.checkpoint import load_model
 from patchforensics.data.dataset import collect_samples
-from patchforensics.evaluation.evaluate import Predictions, TestConfig as EvalConfig, predict, run_test
+from patchforensics.evaluation.evaluate import SCORE_COLUMNS, TestConfig as EvalConfig, run_test
 from patchforensics.core.imageio import SkipLog
-from patchforensics.scoring.metrics import AGGREGATIONS, PatchHistogram
-from patchforensics.training.train import split_samples, TrainConfig
+from patchforensics.scoring.engine import Engine
+from patchforensics.scoring.metrics import AGGREGATIONS, PatchHistogram, Predictions
+from patchforensics.data.dataset import split_samples
 
 
 def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
@@ -66,8 +66,8 @@ def test_torchrun_two_gloo_processes_evaluate_like_one(trained_checkpoint, small
             assert gathered["metrics"][agg][key] == pytest.approx(v, abs=1e-6), (agg, key)
     rows_single, rows_ddp = read_csv(single_dir / "scores.csv"), read_csv(ddp_dir / "scores.csv")
     assert [r["path"] for r in rows_ddp] == [r["path"] for r in rows_single]   # same order, none lost
-    for a in AGGREGATIONS:
-        np.testing.assert_allclose([float(r[a]) for r in rows_ddp], [float(r[a]) for r in rows_single], atol=2e-6)
+    for c in SCORE_COLUMNS:
+        np.testing.assert_allclose([float(r[c]) for r in rows_ddp], [float(r[c]) for r in rows_single], atol=2e-6)
 
 
 def test_torchrun_two_gloo_processes_train(small_face_dirs, tmp_path):
@@ -81,9 +81,7 @@ def test_torchrun_two_gloo_processes_train(small_face_dirs, tmp_path):
     assert summary["status"] == "finished" and len(summary["history"]) == 1
     assert load_file(str(ckpt / "latest.safetensors"))   # written once, by rank 0
     # the validation AP gathered from 2 shards = one process scoring all of val
-    cfg = TrainConfig(real=[real], fake=[fake], max_per_class=16)
-    _, val = split_samples(cfg)
-    loaded = load_model(ckpt, "latest")
-    ap = predict(loaded.model, val, loaded.transform, progress=False).metrics()["after_softmax"]["ap"]
+    _, val = split_samples([real], [fake], max_per_class=16)
+    ap = Engine.load(ckpt, "latest").predict(val, progress=False).metrics()["after_softmax"]["ap"]
     assert summary["history"][0]["after_softmax_ap"] == pytest.approx(ap, abs=1e-6)
     assert len(val) == len(collect_samples([real], [fake], split="val"))

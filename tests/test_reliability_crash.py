@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from patchforensics.core import fileio
-from patchforensics.models.checkpoint import RESUME_FILE, load_tensors, read_config
+from patchforensics.models.card import ModelCard
+from patchforensics.models.checkpoint import RESUME_FILE, load_tensors
 from patchforensics.cli import main as cli_main
 from reliability_support import one_thread  # noqa: F401 (fixture)
 
@@ -44,7 +45,7 @@ def snapshot_step(resume_file: Path) -> int:
 
 def assert_everything_readable(ckpt_dir: Path) -> None:
     """Every file a later run could read is complete; only hidden temp files may be partial."""
-    read_config(ckpt_dir)
+    ModelCard.read(ckpt_dir)
     for f in ckpt_dir.iterdir():
         if f.suffix == ".safetensors":
             tensors, _ = load_tensors(f)
@@ -137,7 +138,7 @@ def test_dead_writers_temp_files_are_swept_live_ones_kept(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 
 
-def test_truncated_snapshot_is_refused_with_a_clear_error(small_face_dirs, tmp_path):
+def test_truncated_snapshot_is_refused_with_a_clear_error(small_face_dirs, tmp_path, capsys):
     """A damaged resume file (e.g. a disk that filled up) gives a one-line error, not a traceback."""
     args = train_args(small_face_dirs, tmp_path) + ["--max-epochs", "1"]
     ckpt = tmp_path / "checkpoints" / NAME
@@ -147,4 +148,9 @@ def test_truncated_snapshot_is_refused_with_a_clear_error(small_face_dirs, tmp_p
     (ckpt / RESUME_FILE).write_bytes(data)
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         load_tensors(ckpt / RESUME_FILE)
+    capsys.readouterr()
     assert cli_main(args + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err                    # one line ...
+    assert err.startswith("patchforensics train: error: ") and "not a readable safetensors file" in err
+    assert str(ckpt / RESUME_FILE) in err                                      # ... naming the file

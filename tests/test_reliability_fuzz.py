@@ -19,10 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from patchforensics.core import fileio
-from patchforensics.models.checkpoint import CONFIG_FILE, save_weights, weights_path
+from patchforensics.models.checkpoint import save_weights, weights_path
 from patchforensics.cli import main as cli_main
-from patchforensics.core.config import to_dict
 from patchforensics.core.imageio import (IMAGE_EXTENSIONS, MAX_ASPECT_RATIO, MAX_PIXELS, MIN_SIDE, ImageLoadError,
                                     load_rgb)
 from patchforensics.models import create_model
@@ -176,7 +174,7 @@ def random_checkpoint(tmp_path_factory) -> Path:
     """An untrained xception_block1 checkpoint at 32 px: enough to exercise detect."""
     ckpt = tmp_path_factory.mktemp("fuzz_ckpt") / "fuzz"
     cfg = TrainConfig(model="xception_block1", load_size=32, fine_size=32, name="fuzz")
-    fileio.write_yaml(ckpt / CONFIG_FILE, {**to_dict(cfg), "class_ids": {"fake": 0, "real": 1}})
+    cfg.card("fuzz").write(ckpt)
     save_weights(weights_path(ckpt, "bestval"), create_model("xception_block1", seed=0), epoch=0)
     return ckpt
 

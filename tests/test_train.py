@@ -5,19 +5,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from patchforensics.models.checkpoint import RESUME_FILE, load_model, weights_path
 from patchforensics.core.config import ConfigError
 from patchforensics.data.dataset import EpochSampler, collect_samples
-from patchforensics.evaluation.evaluate import predict
+from patchforensics.models.checkpoint import RESUME_FILE, weights_path
+from patchforensics.scoring.engine import Engine
 from patchforensics.scoring.metrics import binary_metrics
 from patchforensics.training.train import TrainConfig, train
 
 
 def test_training_on_real_faces_learns(trained_checkpoint, small_face_dirs):
     """AP on held-out test files (never seen in training or validation) is clearly above chance."""
-    loaded = load_model(trained_checkpoint, "bestval")
     samples = collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], split="test")
-    preds = predict(loaded.model, samples, loaded.transform, progress=False)
+    preds = Engine.load(trained_checkpoint, "bestval").predict(samples, progress=False)
     m = binary_metrics(preds.scores["after_softmax"], preds.labels)
     assert m["n"] == 60
     assert m["ap"] > 0.8, m   # chance is 0.5 with 30 reals and 30 fakes

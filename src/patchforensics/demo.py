@@ -19,7 +19,7 @@ from pathlib import Path
 from .core import fileio
 from .data.dataset import default_data_root
 from .data.gmm import make_gmm_fakes
-from .explain.report import explain_checkpoint
+from .explain.chain import explain_checkpoint
 from .evaluation.suite import SuiteDataset, load_suite, run_suite
 from .training.train import TrainConfig, train
 

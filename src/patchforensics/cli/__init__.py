@@ -22,6 +22,7 @@ COMMANDS = {
     "gmm-fit": "gmm",
     "gmm-sample": "gmm",
     "import-seed": "import_seed",
+    "models": "models",
     "train": "train",
     "test": "test",
     "calibrate": "calibrate",

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_backend_option
+
 
 def register(sub, name: str) -> None:
     p = sub.add_parser(name, help="choose decision thresholds on validation images",
@@ -21,6 +23,7 @@ def register(sub, name: str) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", default="auto")
+    add_backend_option(p)
     p.set_defaults(func=run)
 
 
@@ -30,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = CalibrateConfig(checkpoint=args.checkpoint, which_epoch=args.which_epoch, real=args.real,
                           fake=args.fake, partition=args.partition, target_fpr=args.target_fpr,
-                          batch_size=args.batch_size, num_workers=args.num_workers, device=args.device)
+                          batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
+                          backend=getattr(args, "backend", "auto"))
     calibration = run_calibration(cfg, progress=progress_enabled())
     print(calibration.describe())
     print(f"stored in {args.checkpoint}/config.yaml")

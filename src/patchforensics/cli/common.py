@@ -31,6 +31,13 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
+def add_backend_option(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """``--backend``, the same option in every command that scores images."""
+    parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default=argparse.SUPPRESS,
+                        help=f"inference backend{what}: auto (default) = ONNX Runtime on a CPU (the fastest "
+                             "path measured there), PyTorch on a GPU")
+
+
 def add_fast_path_options(parser: argparse.ArgumentParser, training: bool) -> None:
     """Switches of the fast paths (docs/performance.md); defaults come from the config."""
     add_bool(parser, "channels-last", "channels_last memory format (default on)")
@@ -38,11 +45,7 @@ def add_fast_path_options(parser: argparse.ArgumentParser, training: bool) -> No
                         help="bf16 autocast: auto (default) = only on GPUs and CPUs with native bf16 "
                              "(AMX/AVX512-BF16), where it is faster")
     add_bool(parser, "fold-bn", "fold BatchNorm into convolutions for inference (default on)")
-    backend = "--inference-backend" if training else "--backend"
-    parser.add_argument(backend, dest=backend[2:].replace("-", "_"), choices=["auto", "torch", "onnx"],
-                        default=argparse.SUPPRESS,
-                        help="inference engine" + (" for validation" if training else "")
-                             + ": auto (default) = ONNX Runtime on CPU, PyTorch on GPU")
+    add_backend_option(parser, " (for validation passes)" if training else "")
     parser.add_argument("--threads", type=int, default=argparse.SUPPRESS,
                         help="intra-op threads per process (default 0 = one per core, shared by torchrun's "
                              "processes)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .common import add_backend_option
+
 
 def register(sub, name: str) -> None:
     p = sub.add_parser(name, help="score images: p(fake), decision, most suspicious patch",
@@ -14,9 +16,7 @@ def register(sub, name: str) -> None:
                                                             "glob patterns (quote them, e.g. 'photos/**/*.jpg')")
     p.add_argument("--model", help="checkpoint folder or .onnx file (default: the bundled detector)")
     p.add_argument("--which-epoch", help="weights in the checkpoint folder: bestval (default) | latest | N")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
-                   help="onnx runs ONNX Runtime (a checkpoint folder is exported on the fly); "
-                        "auto = onnx for .onnx files, else torch")
+    add_backend_option(p)
     p.add_argument("--threshold", default="eer",
                    help="stored threshold name (eer = equal error on validation, default; fpr1pct = at most "
                         "1%% of validation reals called fake) or a p(fake) value such as 0.5")
@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from ..screening.detect import DetectConfig, detect, format_result
     from .common import progress_enabled
 
-    cfg = DetectConfig(paths=args.paths, model=args.model, which_epoch=args.which_epoch, backend=args.backend,
+    cfg = DetectConfig(paths=args.paths, model=args.model, which_epoch=args.which_epoch,
+                       backend=getattr(args, "backend", "auto"),
                        threshold=args.threshold, heatmaps=args.heatmaps, top_k=args.top_k,
                        batch_size=args.batch_size, device=args.device, force=args.force)
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_backend_option
+
 
 def register(sub, name: str) -> None:
     p = sub.add_parser(name, help="local web page: drop an image, see p(fake), heatmap and top patches",
@@ -12,7 +14,7 @@ def register(sub, name: str) -> None:
     p.add_argument("--port", type=int, default=8000, help="default 8000; 0 picks a free port")
     p.add_argument("--model", help="checkpoint folder or .onnx file (default: the bundled detector)")
     p.add_argument("--which-epoch", help="bestval (default) | latest | N")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    add_backend_option(p)
     p.add_argument("--threshold", default="eer", help="stored threshold name or a p(fake) value (default eer)")
     p.add_argument("--max-upload-mb", type=float, default=20.0)
     p.add_argument("--device", default="auto")
@@ -23,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from ..screening.serve import ServeConfig, make_server
 
     cfg = ServeConfig(host=args.host, port=args.port, model=args.model, which_epoch=args.which_epoch,
-                      backend=args.backend, threshold=args.threshold, max_upload_mb=args.max_upload_mb,
+                      backend=getattr(args, "backend", "auto"), threshold=args.threshold,
+                      max_upload_mb=args.max_upload_mb,
                       device=args.device)
     server = make_server(cfg)
     host, port = server.server_address[:2]

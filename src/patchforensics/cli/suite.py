@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_backend_option
+
 
 def register(sub, name: str) -> None:
     p = sub.add_parser(name, help="evaluate a checkpoint on a suite of datasets and corruptions",
@@ -20,6 +22,7 @@ def register(sub, name: str) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", default="auto")
+    add_backend_option(p)
     p.add_argument("--force", action="store_true", help="recompute results that are up to date")
     p.set_defaults(func=run)
 
@@ -34,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         parse_corruptions(spec)  # fail before any work
         suite.corruptions.append(spec.split(","))
     result = run_suite(args.checkpoint, suite, args.which_epoch, args.partition, args.results_dir,
-                       args.batch_size, args.num_workers, args.device, args.force, progress_enabled())
+                       args.batch_size, args.num_workers, args.device, args.force, progress_enabled(),
+                       backend=getattr(args, "backend", "auto"))
     print(result.markdown())
     print(f"table: {result.csv_path} and {result.markdown_path}")
     return 0

@@ -61,16 +61,12 @@ def register(sub, name: str) -> None:
 def load_train_config(args: argparse.Namespace):
     """Merge ``--config`` YAML and the given options into a validated TrainConfig."""
     from ..core.config import from_dict, load_yaml_file
+    from ..models.card import training_options
     from ..training.train import TrainConfig
 
     values: dict = {}
     if getattr(args, "config", None):
-        values = load_yaml_file(args.config)
-        # keys that config.yaml records but that are not options
-        for k in ("class_ids", "created", "thresholds"):
-            values.pop(k, None)
-        if "name" in values and "suffix" in values and values.get("suffix"):
-            values.pop("name")   # a resolved name already includes the suffix
+        values = training_options(load_yaml_file(args.config))   # a checkpoint's config.yaml works too
     values.update(given(args, "config", "resume", "force"))
     return from_dict(TrainConfig, values)
 

@@ -10,7 +10,7 @@ from .common import add_dataset_options, dataset_kwargs
 def register(sub, name: str) -> None:
     p = sub.add_parser(name, help="heatmaps of the easiest and hardest images of each class",
                        description="For reals and fakes, the --topn easiest (most confidently right) and hardest "
-                                   "(most confidently wrong) images with their per-patch P(real) map, written to "
+                                   "(most confidently wrong) images with their per-patch p(fake) map, written to "
                                    "results/<name>/<partition>/epoch_<which>/<dataset>/vis/ with an HTML gallery "
                                    "per group.")
     add_dataset_options(p)

@@ -1,1 +1,1 @@
-"""Foundation shared by every stage: validated configs, atomic file IO, robust image loading, the heatmap colours."""
+"""Foundation shared by every stage: validated configs, atomic file IO, robust image loading, devices, heatmap colours."""

@@ -3,6 +3,7 @@ folder and renamed into place, so a crash never leaves a half-written file
 that a later run would read back."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -158,3 +159,12 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
             entry.unlink(missing_ok=True)
         removed.append(entry)
     return removed
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from ..core.imageio import ImageLoadError, list_images, load_rgb
 
@@ -188,3 +188,49 @@ class EpochSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return max(0, len(self._order()) - self.skip)
+
+
+def make_loader(dataset, batch_size: int, num_workers: int, sampler=None) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
+                      num_workers=num_workers, collate_fn=collate,
+                      persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def split_samples(real: Sequence, fake: Sequence, max_per_class: int | None = None
+                  ) -> tuple[list[Sample], list[Sample]]:
+    """Training and validation samples of ``real`` and ``fake`` folders, as ``train`` splits them.
+
+    A folder with ``train/`` and ``val/`` subfolders uses them; a plain folder
+    gives its last 10% (sorted by name) to validation. ``max_per_class`` caps the
+    training images of each class (validation is never capped).
+    """
+    train: list[Sample] = []
+    val: list[Sample] = []
+    for dirs, label in ((real, REAL), (fake, FAKE)):
+        for d in map(Path, dirs):
+            if (d / "train").is_dir() and (d / "val").is_dir():
+                train.extend(Sample(str(p), label) for p in list_images(d / "train"))
+                val.extend(Sample(str(p), label) for p in list_images(d / "val"))
+                continue
+            paths = list_images(d)
+            n_val = len(paths) // 10 if len(paths) >= 10 else min(1, len(paths) - 1)
+            train.extend(Sample(str(p), label) for p in paths[:len(paths) - n_val])
+            val.extend(Sample(str(p), label) for p in paths[len(paths) - n_val:])
+    if max_per_class:
+        train = _cap(train, max_per_class)
+    for samples, what in ((train, "training"), (val, "validation")):
+        for label in (REAL, FAKE):
+            if not any(s.label == label for s in samples):
+                kind = "real" if label == REAL else "fake"
+                raise ValueError(f"no {kind} {what} images found under {real if label == REAL else fake}; "
+                                 f"point --{kind} at a folder of images (or one with train/ and val/)")
+    return train, val
+
+
+def _cap(samples: list[Sample], n: int) -> list[Sample]:
+    out, count = [], {REAL: 0, FAKE: 0}
+    for s in samples:
+        if count[s.label] < n:
+            out.append(s)
+            count[s.label] += 1
+    return out

@@ -76,7 +76,7 @@ class Network:
         elif suffix in TORCHSCRIPT_SUFFIXES:
             import torch
 
-            from ..evaluation.evaluate import resolve_device
+            from ..core.device import resolve_device
 
             self._device = resolve_device(device)
             try:

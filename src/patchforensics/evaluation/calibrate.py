@@ -16,9 +16,10 @@ its scores fall. So after training we pick thresholds on held-out images:
 Thresholds are on the ``after_softmax`` score ``P(real)`` (the mean of the
 per-patch softmax), like every score in the package: an image is called real
 when ``P(real) > t`` and fake otherwise, i.e. fake when ``p(fake) = 1 - P(real)
->= 1 - t``. They are stored in the checkpoint's ``config.yaml`` under
-``thresholds:`` (read back by :func:`checkpoint.load_model`; ``test`` then
-reports ``acc@<name>``), with the details in ``calibration.json`` beside it.
+>= 1 - t``. They are stored in the checkpoint's card (``config.yaml``, under
+``thresholds:``, through :class:`~patchforensics.models.card.ModelCard`; ``test``
+then reports ``acc@<name>``, ``detect`` and ``visualize`` decide with them), with
+the details in ``calibration.json`` beside it.
 """
 from __future__ import annotations
 
@@ -28,14 +29,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from ..core import fileio
-from ..models.checkpoint import CONFIG_FILE, read_config
 from ..core.config import require
-from ..data.dataset import FAKE, REAL, Sample, collect_samples
-from .evaluate import Predictions, predict, resolve_device
-from ..data.transforms import TransformConfig
+from ..data.dataset import FAKE, REAL, Sample, collect_samples, split_samples
+from ..models.card import ModelCard
+from ..scoring.engine import Engine
+from ..scoring.fastpath import FastPath
+from ..scoring.metrics import Predictions
 
 CALIBRATION_FILE = "calibration.json"
 AGGREGATION = "after_softmax"
@@ -138,24 +139,16 @@ def choose_thresholds(p_real, labels, target_fpr: float = 0.01, partition: str =
 
 
 def store_calibration(ckpt_dir: str | os.PathLike, calibration: Calibration) -> None:
-    """Write the thresholds into ``config.yaml`` and the report to ``calibration.json``
-    (both atomically; the config's other keys are kept as they are)."""
+    """Write the thresholds into the checkpoint's card (``config.yaml``) and the report
+    to ``calibration.json`` (both atomically; the card's other keys are kept)."""
     ckpt_dir = Path(ckpt_dir)
-    config = read_config(ckpt_dir)
-    config["thresholds"] = {k: float(v) for k, v in calibration.thresholds.items()}
+    card = ModelCard.read(ckpt_dir)
     fileio.write_json(ckpt_dir / CALIBRATION_FILE, calibration.report)
-    fileio.write_yaml(ckpt_dir / CONFIG_FILE, config)
+    card.with_thresholds(calibration.thresholds).write(ckpt_dir)
 
 
 def calibrate_predictions(preds: Predictions, target_fpr: float = 0.01, partition: str = "val") -> Calibration:
     return choose_thresholds(preds.scores[AGGREGATION], preds.labels, target_fpr, partition)
-
-
-def validation_samples(config: dict) -> list[Sample]:
-    """The validation images of a training config, split exactly as ``train`` split them."""
-    from ..training.train import TrainConfig, split_samples
-
-    return split_samples(TrainConfig(real=list(config["real"]), fake=list(config["fake"])))[1]
 
 
 # ------------------------------------------------------------------ API
@@ -176,46 +169,37 @@ class CalibrateConfig:
     batch_size: int = 64
     num_workers: int = 0
     device: str = "auto"
+    backend: str = "auto"               # auto | torch | onnx, as everywhere
 
     def validate(self) -> None:
         require(0 <= self.target_fpr < 1, "target_fpr", "is a fraction in [0, 1), e.g. 0.01 for 1%")
         require(bool(self.real) == bool(self.fake), "real",
                 "give both --real and --fake, or neither to use the checkpoint's validation split")
         require(self.batch_size > 0, "batch_size", "must be > 0")
+        FastPath(backend=self.backend).validate()
 
 
 def run_calibration(cfg: CalibrateConfig, progress: bool = True) -> Calibration:
     """Score the calibration images with the checkpoint, choose and store thresholds."""
-    from ..models.checkpoint import load_model
-
     cfg.validate()
-    config = read_config(cfg.checkpoint)
+    card = ModelCard.read(cfg.checkpoint)
     if cfg.real:
         samples, partition = collect_samples(cfg.real, cfg.fake, split=cfg.partition), cfg.partition
     else:
-        samples, partition = validation_samples(config), "val"
-    device = resolve_device(cfg.device)
-    loaded = load_model(cfg.checkpoint, cfg.which_epoch, device)
-    return _calibrate(cfg.checkpoint, loaded.model, samples, loaded.transform, cfg.target_fpr, partition,
-                      cfg.batch_size, cfg.num_workers, device, progress)
+        samples = split_samples(card.options.get("real", []), card.options.get("fake", []))[1]
+        partition = "val"
+    engine = Engine.load(cfg.checkpoint, cfg.which_epoch, FastPath(backend=cfg.backend, cache_mb=0), cfg.device)
+    return calibrate(cfg.checkpoint, engine, samples, cfg.target_fpr, partition, cfg.batch_size,
+                     cfg.num_workers, progress)
 
 
-def calibrate_after_training(ckpt_dir: str | os.PathLike, val_samples: Sequence[Sample],
-                             batch_size: int = 64, num_workers: int = 0,
-                             device: str | torch.device = "cpu", progress: bool = True,
-                             target_fpr: float = 0.01) -> Calibration:
-    """Calibrate the ``bestval`` weights of a finished run on its validation samples."""
-    from ..models.checkpoint import load_model
-
-    loaded = load_model(ckpt_dir, "bestval", device)
-    return _calibrate(ckpt_dir, loaded.model, val_samples, loaded.transform, target_fpr, "val",
-                      batch_size, num_workers, device, progress)
-
-
-def _calibrate(ckpt_dir, model, samples, tcfg: TransformConfig, target_fpr, partition,
-               batch_size, num_workers, device, progress) -> Calibration:
-    preds = predict(model, samples, tcfg, batch_size=batch_size, num_workers=num_workers,
-                    device=device, progress=progress, desc="calibrate")
+def calibrate(ckpt_dir: str | os.PathLike, engine: Engine, samples: Sequence[Sample], target_fpr: float = 0.01,
+              partition: str = "val", batch_size: int = 64, num_workers: int = 0,
+              progress: bool = True) -> Calibration:
+    """Score ``samples`` with ``engine`` (the checkpoint's weights to calibrate), choose
+    the thresholds and store them in ``ckpt_dir``."""
+    preds = engine.predict(samples, batch_size=batch_size, num_workers=num_workers, progress=progress,
+                           desc="calibrate")
     calibration = calibrate_predictions(preds, target_fpr, partition)
     calibration.report["skipped"] = preds.skipped.as_list()
     store_calibration(ckpt_dir, calibration)

@@ -1,133 +1,35 @@
 """``test``: score a checkpoint on a real/fake dataset and write its metrics.
 
 Results go to ``results/<name>/<partition>/epoch_<which>/<dataset>[_<corruptions>]/``:
-``metrics.json`` (per aggregation and per patch: AP, accuracy at 0.5, ROC-AUC,
-real/fake accuracy, n), ``scores.csv`` (one row per image) and ``pr_curve.png``.
+``metrics.json`` (per aggregation and per patch: AP with fake as the positive
+class, the seed's real-positive AP as ``ap_real_positive``, accuracy at 0.5,
+ROC-AUC, real/fake accuracy, n), ``scores.csv`` (one row per image, p(fake) per
+aggregation) and ``pr_curve.png``. Images are scored by the
+:class:`~patchforensics.scoring.engine.Engine`.
 Memory stays flat in the dataset size: per image only three scores are kept,
 and per-patch metrics come from a streaming histogram.
 """
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from ..scoring import distributed
 from ..core import fileio
-from ..models.checkpoint import LoadedModel, load_model
 from ..core.config import ConfigError, require
-from ..data.dataset import ImageDataset, Sample, collate, collect_samples
-from ..scoring.fastpath import FastPath, configure_runtime, prepare_inference
-from ..core.imageio import NoUsableImagesError, SkipLog
-from ..scoring.metrics import AGGREGATIONS, PatchHistogram, aggregate, binary_metrics
-from ..data.transforms import Corruption, TransformConfig, corruption_tag, eval_transform, parse_corruptions
-
-
-@dataclass
-class Predictions:
-    """Per-image scores (P(real) per aggregation) and streaming patch counts."""
-
-    paths: list[str]
-    labels: np.ndarray                      # (N,) 1 = real, 0 = fake
-    scores: dict[str, np.ndarray]           # aggregation -> (N,) P(real)
-    patches: PatchHistogram
-    skipped: SkipLog = field(default_factory=SkipLog)
-    index: np.ndarray | None = None          # (N,) position of each image in the input samples
-
-    def metrics(self, thresholds: dict[str, float] | None = None) -> dict:
-        out = {agg: binary_metrics(self.scores[agg], self.labels) for agg in AGGREGATIONS}
-        out["patch"] = self.patches.metrics()
-        for tname, t in (thresholds or {}).items():
-            m = binary_metrics(self.scores["after_softmax"], self.labels, threshold=t)
-            out["after_softmax"][f"acc@{tname}"] = m["acc"]
-            out["after_softmax"][f"real_acc@{tname}"] = m["real_acc"]
-            out["after_softmax"][f"fake_acc@{tname}"] = m["fake_acc"]
-        return out
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def make_loader(dataset, batch_size: int, num_workers: int, sampler=None) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
-                      num_workers=num_workers, collate_fn=collate,
-                      persistent_workers=False, pin_memory=torch.cuda.is_available())
-
-
-class ScoreAccumulator:
-    """Turns a stream of logit batches into :class:`Predictions` in bounded memory.
-
-    Per image it keeps three float scores, its label, index and path; patch maps
-    are folded into a :class:`~patchforensics.metrics.PatchHistogram` batch by
-    batch and dropped, so memory grows by ~100 bytes per image, not by its map.
-    """
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.labels: list[np.ndarray] = []
-        self.index: list[np.ndarray] = []
-        self.scores: dict[str, list[np.ndarray]] = {a: [] for a in AGGREGATIONS}
-        self.patches, self.skipped = PatchHistogram(), SkipLog()
-
-    def add(self, logits: torch.Tensor, labels: torch.Tensor, paths: Sequence[str],
-            index: torch.Tensor) -> None:
-        """One batch: logits ``(B, 2, H', W')``, labels/index ``(B,)``."""
-        logits = logits.float().cpu()
-        # copies, not views: a small array that keeps its batch's torch storage alive
-        # fragments the heap, and peak memory then creeps up with the number of batches
-        for agg, v in aggregate(logits).items():
-            self.scores[agg].append(v.numpy().copy())
-        self.patches.update(logits, labels)
-        self.labels.append(labels.numpy().copy())
-        self.index.append(index.numpy().copy())
-        self.paths.extend(paths)
-
-    def add_errors(self, errors: Sequence[tuple[str, str]]) -> None:
-        self.skipped.skipped.extend(errors)
-
-    def result(self) -> Predictions:
-        cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
-        return Predictions(self.paths, cat(self.labels).astype(int),
-                           {a: cat(v) for a, v in self.scores.items()}, self.patches, self.skipped,
-                           cat(self.index).astype(np.int64))
-
-
-def predict(model: torch.nn.Module, samples: Sequence[Sample], tcfg: TransformConfig,
-            corruptions: Sequence[Corruption] = (), batch_size: int = 64, num_workers: int = 0,
-            device: str | torch.device = "cpu", progress: bool = True, desc: str = "predict",
-            fast: FastPath | None = None, dataset: ImageDataset | None = None) -> Predictions:
-    """Run ``model`` over ``samples``; unreadable files are skipped and listed.
-
-    ``fast`` picks the inference path (default: every fast path that helps on
-    ``device``; :meth:`FastPath.reference` for plain eager fp32). ``dataset``
-    replaces the default one over ``samples`` (e.g. a decoded-image cache).
-    ``model`` itself is left unchanged.
-    """
-    device = torch.device(device)
-    side = tcfg.load_size if tcfg.patch_model else tcfg.fine_size
-    runner = prepare_inference(model, fast or FastPath(), device, side)
-    if dataset is None:
-        dataset = ImageDataset(samples, eval_transform(tcfg, corruptions))
-    loader = make_loader(dataset, batch_size, num_workers)
-    acc = ScoreAccumulator()
-    with torch.inference_mode():
-        for batch in tqdm(loader, desc=desc, disable=not progress, unit="batch", leave=False):
-            acc.add_errors(batch["errors"])
-            if batch["image"] is not None:
-                acc.add(runner(batch["image"]), batch["label"], batch["paths"], batch["index"])
-    return acc.result()
+from ..core.imageio import NoUsableImagesError
+from ..data.dataset import collect_samples
+from ..data.transforms import Corruption, corruption_tag, parse_corruptions
+from ..scoring import distributed
+from ..scoring.engine import Engine
+from ..scoring.fastpath import FastPath
+from ..scoring.metrics import AGGREGATIONS, Predictions
 
 
 # ------------------------------------------------------------------ test
@@ -176,99 +78,108 @@ def results_dir_for(results_root: str | os.PathLike, name: str, partition: str, 
     return Path(results_root) / name / partition / f"epoch_{which}" / leaf
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+#: what the numbers in ``scores.csv`` and ``metrics.json`` mean; part of the cache key, so
+#: results written under another convention are recomputed, not reused
+SCORE_CONVENTION = "p_fake; ap = fake positive; ap_real_positive = seed"
 
 
-def run_test(cfg: TestConfig, loaded: LoadedModel | None = None, progress: bool = True) -> tuple[dict, Path]:
+def run_test(cfg: TestConfig, engine: Engine | None = None, progress: bool = True) -> tuple[dict, Path]:
     """Evaluate one (real, fake) dataset; returns ``(metrics, results_folder)``.
 
     Skips the work (and returns the stored metrics) when ``metrics.json`` already
     exists for the same weights file and inputs, unless ``cfg.force``. Under
     ``torchrun`` each process scores a shard of the images and every process
-    returns the metrics of the whole set; only rank 0 writes files.
+    returns the metrics of the whole set; only rank 0 writes files. ``engine``
+    replaces the one ``cfg`` would open (its backend then decides).
     """
     cfg.validate()
     with distributed.session(cfg.device) as ctx:
-        return _run_test(cfg, ctx, loaded, progress)
+        return _run_test(cfg, ctx, engine, progress)
 
 
-def _run_test(cfg: TestConfig, ctx: distributed.DistContext, loaded: LoadedModel | None,
+def _run_test(cfg: TestConfig, ctx: distributed.DistContext, engine: Engine | None,
               progress: bool) -> tuple[dict, Path]:
     corruptions = parse_corruptions(cfg.corrupt)
-    device = ctx.device
-    fast = cfg.fast_path()
-    configure_runtime(fast, device, ctx.local_world_size)
     samples = collect_samples(cfg.real, cfg.fake, split=cfg.partition)  # fails early on bad folders
-    if loaded is None:
-        loaded = load_model(cfg.checkpoint, cfg.which_epoch, device)
-    out_dir = results_dir_for(cfg.results_dir, loaded.name, cfg.partition, cfg.which_epoch,
+    if engine is None:
+        engine = Engine.load(cfg.checkpoint, cfg.which_epoch, cfg.fast_path(), ctx.device, ctx.local_world_size)
+    card = engine.card
+    out_dir = results_dir_for(cfg.results_dir, card.name, cfg.partition, cfg.which_epoch,
                               cfg.dataset_name, corruptions)
-    key = {"weights_sha256": file_sha256(loaded.weights_file), "real": [str(r) for r in cfg.real],
+    key = {"weights_sha256": fileio.file_sha256(engine.weights_file), "real": [str(r) for r in cfg.real],
            "fake": [str(f) for f in cfg.fake], "corruptions": [str(c) for c in corruptions],
-           "thresholds": loaded.thresholds}
+           "thresholds": dict(card.thresholds), "convention": SCORE_CONVENTION}
     metrics_file = out_dir / "metrics.json"
     if metrics_file.is_file() and not cfg.force:
-        import json
         old = json.loads(metrics_file.read_text())
         if old.get("key") == key:
             return old, out_dir
     positions = distributed.shard(range(len(samples)), ctx)
-    preds = predict(loaded.model, [samples[i] for i in positions], loaded.transform, corruptions,
-                    cfg.batch_size, cfg.num_workers, device, progress and ctx.is_main,
-                    desc=f"test {cfg.dataset_name}", fast=fast)
+    preds = engine.predict([samples[i] for i in positions], corruptions, cfg.batch_size, cfg.num_workers,
+                           progress and ctx.is_main, desc=f"test {cfg.dataset_name}")
     preds = distributed.gather_predictions(preds, positions, samples, ctx)
     if len(np.unique(preds.labels)) < 2:
         first = "; ".join(f"{p}: {r}" for p, r in preds.skipped.skipped[:3])
         raise NoUsableImagesError(f"no usable images left in one class ({len(preds.skipped)} skipped, "
                                   f"e.g. {first})")
     result = {
-        "name": loaded.name, "dataset": cfg.dataset_name, "partition": cfg.partition,
+        "name": card.name, "dataset": cfg.dataset_name, "partition": cfg.partition,
         "which_epoch": cfg.which_epoch, "corruptions": [str(c) for c in corruptions],
-        "weights_epoch": loaded.meta.get("epoch"), "key": key,
-        "metrics": preds.metrics(loaded.thresholds),
+        "weights_epoch": engine.meta.get("epoch"), "backend": engine.backend, "key": key,
+        "convention": {"score": "p(fake) = 1 - P(real)", "ap": "fake images positive, ranked by p(fake)",
+                       "ap_real_positive": "the seed's AP: real images positive, ranked by P(real)"},
+        "metrics": preds.metrics(card.thresholds),
         "skipped": preds.skipped.as_list(),
     }
     if not ctx.is_main:
         return result, out_dir
     write_scores_csv(out_dir / "scores.csv", preds)
-    plot_pr_curves(out_dir / "pr_curve.png", preds, title=f"{loaded.name} on {cfg.dataset_name}")
+    plot_pr_curves(out_dir / "pr_curve.png", preds, title=f"{card.name} on {cfg.dataset_name}")
     fileio.write_json(metrics_file, result)
     return result, out_dir
 
 
+SCORE_COLUMNS = tuple(f"p_fake_{a}" for a in AGGREGATIONS)
+
+
 def write_scores_csv(path: Path, preds: Predictions) -> None:
+    """One row per image: path, label (1 = real, 0 = fake) and p(fake) per aggregation."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["path", "label", *AGGREGATIONS])
+    w.writerow(["path", "label", *SCORE_COLUMNS])
+    p_fake = {a: preds.p_fake(a) for a in AGGREGATIONS}
     for i, p in enumerate(preds.paths):
-        w.writerow([p, int(preds.labels[i]), *(f"{preds.scores[a][i]:.6f}" for a in AGGREGATIONS)])
+        w.writerow([p, int(preds.labels[i]), *(f"{p_fake[a][i]:.6f}" for a in AGGREGATIONS)])
     fileio.write_text(path, buf.getvalue())
 
 
-def read_scores_csv(path: str | os.PathLike) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+def read_scores_csv(path: str | os.PathLike) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]] | None:
+    """``(paths, labels, {aggregation: p(fake)})`` of a ``scores.csv``, or ``None`` for one
+    written under an older convention (other columns)."""
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        if not set(SCORE_COLUMNS) <= set(reader.fieldnames or ()):
+            return None
+        rows = list(reader)
     labels = np.array([int(r["label"]) for r in rows])
-    return [r["path"] for r in rows], labels, {a: np.array([float(r[a]) for r in rows]) for a in AGGREGATIONS}
+    return ([r["path"] for r in rows], labels,
+            {a: np.array([float(r[c]) for r in rows]) for a, c in zip(AGGREGATIONS, SCORE_COLUMNS)})
 
 
 def plot_pr_curves(path: Path, preds: Predictions, title: str = "") -> None:
+    """Precision-recall curves of finding the fakes by p(fake), one per aggregation."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
+    is_fake = preds.labels == 0
     for agg in AGGREGATIONS:
-        p, r, _ = precision_recall_curve(preds.labels, preds.scores[agg])
-        ap = average_precision_score(preds.labels, preds.scores[agg])
+        p, r, _ = precision_recall_curve(is_fake, preds.p_fake(agg))
+        ap = average_precision_score(is_fake, preds.p_fake(agg))
         ax.plot(r, p, label=f"{agg} (AP {ap:.3f})")
-    ax.set(xlabel="recall (real)", ylabel="precision (real)", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    ax.set(xlabel="recall (fake)", ylabel="precision (fake)", xlim=(0, 1), ylim=(0, 1.02), title=title)
     ax.title.set_fontsize(9)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()

@@ -23,10 +23,11 @@ from importlib import resources
 from pathlib import Path
 
 from ..core import fileio
-from ..models.checkpoint import load_model
 from ..core.config import ConfigError, require
 from ..data.dataset import default_data_root
-from .evaluate import TestConfig, resolve_device, run_test
+from ..scoring.engine import Engine
+from ..scoring.fastpath import FastPath
+from .evaluate import TestConfig, run_test
 from ..scoring.metrics import AGGREGATIONS
 from ..data.transforms import parse_corruptions
 
@@ -108,10 +109,10 @@ class SuiteResult:
 def run_suite(checkpoint: str | os.PathLike, suite: Suite, which_epoch: str = "bestval",
               partition: str = "test", results_dir: str = "results", batch_size: int = 64,
               num_workers: int = 0, device: str = "auto", force: bool = False,
-              progress: bool = True) -> SuiteResult:
+              progress: bool = True, backend: str = "auto") -> SuiteResult:
     """Run ``test`` for every dataset × corruption and write
     ``results/<name>/<partition>/epoch_<which>/suite_<suite>.{csv,md}``."""
-    loaded = load_model(checkpoint, which_epoch, resolve_device(device))
+    engine = Engine.load(checkpoint, which_epoch, FastPath(backend=backend, cache_mb=0), device)
     rows = []
     out_dir = None
     for corruption in suite.corruptions:
@@ -119,8 +120,8 @@ def run_suite(checkpoint: str | os.PathLike, suite: Suite, which_epoch: str = "b
             cfg = TestConfig(checkpoint=str(checkpoint), real=[ds.real], fake=[ds.fake], dataset_name=ds.name,
                              which_epoch=which_epoch, partition=partition, corrupt=corruption,
                              results_dir=results_dir, batch_size=batch_size, num_workers=num_workers,
-                             device=device, force=force)
-            result, out_dir = run_test(cfg, loaded=loaded, progress=progress)
+                             device=device, force=force, backend=backend)
+            result, out_dir = run_test(cfg, engine=engine, progress=progress)
             for agg in AGGREGATIONS + ("patch",):
                 m = result["metrics"][agg]
                 rows.append({"dataset": ds.name, "corruption": ",".join(corruption) or "none",
@@ -132,14 +133,15 @@ def run_suite(checkpoint: str | os.PathLike, suite: Suite, which_epoch: str = "b
     writer.writeheader()
     writer.writerows(rows)
     fileio.write_text(csv_path, buf.getvalue())
-    fileio.write_text(md_path, markdown_table(rows, title=f"{loaded.name} ({which_epoch}) on suite "
+    fileio.write_text(md_path, markdown_table(rows, title=f"{engine.name} ({which_epoch}) on suite "
                                                           f"{suite.name}, partition {partition}"))
     return SuiteResult(rows, csv_path, md_path)
 
 
 def markdown_table(rows: list[dict], title: str = "") -> str:
     head = "| dataset | corruption | aggregation | AP | acc@0.5 | ROC-AUC | real acc | fake acc | n |"
-    lines = ([f"**{title}**", ""] if title else []) + [head, "|" + "---|" * 9]
+    note = "AP: fakes are the positive class, ranked by p(fake)"
+    lines = ([f"**{title}** ({note})" if title else note, ""]) + [head, "|" + "---|" * 9]
     for r in rows:
         lines.append(f"| {r['dataset']} | {r['corruption']} | {r['aggregation']} | {r['ap']:.4f} | "
                      f"{r['acc']:.4f} | {r['roc_auc']:.4f} | {r['real_acc']:.4f} | {r['fake_acc']:.4f} | {r['n']} |")

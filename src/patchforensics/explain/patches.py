@@ -35,13 +35,12 @@ import torch
 from PIL import Image
 
 from ..core import fileio
-from ..models.checkpoint import LoadedModel
 from ..core.config import require
+from ..core.imageio import SkipLog
 from ..data.dataset import REAL
 from ..evaluation.evaluate import TestConfig
-from ..core.imageio import SkipLog
-from ..models import receptive_field
-from .visualize import CLASS_DIRS, image_array, logit_batches, open_explain_run, save_npy
+from ..scoring.engine import Engine
+from .common import CLASS_DIRS, image_array, open_explain_run, save_npy
 
 #: Fill value of cut-outs outside the image: mid-grey, i.e. 0 in the network's [-1, 1] input.
 PAD_VALUE = 128
@@ -121,23 +120,24 @@ class PatchesConfig(TestConfig):
         require(self.grid_max > 0, "grid_max", "must be > 0")
 
 
-def run_patches(cfg: PatchesConfig, loaded: LoadedModel | None = None, progress: bool = True) -> Path:
+def run_patches(cfg: PatchesConfig, engine: Engine | None = None, progress: bool = True) -> Path:
     """Find, cut out and save the top patches of each class; returns the ``patches`` folder."""
-    run = open_explain_run(cfg, loaded, "patches")
-    corruptions, samples, device, loaded = run.corruptions, run.samples, run.device, run.loaded
+    run = open_explain_run(cfg, engine, "patches")
+    corruptions, samples, engine = run.corruptions, run.samples, run.engine
+    card = engine.card
     out_dir = run.out_dir / "patches"
     fileio.ensure_new_output(out_dir, cfg.force)
 
-    size = loaded.transform.load_size if loaded.transform.patch_model else loaded.transform.fine_size
-    rf = receptive_field(loaded.model, size)
+    size = card.input_side
+    rf = card.receptive_field(size)
     boxes = rf.boxes
     width = rf.output_size[1]
     positions = rf.output_size[0] * width
     heaps = {label: TopPatches(cfg.topn) for label in CLASS_DIRS}
     n_images = {label: 0 for label in CLASS_DIRS}
     skipped = SkipLog()
-    for batch, logits in logit_batches(loaded, samples, corruptions, cfg.batch_size, cfg.num_workers, device,
-                                       skipped, progress, f"patches {cfg.dataset_name}"):
+    for batch, logits in engine.batches(samples, corruptions, cfg.batch_size, cfg.num_workers, skipped,
+                                        progress, f"patches {cfg.dataset_name}"):
         if tuple(logits.shape[2:]) != rf.output_size:
             raise RuntimeError(f"model output {tuple(logits.shape[2:])} does not match its receptive-field "
                                f"grid {rf.output_size} for {size}px inputs")
@@ -174,12 +174,11 @@ def run_patches(cfg: PatchesConfig, loaded: LoadedModel | None = None, progress:
             counts[cls] = {"images": n_images[label], "patches": len(best)}
             write_patch_set(tmp, f"{cls}_easiest", best, rf.size, cfg.grid_max)
         meta = {
-            "name": loaded.name, "checkpoint": str(cfg.checkpoint), "which_epoch": cfg.which_epoch,
-            "model": loaded.config["model"], "dataset": cfg.dataset_name, "partition": cfg.partition,
+            "name": card.name, "checkpoint": str(cfg.checkpoint), "which_epoch": cfg.which_epoch,
+            "model": card.architecture, "dataset": cfg.dataset_name, "partition": cfg.partition,
             "corruptions": [str(c) for c in corruptions], "topn": cfg.topn, "unique": cfg.unique,
             "input_size": size, "pad_value": PAD_VALUE,
-            "transform": {"load_size": loaded.transform.load_size, "fine_size": loaded.transform.fine_size,
-                          "patch_model": loaded.transform.patch_model},
+            "transform": {"load_size": card.load_size, "fine_size": card.fine_size, "patch_model": card.patch},
             "receptive_field": {"size": list(rf.size), "stride": list(rf.stride), "offset": list(rf.offset),
                                 "output_size": list(rf.output_size)},
             "counts": counts, "skipped": skipped.as_list(),

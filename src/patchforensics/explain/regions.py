@@ -51,12 +51,12 @@ from tqdm.auto import tqdm
 from ..core import fileio
 from ..models.checkpoint import load_legacy_pth
 from ..core.config import ConfigError, require
-from ..evaluation.evaluate import resolve_device
+from ..core.device import resolve_device
 from ..core.imageio import ImageLoadError, SkipLog, load_rgb
 from ..models.layers import BasicBlock
 from .patches import cut_box, make_grid, read_patch_set
 from ..data.transforms import TransformConfig, eval_image, parse_corruptions
-from .visualize import CLASS_DIRS
+from .common import CLASS_DIRS
 
 SEGMENTERS = ("mediapipe", "bisenet")
 

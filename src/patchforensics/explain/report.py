@@ -13,9 +13,6 @@ under ``results/<name>/<partition>/epoch_<which>/<dataset>/``:
 Images are inlined as ``data:`` URIs, styles are inlined and nothing is
 fetched from the network, so the page can be mailed or opened offline; only
 the gallery links point to files next to it (relative links).
-
-:func:`explain_checkpoint` runs the whole explain chain for one checkpoint
-and dataset with demo-sized defaults.
 """
 from __future__ import annotations
 
@@ -33,7 +30,8 @@ from PIL import Image
 from ..core import fileio
 from ..core.config import require
 from ..scoring.metrics import AGGREGATIONS
-from .visualize import CLASS_DIRS, GROUPS, html_page
+from ..core.heatmap import SCALE_TEXT
+from .common import CLASS_DIRS, GROUPS, html_page
 
 TABLE_COLUMNS = (*AGGREGATIONS, "patch")
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
@@ -206,14 +204,15 @@ def dataset_section(r: DatasetResult, page_dir: Path, anchor: str) -> str:
     pr = r.folder / "pr_curve.png"
     figs = []
     if pr.is_file():
-        figs.append(_figure(_img(pr, "PR curve"), "precision–recall (real = positive) per aggregation"))
+        figs.append(_figure(_img(pr, "PR curve"), "precision–recall of finding the fakes (fake = positive, by p(fake)) per aggregation"))
     vis = r.folder / "vis"
     if (vis / "average_heatmaps.png").is_file():
         info = _read_json(vis / "visualize.json") or {}
         links = " · ".join(f'<a href="{_href(vis / c / g / "index.html", page_dir)}">{c} {g}</a>'
                            for c in CLASS_DIRS.values() for g in GROUPS if (vis / c / g / "index.html").is_file())
         figs.append(_figure(_img(vis / "average_heatmaps.png", "average heatmaps", wide=True),
-                            f"average P(real) maps of the {info.get('topn', '')} easiest / hardest images per class "
+                            f"average p(fake) maps ({html.escape(SCALE_TEXT)}) of the {info.get('topn', '')} easiest / "
+                            "hardest images per class "
                             f"({html.escape(str(info.get('average_mode', '')))} ranking); galleries: {links}"))
     if figs:
         parts.append(f'<div class="figs">{"".join(figs)}</div>')
@@ -264,7 +263,9 @@ def build_report(results: list[DatasetResult], page_dir: Path, title: str, root:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [f"<h1>{html.escape(title)}</h1>",
             f'<p class="meta">{len(results)} result folders under <code>{html.escape(str(root))}</code>, '
-            f"generated {now}. Scores are P(real); AP treats real as the positive class. {toc}</p>",
+            f"generated {now}. Scores are p(fake); AP treats the fakes as the positive class (the seed's "
+            f"real-positive AP is <code>ap_real_positive</code> in metrics.json). Heatmaps: "
+            f"{html.escape(SCALE_TEXT)}. {toc}</p>",
             "<h2>Detection metrics</h2>", metrics_table(results), ap_pivot(results)]
     body += [dataset_section(r, page_dir, f"r{i}") for i, r in enumerate(results)]
     return html_page(title, "\n".join(body), with_lightbox=False)
@@ -282,36 +283,3 @@ def run_report(cfg: ReportConfig) -> Path:
                                 "patches/regions) first")
     fileio.write_text(out, build_report(results, out.resolve().parent, cfg.title, Path(cfg.results_dir)))
     return out
-
-
-# ---------------------------------------------------------------- all steps
-def explain_checkpoint(ckpt_dir, real_dir, fake_dir, dataset_name: str, results_dir: str = "results",
-                       partition: str = "test", which: str = "bestval", topn_images: int = 12,
-                       topn_patches: int = 100, progress: bool = True, force: bool = False,
-                       device: str = "auto") -> Path:
-    """Run test (reused when up to date), visualize, patches (one per image), regions
-    (mediapipe) and the report for one checkpoint and dataset; returns ``report.html``.
-
-    ``real_dir``/``fake_dir``: a folder (or list of folders) with a ``partition``
-    subfolder or the images themselves. The report covers all of ``results_dir``
-    and is written to ``<results_dir>/report.html``. ``force`` replaces earlier
-    explain outputs (without it an existing output is an error, as on the CLI).
-    """
-    from ..models.checkpoint import load_model
-    from ..evaluation.evaluate import TestConfig, resolve_device, run_test
-    from .patches import PatchesConfig, run_patches
-    from .regions import RegionsConfig, run_regions
-    from .visualize import VisualizeConfig, require_patch_model, run_visualize
-
-    as_list = (lambda d: [str(x) for x in d] if isinstance(d, (list, tuple)) else [str(d)])
-    common = dict(checkpoint=str(ckpt_dir), real=as_list(real_dir), fake=as_list(fake_dir),
-                  dataset_name=dataset_name, which_epoch=str(which), partition=partition,
-                  results_dir=str(results_dir), device=device)
-    require_patch_model(str(ckpt_dir), "explain")
-    loaded = load_model(ckpt_dir, str(which), resolve_device(device))
-    run_test(TestConfig(**common), loaded=loaded, progress=progress)
-    run_visualize(VisualizeConfig(**common, topn=topn_images, force=force), loaded=loaded, progress=progress)
-    patches_dir = run_patches(PatchesConfig(**common, topn=topn_patches, unique=True, force=force),
-                              loaded=loaded, progress=progress)
-    run_regions(RegionsConfig(str(patches_dir), force=force, device=device), progress=progress)
-    return run_report(ReportConfig(str(results_dir), force=True))

@@ -2,8 +2,9 @@
 
 A checkpoint folder ``checkpoints/<name>/`` holds
 
-- ``config.yaml``: the training config (everything needed to rebuild the model
-  and its transforms) and, after calibration, decision thresholds;
+- ``config.yaml``: the model card (:class:`~patchforensics.models.card.ModelCard`:
+  architecture, input geometry, class ids, training options and, after
+  calibration, decision thresholds);
 - ``latest.safetensors``, ``bestval.safetensors``, ``epoch_<n>.safetensors``:
   model weights, with the epoch and validation metric in the metadata;
 - ``resume.safetensors``: weights + optimizer + scheduler + progress for
@@ -25,10 +26,9 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from ..core import fileio
-from ..data.transforms import TransformConfig
-from .registry import create_model, is_patch_model
+from .card import ModelCard
+from .registry import create_model
 
-CONFIG_FILE = "config.yaml"
 RESUME_FILE = "resume.safetensors"
 
 
@@ -127,33 +127,19 @@ def load_legacy_pth(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return read_legacy_pth(path)[0]
 
 
+#: The detector shipped with the package (see ``bundled/MODEL_CARD.md``) and its weights' name.
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled"
+BUNDLED_WEIGHTS = "weights"
+
+
 @dataclass
 class LoadedModel:
-    """A model ready for inference plus what is needed to feed it."""
+    """A checkpoint's weights in an eval-mode model, with its card."""
 
     model: nn.Module
-    transform: TransformConfig
-    config: dict[str, Any]
-    meta: dict[str, Any] = field(default_factory=dict)
-    thresholds: dict[str, float] = field(default_factory=dict)
-    name: str = ""
+    card: ModelCard
+    meta: dict[str, Any] = field(default_factory=dict)      # the weights file's metadata (epoch …)
     weights_file: Path | None = None
-
-
-def read_config(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
-    path = Path(ckpt_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {ckpt_dir} is not a checkpoint folder "
-                                "(expected config.yaml and *.safetensors written by 'patchforensics train')")
-    cfg = fileio.read_yaml(path)
-    if not isinstance(cfg, dict) or "model" not in cfg:
-        raise ValueError(f"{path} is not a patchforensics config")
-    return cfg
-
-
-def transform_config(cfg: dict[str, Any]) -> TransformConfig:
-    return TransformConfig(load_size=int(cfg["load_size"]), fine_size=int(cfg["fine_size"]),
-                           patch_model=is_patch_model(cfg["model"]))
 
 
 def load_model(ckpt_dir: str | os.PathLike, which: str = "bestval",
@@ -163,7 +149,7 @@ def load_model(ckpt_dir: str | os.PathLike, which: str = "bestval",
     Falls back from ``bestval`` to ``latest`` when no validation ever improved.
     """
     ckpt_dir = Path(ckpt_dir)
-    cfg = read_config(ckpt_dir)
+    card = ModelCard.read(ckpt_dir)
     path = weights_path(ckpt_dir, which)
     if not path.is_file() and str(which) == "bestval" and weights_path(ckpt_dir, "latest").is_file():
         path = weights_path(ckpt_dir, "latest")
@@ -171,12 +157,10 @@ def load_model(ckpt_dir: str | os.PathLike, which: str = "bestval",
         available = sorted(p.stem for p in ckpt_dir.glob("*.safetensors") if p.name != RESUME_FILE)
         raise FileNotFoundError(f"{path} not found; available: {', '.join(available) or 'none'}")
     state, meta = load_tensors(path)
-    model = create_model(cfg["model"], seed=None)
+    model = create_model(card.architecture, seed=None)
     model.load_state_dict(state)
     model.to(device).eval()
-    return LoadedModel(model=model, transform=transform_config(cfg), config=cfg, meta=meta,
-                       thresholds=dict(cfg.get("thresholds") or {}), name=cfg.get("name", ckpt_dir.name),
-                       weights_file=path)
+    return LoadedModel(model=model, card=card, meta=meta, weights_file=path)
 
 
 # ------------------------------------------------------- training state

@@ -63,13 +63,13 @@ def _xception_stages(n_blocks: int) -> tuple["OrderedDict[str, nn.Module]", int]
 
 
 @register_family(r"xception_block(?P<block>[1-5])",
-                 tuple(f"xception_block{i}" for i in range(1, 6)))
+                 tuple(f"xception_block{i}" for i in range(1, 6)), patch=True)
 def xception_patch(block: int) -> nn.Module:
     stages, channels = _xception_stages(block)
     return PatchClassifier(stages, channels)
 
 
-@register_family(r"xception", ("xception",))
+@register_family(r"xception", ("xception",), patch=False)
 def xception_full() -> nn.Module:
     stages, _ = _xception_stages(12)
     stages.update(conv3=SeparableConv2d(1024, 1536), bn3=nn.BatchNorm2d(1536), relu3=nn.ReLU(inplace=True),
@@ -99,13 +99,13 @@ def _resnet_stages(depth: int, n_layers: int) -> tuple["OrderedDict[str, nn.Modu
 
 
 @register_family(r"resnet(?P<depth>18|34|50)_layer(?P<layer>[1-4])",
-                 tuple(f"resnet{d}_layer{i}" for d in (18, 34, 50) for i in range(1, 5)))
+                 tuple(f"resnet{d}_layer{i}" for d in (18, 34, 50) for i in range(1, 5)), patch=True)
 def resnet_patch(depth: int, layer: int) -> nn.Module:
     stages, channels = _resnet_stages(depth, layer)
     return PatchClassifier(stages, channels)
 
 
-@register_family(r"resnet(?P<depth>18|34|50)", ("resnet18", "resnet34", "resnet50"))
+@register_family(r"resnet(?P<depth>18|34|50)", ("resnet18", "resnet34", "resnet50"), patch=False)
 def resnet_full(depth: int) -> nn.Module:
     stages, channels = _resnet_stages(depth, 4)
     return FullImageClassifier(stages, channels)
@@ -113,7 +113,7 @@ def resnet_full(depth: int) -> nn.Module:
 
 # ----------------------------------------------------------------- WideNet
 @register_family(r"widenet_kw(?P<kernel>[1-9][0-9]?)_d(?P<dilation>[1-9])",
-                 ("widenet_kw7_d1", "widenet_kw7_d2", "widenet_kw3_d1", "widenet_kw5_d1"))
+                 ("widenet_kw7_d1", "widenet_kw7_d2", "widenet_kw3_d1", "widenet_kw5_d1"), patch=True)
 def widenet(kernel: int, dilation: int) -> nn.Module:
     """One wide strided conv (256 channels), max-pool, then 1×1 layers: a shallow
     patch model whose field is set by ``kernel`` and ``dilation``."""

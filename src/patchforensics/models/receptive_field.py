@@ -10,9 +10,12 @@ cached the result; ``tests/test_receptive_field.py`` checks the two agree.)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from torch import nn
+
+from .registry import create_skeleton
 
 _PASS_THROUGH = (nn.BatchNorm2d, nn.ReLU, nn.Identity, nn.Dropout, nn.LeakyReLU, nn.Sigmoid)
 
@@ -197,3 +200,10 @@ def receptive_field(model: nn.Module, input_size: int | tuple[int, int]) -> Rece
     return ReceptiveField((maps[0].size, maps[1].size), (maps[0].stride, maps[1].stride),
                           (maps[0].start, maps[1].start), _pair(input_size), (out[0], out[1]),
                           (exact[0], exact[1]))
+
+
+@lru_cache(maxsize=64)
+def architecture_field(name: str, input_size: int) -> ReceptiveField:
+    """:func:`receptive_field` of the registered architecture ``name`` at a square
+    ``input_size``: it depends on the layers alone, so no weights are built."""
+    return receptive_field(create_skeleton(name), input_size)

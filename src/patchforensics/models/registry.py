@@ -21,17 +21,19 @@ class _Family:
     pattern: re.Pattern
     builder: Callable[..., nn.Module]
     examples: tuple[str, ...]
+    patch: bool          # one logit pair per patch (limited receptive field) vs one per image
 
 
 _FAMILIES: list[_Family] = []
 
 
-def register_family(pattern: str, examples: tuple[str, ...]):
+def register_family(pattern: str, examples: tuple[str, ...], patch: bool):
     """Register a builder for every model name matching ``pattern`` (a full-match regex
-    whose named groups are passed to the builder as ints)."""
+    whose named groups are passed to the builder as ints). ``patch``: the family's
+    models output a map of patch logits (``True``) or one logit pair per image."""
 
     def wrap(builder):
-        _FAMILIES.append(_Family(re.compile(pattern), builder, examples))
+        _FAMILIES.append(_Family(re.compile(pattern), builder, examples, patch))
         return builder
 
     return wrap
@@ -50,8 +52,9 @@ def list_patch_models() -> list[str]:
 
 
 def is_patch_model(name: str) -> bool:
-    """True when the model outputs one logit pair per patch (limited receptive field)."""
-    return "_" in name
+    """True when the model outputs one logit pair per patch (limited receptive field),
+    as its family was registered; ``ValueError`` for an unknown name."""
+    return _resolve(name)[0].patch
 
 
 def _resolve(name: str) -> tuple[_Family, dict[str, int]]:
@@ -90,8 +93,15 @@ def create_model(name: str, init: str = "xavier", seed: int | None = 0) -> nn.Mo
     else:
         model = fam.builder(**params)
         init_weights(model, init)
-    model.model_name = name
     return model
+
+
+def create_skeleton(name: str) -> nn.Module:
+    """The architecture ``name`` without weights (on the ``meta`` device, nothing
+    allocated or initialised): enough for its geometry, e.g. the receptive field."""
+    fam, params = _resolve(name)
+    with torch.device("meta"):
+        return fam.builder(**params)
 
 
 def init_weights(model: nn.Module, init: str, gain: float = 0.02) -> None:

@@ -27,7 +27,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .metrics import AGGREGATIONS, PatchHistogram
+from ..core.imageio import SkipLog
+from ..core.device import resolve_device
+from .metrics import AGGREGATIONS, PatchHistogram, Predictions
 
 T = TypeVar("T")
 
@@ -93,7 +95,6 @@ def setup(device: str = "auto") -> DistContext:
     """
     n_processes = world_size()
     if n_processes <= 1:
-        from ..evaluation.evaluate import resolve_device
         return DistContext(device=resolve_device(device))
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     local_world = _env_int("LOCAL_WORLD_SIZE", n_processes)
@@ -186,7 +187,7 @@ def _all_gather_json(value, ctx: DistContext) -> list:
 
 
 def gather_predictions(local, shard_positions: Sequence[int], samples: Sequence, ctx: DistContext):
-    """Combine every process's :class:`~patchforensics.evaluate.Predictions` of its
+    """Combine every process's :class:`~patchforensics.scoring.metrics.Predictions` of its
     shard into the predictions of all ``samples``, identical on every process.
 
     ``shard_positions[i]`` is the position in ``samples`` of this process's
@@ -194,9 +195,6 @@ def gather_predictions(local, shard_positions: Sequence[int], samples: Sequence,
     in the order of ``samples``, the patch histograms are summed and the
     skipped files listed in ``samples`` order, as a single process would report.
     """
-    from ..evaluation.evaluate import Predictions
-    from ..core.imageio import SkipLog
-
     if not ctx.distributed:
         return local
     positions = np.asarray(shard_positions, dtype=np.int64)[local.index]

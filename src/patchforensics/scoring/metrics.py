@@ -1,8 +1,12 @@
 """Aggregating patch logits into image scores, and the detection metrics.
 
-Conventions follow the seed: logits channel 0 = fake, 1 = real; every score is
-``P(real)`` and the metrics treat *real as the positive class* (so AP is the
-seed's ``average_precision_score(labels, P(real))``).
+Logits follow the seed: channel 0 = fake, 1 = real, and the aggregations below
+compute the seed's ``P(real)`` (``scores.csv`` and every page show ``p(fake) =
+1 - P(real)`` instead). The metrics treat *fake as the positive class*, as a
+screening tool does: ``ap`` is ``average_precision_score(labels == fake,
+p(fake))``. The seed's AP, with real as the positive class and ``P(real)`` as the
+score, is kept as ``ap_real_positive`` for comparison with the paper's code.
+Accuracy and ROC-AUC do not depend on the choice.
 
 Aggregations of a ``(N, 2, H, W)`` logit map into one score per image:
 
@@ -12,9 +16,14 @@ Aggregations of a ``(N, 2, H, W)`` logit map into one score per image:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Sequence
+
 import numpy as np
 import torch
 from sklearn import metrics as skm
+
+from ..core.imageio import SkipLog
 
 AGGREGATIONS = ("vote", "before_softmax", "after_softmax")
 
@@ -29,13 +38,9 @@ def aggregate(logits: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"vote": votes, "before_softmax": before, "after_softmax": after}
 
 
-def patch_probs(logits: torch.Tensor) -> torch.Tensor:
-    """``(N, 2, H, W)`` logits -> ``(N, H, W)`` per-patch P(real)."""
-    return torch.softmax(logits.float(), dim=1)[:, 1]
-
-
 def binary_metrics(p_real: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict:
-    """AP, accuracy at ``threshold``, ROC-AUC, per-class accuracy and n.
+    """AP (fake positive), the seed's AP (real positive), accuracy at ``threshold``,
+    ROC-AUC, per-class accuracy and n.
 
     ``p_real``: ``(N,)`` scores in [0, 1]; ``labels``: ``(N,)`` with 1 = real, 0 = fake.
     A score equal to the threshold counts as fake (the seed's argmax of [1-p, p]).
@@ -44,7 +49,8 @@ def binary_metrics(p_real: np.ndarray, labels: np.ndarray, threshold: float = 0.
     pred = (p_real > threshold).astype(int)
     both = len(np.unique(labels)) == 2
     out = {
-        "ap": float(skm.average_precision_score(labels, p_real)) if both else float("nan"),
+        "ap": float(skm.average_precision_score(labels == 0, 1.0 - p_real)) if both else float("nan"),
+        "ap_real_positive": float(skm.average_precision_score(labels, p_real)) if both else float("nan"),
         "acc": float(np.mean(pred == labels)),
         "roc_auc": float(skm.roc_auc_score(labels, p_real)) if both else float("nan"),
         "real_acc": float(np.mean(pred[labels == 1] == 1)) if np.any(labels == 1) else float("nan"),
@@ -62,8 +68,9 @@ class PatchHistogram:
     same); ``bin_width`` 0.01 over ``[-clip, clip]`` plus two overflow bins, with
     a bin edge at 0 so accuracy at P = 0.5 is exact. AP and ROC-AUC are exact
     for scores rounded to their bin; :meth:`metrics` also reports
-    ``ap_error_bound``, the largest change in AP that re-ordering patches
-    *inside* bins could cause (derived from the counts, so it is a true bound).
+    ``ap_error_bound`` (and ``ap_real_positive_error_bound``), the largest change
+    in AP that re-ordering patches *inside* bins could cause (derived from the
+    counts, so it is a true bound).
     """
 
     def __init__(self, clip: float = 30.0, bin_width: float = 0.01):
@@ -98,22 +105,92 @@ class PatchHistogram:
             "n": int(P + N),
         }
         if P == 0 or N == 0:
-            out.update(ap=float("nan"), roc_auc=float("nan"), ap_error_bound=float("nan"))
+            out.update(ap=float("nan"), ap_error_bound=float("nan"), ap_real_positive=float("nan"),
+                       ap_real_positive_error_bound=float("nan"), roc_auc=float("nan"))
             return out
-        # walk bins from the highest score down (thresholds at each bin)
-        tp, fp = np.cumsum(pos[::-1]), np.cumsum(neg[::-1])
+        # fakes rank by p(fake): bins from the lowest d up; reals by P(real): from the highest down
+        out["ap"], out["ap_error_bound"] = _binned_ap(neg, pos)
+        out["ap_real_positive"], out["ap_real_positive_error_bound"] = _binned_ap(pos[::-1], neg[::-1])
+        # ROC-AUC with ties counted as one half (the same for either positive class)
         p_b, n_b = pos[::-1], neg[::-1]
-        keep = (p_b + n_b) > 0
-        precision = tp / np.maximum(tp + fp, 1)
-        out["ap"] = float(np.sum(p_b[keep] / P * precision[keep]))
-        # ROC-AUC with ties counted as one half
-        fp_before = fp - n_b
+        fp_before = np.cumsum(n_b) - n_b
         out["roc_auc"] = float(np.sum(p_b * (N - fp_before - n_b + 0.5 * n_b)) / (P * N))
-        tp0, fp0 = tp - p_b, fp - n_b
-        # inside a bin the precision seen by its positives lies between "all its
-        # negatives ranked first" (lo) and "all its positives ranked first" (hi)
-        hi = (tp0 + p_b) / np.maximum(tp0 + p_b + fp0, 1)
-        lo = (tp0 + 1) / (tp0 + fp0 + n_b + 1)
-        err = np.sum(p_b / P * (hi - lo))
-        out["ap_error_bound"] = float(err)
         return out
+
+
+def _binned_ap(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
+    """AP of per-bin counts ordered from the highest score down, and the largest change
+    that re-ordering items *inside* bins could cause (a true bound, from the counts)."""
+    P = pos.sum()
+    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    keep = (pos + neg) > 0
+    precision = tp / np.maximum(tp + fp, 1)
+    ap = float(np.sum(pos[keep] / P * precision[keep]))
+    tp0, fp0 = tp - pos, fp - neg
+    # inside a bin the precision seen by its positives lies between "all its
+    # negatives ranked first" (lo) and "all its positives ranked first" (hi)
+    hi = (tp0 + pos) / np.maximum(tp0 + pos + fp0, 1)
+    lo = (tp0 + 1) / (tp0 + fp0 + neg + 1)
+    return ap, float(np.sum(pos / P * (hi - lo)))
+
+
+# ------------------------------------------------------- per-dataset scores
+@dataclass
+class Predictions:
+    """Per-image scores (P(real) per aggregation, see :meth:`p_fake`) and streaming patch counts."""
+
+    paths: list[str]
+    labels: np.ndarray                      # (N,) 1 = real, 0 = fake
+    scores: dict[str, np.ndarray]           # aggregation -> (N,) P(real)
+    patches: PatchHistogram
+    skipped: SkipLog = field(default_factory=SkipLog)
+    index: np.ndarray | None = None          # (N,) position of each image in the input samples
+
+    def p_fake(self, aggregation: str) -> np.ndarray:
+        """``(N,)`` p(fake) = 1 - P(real) of ``aggregation``: the score people read."""
+        return 1.0 - np.asarray(self.scores[aggregation], dtype=np.float64)
+
+    def metrics(self, thresholds: dict[str, float] | None = None) -> dict:
+        out = {agg: binary_metrics(self.scores[agg], self.labels) for agg in AGGREGATIONS}
+        out["patch"] = self.patches.metrics()
+        for tname, t in (thresholds or {}).items():
+            m = binary_metrics(self.scores["after_softmax"], self.labels, threshold=t)
+            out["after_softmax"][f"acc@{tname}"] = m["acc"]
+            out["after_softmax"][f"real_acc@{tname}"] = m["real_acc"]
+            out["after_softmax"][f"fake_acc@{tname}"] = m["fake_acc"]
+        return out
+
+
+class ScoreAccumulator:
+    """Turns a stream of logit batches into :class:`Predictions` in bounded memory.
+
+    Per image it keeps three float scores, its label, index and path; patch maps
+    are folded into a :class:`~patchforensics.metrics.PatchHistogram` batch by
+    batch and dropped, so memory grows by ~100 bytes per image, not by its map.
+    """
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.labels: list[np.ndarray] = []
+        self.index: list[np.ndarray] = []
+        self.scores: dict[str, list[np.ndarray]] = {a: [] for a in AGGREGATIONS}
+        self.patches, self.skipped = PatchHistogram(), SkipLog()
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, paths: Sequence[str],
+            index: torch.Tensor) -> None:
+        """One batch: logits ``(B, 2, H', W')``, labels/index ``(B,)``."""
+        logits = logits.float().cpu()
+        # copies, not views: a small array that keeps its batch's torch storage alive
+        # fragments the heap, and peak memory then creeps up with the number of batches
+        for agg, v in aggregate(logits).items():
+            self.scores[agg].append(v.numpy().copy())
+        self.patches.update(logits, labels)
+        self.labels.append(labels.numpy().copy())
+        self.index.append(index.numpy().copy())
+        self.paths.extend(paths)
+
+    def result(self) -> Predictions:
+        cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
+        return Predictions(self.paths, cat(self.labels).astype(int),
+                           {a: cat(v) for a, v in self.scores.items()}, self.patches, self.skipped,
+                           cat(self.index).astype(np.int64))

@@ -2,21 +2,22 @@
 
 ``export_onnx(ckpt_dir, "model.onnx")`` writes the model with a dynamic batch
 axis (and, for patch models, dynamic height and width: they are fully
-convolutional). The checkpoint's ``config.yaml`` (architecture name, input
+convolutional). The checkpoint's model card (architecture name, input
 geometry, calibrated thresholds) travels inside the file as ONNX metadata
-(key ``patchforensics``), so an ``.onnx`` file alone is enough for ``detect``.
+(key ``patchforensics``, written and read by
+:class:`~patchforensics.models.card.ModelCard`), so an ``.onnx`` file alone is
+enough for ``detect``.
 
 :class:`OnnxRunner` maps ``(N, 3, H, W)`` float32 images in ``[-1, 1]`` to
 ``(N, 2, H', W')`` logits exactly like the PyTorch model (channel 0 = fake,
-1 = real); :class:`OnnxModule` wraps it as an ``nn.Module`` so every function
-that takes a model (``evaluate.predict``, ``detect``) runs on ONNX Runtime
-unchanged.
+1 = real); :class:`~patchforensics.scoring.engine.Engine` runs it for every stage.
 """
 from __future__ import annotations
 
+import copy
 import io
-import json
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,42 +27,36 @@ import torch
 from torch import nn
 
 from ..core import fileio
-from ..models.checkpoint import LoadedModel, load_model, transform_config
+from ..models.card import ONNX_METADATA_KEY, ModelCard
+from ..models.checkpoint import load_model
 
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
-METADATA_KEY = "patchforensics"
 OPSET = 17
 
 
-def input_side(loaded: LoadedModel) -> int:
-    """Side of the square model input in pixels (as ``transforms.eval_image`` makes it)."""
-    t = loaded.transform
-    return t.load_size if t.patch_model else t.fine_size
-
-
-def export_model(loaded: LoadedModel, out_path: str | os.PathLike, opset: int = OPSET) -> Path:
-    """Write ``loaded.model`` as ONNX with its config as metadata (atomically)."""
+def export_model(model: nn.Module, card: ModelCard, out_path: str | os.PathLike, opset: int = OPSET,
+                 weights_meta: dict[str, Any] | None = None, weights_file: str | None = None) -> Path:
+    """Write ``model`` (of architecture ``card.architecture``) as ONNX, with the card as
+    metadata (atomically). ``model`` itself is not changed."""
     import onnx
 
-    side = input_side(loaded)
+    side = card.input_side
     dummy = torch.zeros(2, 3, side, side)
     axes: dict[str, dict[int, str]] = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
-    if loaded.transform.patch_model:
+    if card.patch:
         axes[INPUT_NAME].update({2: "height", 3: "width"})
         axes[OUTPUT_NAME].update({2: "patches_y", 3: "patches_x"})
     buf = io.BytesIO()
-    model = loaded.model.cpu().eval()
+    cpu_copy = copy.deepcopy(model).cpu().eval()
     with warnings.catch_warnings():
         # the TorchScript exporter is deprecated in favour of dynamo=True, which needs
         # the onnxscript package; this model is plain convolutions, so either works
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (dummy,), buf, dynamo=False, input_names=[INPUT_NAME],
+        torch.onnx.export(cpu_copy, (dummy,), buf, dynamo=False, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=opset)
     proto = onnx.load_from_string(buf.getvalue())
-    meta = {"config": loaded.config, "name": loaded.name, "weights_meta": loaded.meta,
-            "weights_file": loaded.weights_file.name if loaded.weights_file else None}
     entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    entry.key, entry.value = ONNX_METADATA_KEY, card.to_onnx_metadata(weights_meta, weights_file)
     proto.producer_name = "patchforensics"
     out_path = Path(out_path)
     fileio.write_bytes(out_path, proto.SerializeToString())
@@ -79,7 +74,9 @@ def export_onnx(ckpt_dir: str | os.PathLike, out_path: str | os.PathLike, which:
         raise ValueError(f"{out_path}: give an output file name ending in .onnx")
     if out_path.exists() and not force:
         raise fileio.OutputExistsError(f"{out_path} already exists; pass --force to overwrite it")
-    return export_model(load_model(ckpt_dir, which), out_path, opset)
+    loaded = load_model(ckpt_dir, which)
+    return export_model(loaded.model, loaded.card, out_path, opset, loaded.meta,
+                        loaded.weights_file.name if loaded.weights_file else None)
 
 
 class OnnxRunner:
@@ -87,8 +84,8 @@ class OnnxRunner:
 
     ``runner(images)`` takes ``(N, 3, H, W)`` images in ``[-1, 1]`` (torch or
     NumPy) and returns ``(N, 2, H', W')`` float32 logits as a torch tensor.
-    ``config`` is the checkpoint config stored at export (``None`` for an ONNX
-    file not written by :func:`export_model`).
+    ``metadata`` is the model's custom metadata map (read by
+    :meth:`ModelCard.from_onnx_metadata`).
     """
 
     def __init__(self, path: str | os.PathLike, providers: list[str] | None = None,
@@ -109,9 +106,7 @@ class OnnxRunner:
         except Exception as e:   # onnxruntime raises its own exception types for bad files
             raise ValueError(f"{path}: not a loadable ONNX model ({e})") from None
         self.path = path
-        custom = self.session.get_modelmeta().custom_metadata_map
-        self.metadata: dict[str, Any] = json.loads(custom[METADATA_KEY]) if METADATA_KEY in custom else {}
-        self.config: dict[str, Any] | None = self.metadata.get("config")
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def __call__(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         if isinstance(images, torch.Tensor):
@@ -120,31 +115,22 @@ class OnnxRunner:
         return torch.from_numpy(out)
 
 
-class OnnxModule(nn.Module):
-    """An :class:`OnnxRunner` behind the ``nn.Module`` interface (inference only)."""
-
-    def __init__(self, runner: OnnxRunner):
-        super().__init__()
-        self.runner = runner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.runner(x).to(x.device)
+def load_onnx(path: str | os.PathLike, intra_op_threads: int = 0,
+              allow_spinning: bool = True) -> tuple[OnnxRunner, ModelCard, dict[str, Any]]:
+    """An exported ``.onnx`` file: its runner, its card and its weights' metadata."""
+    runner = OnnxRunner(path, intra_op_threads=intra_op_threads, allow_spinning=allow_spinning)
+    card, weights_meta = ModelCard.from_onnx_metadata(runner.metadata, str(path))
+    return runner, card, weights_meta
 
 
-def load_onnx(path: str | os.PathLike, providers: list[str] | None = None) -> LoadedModel:
-    """An exported ``.onnx`` file as a :class:`LoadedModel` (config and thresholds from its metadata)."""
-    runner = OnnxRunner(path, providers)
-    cfg = runner.config
-    if not cfg or "model" not in cfg:
-        raise ValueError(f"{path} has no patchforensics metadata (input size, thresholds); "
-                         "export it with 'patchforensics export CHECKPOINT_DIR model.onnx'")
-    return LoadedModel(model=OnnxModule(runner).eval(), transform=transform_config(cfg), config=cfg,
-                       meta=runner.metadata.get("weights_meta", {}),
-                       thresholds=dict(cfg.get("thresholds") or {}),
-                       name=runner.metadata.get("name") or cfg.get("name", Path(path).stem),
-                       weights_file=Path(path))
+def onnx_runner(model: nn.Module, card: ModelCard, intra_op_threads: int = 0) -> OnnxRunner:
+    """``model`` exported to ONNX in a temporary folder and run by ONNX Runtime (which
+    reads the whole file when it starts), without spinning threads: between batches
+    the cores decode images and run PyTorch."""
+    with tempfile.TemporaryDirectory(prefix="patchforensics-onnx-") as tmp:
+        path = export_model(model, card, Path(tmp) / "model.onnx")
+        return OnnxRunner(path, intra_op_threads=intra_op_threads, allow_spinning=False)
 
 
 def is_onnx_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() == ".onnx"
-

@@ -14,7 +14,7 @@ frame (as in the training data; ``prepare`` aligns faces).
 
 How boxes map back: the model's per-patch outputs ``(H', W')`` each see a
 receptive field; :func:`models.receptive_field` gives those boxes in model-input
-pixels (clipped to the input). The centred square corresponds to the window
+pixels (clipped to the input; :meth:`ModelCard.patch_boxes`, from the architecture alone). The centred square corresponds to the window
 ``left = round((w_r - S) / 2)``, ``top = round((h_r - S) / 2)`` of the resized
 image (``w_r x h_r``), and the resized image is the original scaled by
 ``w / w_r`` horizontally and ``h / h_r`` vertically, so a box ``(t, l, b, r)``
@@ -22,9 +22,11 @@ maps to ``((t + top) * h / h_r, (l + left) * w / w_r, (b + top) * h / h_r,
 (r + left) * w / w_r)`` in the original image, rounded outward to whole pixels.
 
 Scores: ``p(fake) = 1 - P(real)`` with ``P(real)`` the ``after_softmax``
-aggregation (mean of the per-patch softmax). An image is called fake when
-``P(real) <= t`` for the chosen stored threshold ``t`` (``calibrate``), i.e.
-when ``p(fake) >= 1 - t``.
+aggregation (mean of the per-patch softmax), computed by the same
+:class:`~patchforensics.scoring.engine.Engine` as ``test`` and ``visualize``. An
+image is called fake when ``p(fake) >= 1 - t`` for the chosen stored threshold
+``t`` (``calibrate`` stores them on ``P(real)``; :meth:`ModelCard.p_fake_threshold`
+converts).
 """
 from __future__ import annotations
 
@@ -33,7 +35,6 @@ import glob
 import io
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,26 +42,21 @@ from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from ..core import fileio
-from ..models.checkpoint import LoadedModel, load_model
 from ..core.config import ConfigError, require
-from ..evaluation.evaluate import resolve_device
-from ..core.heatmap import overlay
+from ..core.heatmap import overlay, with_colorbar
 from ..core.imageio import ImageLoadError, SkipLog, list_images, load_rgb
+from ..data.transforms import TransformConfig
+from ..models.card import ModelCard
+from ..scoring.engine import Engine
+from ..scoring.fastpath import BACKENDS, FastPath
 from ..scoring.metrics import aggregate
-from ..models import create_model, receptive_field
-from ..data.transforms import TransformConfig, eval_image, to_tensor
 
-#: The detector shipped with the package (see ``bundled/MODEL_CARD.md``).
-BUNDLED_DIR = Path(__file__).resolve().parents[1] / "bundled"
-BUNDLED_WEIGHTS = "weights"
 DEFAULT_THRESHOLD = "eer"
 FORMATS = ("table", "json", "csv")
-BACKENDS = ("auto", "torch", "onnx")
 
 
 # ------------------------------------------------------------- geometry
@@ -176,71 +172,52 @@ def _nms(order: Iterable[int], boxes: np.ndarray, k: int, max_iou: float = 0.25)
 
 
 class Detector:
-    """A loaded model and a decision threshold; scores PIL images.
+    """An :class:`~patchforensics.scoring.engine.Engine` and a decision threshold; scores PIL images.
 
     ``threshold``: the name of a threshold stored with the model (``eer``,
     ``fpr1pct`` …) or a ``p(fake)`` value in (0, 1). A model without stored
     thresholds falls back to p(fake) >= 0.5, with a warning.
     """
 
-    def __init__(self, loaded: LoadedModel, threshold: str | float = DEFAULT_THRESHOLD,
-                 device: str | torch.device = "cpu"):
-        self.loaded = loaded
-        self.device = torch.device(device)
-        self.threshold_name, self.p_real_threshold = resolve_threshold(loaded.thresholds, threshold)
-        self._fields: dict[int, np.ndarray] = {}
+    def __init__(self, engine: Engine, threshold: str | float = DEFAULT_THRESHOLD):
+        self.engine = engine
+        self.threshold_name, self.p_fake_threshold = resolve_threshold(engine.card, threshold)
 
     @property
-    def p_fake_threshold(self) -> float:
-        return 1.0 - self.p_real_threshold
+    def card(self) -> ModelCard:
+        return self.engine.card
 
-    @property
-    def transform(self) -> TransformConfig:
-        return self.loaded.transform
-
-    def _input_boxes(self, side: int, out_shape: tuple[int, int]) -> np.ndarray:
-        """``(H', W', 4)`` clipped patch boxes in model-input px (whole input for full-image models)."""
-        if side not in self._fields:
-            if self.transform.patch_model:
-                # the architecture alone fixes the geometry, so an untrained copy serves for ONNX too
-                rf = receptive_field(create_model(self.loaded.config["model"], seed=None), side)
-                self._fields[side] = rf.clipped_boxes()
-            else:
-                self._fields[side] = np.array([[[0, 0, side, side]]])
-        boxes = self._fields[side]
-        if boxes.shape[:2] != tuple(out_shape):
-            raise RuntimeError(f"model output {out_shape} does not match its receptive field {boxes.shape[:2]}")
-        return boxes
-
-    @torch.inference_mode()
     def analyze(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Analysis]:
         """Score RGB images (any sizes); returns one :class:`Analysis` each."""
         if not images:
             return []
-        inputs = [eval_image(im, self.transform) for im in images]
-        batch = torch.stack([to_tensor(x) for x in inputs]).to(self.device)
-        logits = self.loaded.model(batch).float().cpu()                 # (N, 2, H', W')
-        p_real = aggregate(logits)["after_softmax"].numpy()
-        patch_fake = torch.softmax(logits, dim=1)[:, 0].numpy()          # (N, H', W')
-        side = inputs[0].size[0]
-        boxes = self._input_boxes(side, patch_fake.shape[1:]).reshape(-1, 4)
+        inputs, logits = self.engine.score_images(images)              # logits (N, 2, H', W')
+        p_fake = 1.0 - aggregate(logits)["after_softmax"].double().numpy()
+        patch_fake = self.card.p_fake(logits).numpy()                     # (N, H', W')
+        boxes = self.card.patch_boxes(inputs[0].size[0])
+        if boxes.shape[:2] != patch_fake.shape[1:]:
+            raise RuntimeError(f"model output {patch_fake.shape[1:]} does not match its receptive field "
+                               f"{boxes.shape[:2]}")
+        boxes = boxes.reshape(-1, 4)
+        transform = self.card.transform()
         out = []
         for i, im in enumerate(images):
-            window = input_window(im.width, im.height, self.transform)
+            window = input_window(im.width, im.height, transform)
             flat = patch_fake[i].reshape(-1)
             picks = _nms(np.argsort(-flat, kind="stable"), boxes, top_k)
             patches = [Patch(window.to_original(boxes[j]), tuple(int(v) for v in boxes[j]), float(flat[j]))
                        for j in picks]
-            out.append(Analysis(p_fake=float(1.0 - p_real[i]), is_fake=bool(p_real[i] <= self.p_real_threshold),
+            out.append(Analysis(p_fake=float(p_fake[i]), is_fake=bool(p_fake[i] >= self.p_fake_threshold),
                                 patch_p_fake=patch_fake[i], top_patches=patches, input_image=inputs[i],
                                 window=window))
         return out
 
 
-def resolve_threshold(stored: dict[str, float], threshold: str | float) -> tuple[str, float]:
-    """``(name, P(real) threshold)`` for a stored name or a p(fake) value."""
+def resolve_threshold(card: ModelCard, threshold: str | float) -> tuple[str, float]:
+    """``(name, p(fake) threshold)`` for a threshold stored on ``card`` or a p(fake) value."""
+    stored = card.thresholds
     if isinstance(threshold, str) and threshold in stored:
-        return threshold, float(stored[threshold])
+        return threshold, card.p_fake_threshold(threshold)
     try:
         value = float(threshold)
     except (TypeError, ValueError):
@@ -248,7 +225,7 @@ def resolve_threshold(stored: dict[str, float], threshold: str | float) -> tuple
     if value is not None:
         if not 0 < value < 1:
             raise ConfigError(f"threshold: a p(fake) threshold must be in (0, 1), got {value}")
-        return f"p_fake>={value:g}", 1.0 - value
+        return f"p_fake>={value:g}", value
     if not stored:
         if threshold == DEFAULT_THRESHOLD:
             warnings.warn("this model has no calibrated thresholds (run 'patchforensics calibrate "
@@ -260,32 +237,10 @@ def resolve_threshold(stored: dict[str, float], threshold: str | float) -> tuple
                       f"{', '.join(sorted(stored))}, or give a p(fake) value such as 0.5")
 
 
-def load_detector_model(model: str | os.PathLike | None = None, which: str | None = None,
-                        backend: str = "auto", device: str | torch.device = "cpu") -> LoadedModel:
-    """The model to detect with: a checkpoint folder, an ``.onnx`` file, or the bundled detector.
-
-    ``backend='onnx'`` with a checkpoint folder exports it to a temporary file
-    and runs it with ONNX Runtime (which reads the whole file when it starts).
-    """
-    from ..scoring.onnx_backend import export_model, is_onnx_file, load_onnx
-
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    path = Path(model) if model is not None else BUNDLED_DIR
-    if which is None:
-        which = BUNDLED_WEIGHTS if model is None else "bestval"
-    if is_onnx_file(path):
-        if backend == "torch":
-            raise ConfigError(f"backend: {path} is an ONNX file; use --backend onnx (or auto)")
-        return load_onnx(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found; --model takes a checkpoint folder (config.yaml + "
-                                "*.safetensors) or an .onnx file from 'patchforensics export'")
-    loaded = load_model(path, which, device if backend != "onnx" else "cpu")
-    if backend != "onnx":
-        return loaded
-    with tempfile.TemporaryDirectory(prefix="patchforensics-onnx-") as tmp:
-        return load_onnx(export_model(loaded, Path(tmp) / "model.onnx"))
+def open_detector(model: str | os.PathLike | None = None, which: str | None = None, backend: str = "auto",
+                  device: str = "auto", threshold: str | float = DEFAULT_THRESHOLD) -> Detector:
+    """A :class:`Detector` over a checkpoint folder, an ``.onnx`` file or (``None``) the bundled detector."""
+    return Detector(Engine.load(model, which, FastPath(backend=backend, cache_mb=0), device), threshold)
 
 
 # ------------------------------------------------------------- detect
@@ -365,8 +320,9 @@ def heatmap_names(paths: Sequence[Path]) -> list[str]:
 
 def render_overlay(analysis: Analysis, caption: str | None = None, alpha: float = 0.45,
                    min_side: int = 256) -> Image.Image:
-    """The model input and the p(fake) heatmap over it (red = fake-looking), side by
-    side, with the top patches outlined (the most suspicious in white)."""
+    """The model input and the p(fake) heatmap over it, side by side, with the top
+    patches outlined (the most suspicious in white) and the colour bar (red =
+    fake-looking, :mod:`~patchforensics.core.heatmap`) at the right."""
     base = analysis.input_image
     heat = overlay(base, analysis.patch_p_fake, alpha=alpha)
     pair = Image.new("RGB", (base.width * 2, base.height))
@@ -383,10 +339,10 @@ def render_overlay(analysis: Analysis, caption: str | None = None, alpha: float 
     if caption:
         for thick, col in ((3, (0, 0, 0)), (1, (255, 255, 255))):
             cv2.putText(a, caption, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, col, thick, cv2.LINE_AA)
-    return Image.fromarray(a)
+    return with_colorbar(Image.fromarray(a))
 
 
-def detect(cfg: DetectConfig, progress: bool = True, loaded: LoadedModel | None = None,
+def detect(cfg: DetectConfig, progress: bool = True, engine: Engine | None = None,
            on_skip=None) -> DetectResult:
     """Score every image under ``cfg.paths``; unreadable files are skipped and listed.
 
@@ -397,12 +353,10 @@ def detect(cfg: DetectConfig, progress: bool = True, loaded: LoadedModel | None 
     paths = expand_paths(cfg.paths)                       # fails before the model loads
     if cfg.heatmaps:
         fileio.ensure_new_output(cfg.heatmaps, cfg.force)
-    device = resolve_device(cfg.device)
-    if loaded is None:
-        loaded = load_detector_model(cfg.model, cfg.which_epoch, cfg.backend, device)
-    detector = Detector(loaded, cfg.threshold, device if cfg.backend != "onnx" else "cpu")
+    detector = (open_detector(cfg.model, cfg.which_epoch, cfg.backend, cfg.device, cfg.threshold)
+                if engine is None else Detector(engine, cfg.threshold))
     names = heatmap_names(paths) if cfg.heatmaps else []
-    result = DetectResult([], loaded.name, detector.threshold_name, detector.p_fake_threshold)
+    result = DetectResult([], detector.engine.name, detector.threshold_name, detector.p_fake_threshold)
     rows: list[Detection | None] = [None] * len(paths)      # kept in input order
     bar = tqdm(total=len(paths), desc="detect", unit="img", disable=not progress)
     for start in range(0, len(paths), cfg.batch_size):

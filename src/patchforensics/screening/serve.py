@@ -34,8 +34,9 @@ from urllib.parse import unquote
 from PIL import Image
 
 from ..core.config import require
-from .detect import DEFAULT_THRESHOLD, Detector, load_detector_model, render_overlay
-from ..evaluation.evaluate import resolve_device
+from ..core.heatmap import SCALE_TEXT
+from ..scoring.fastpath import BACKENDS
+from .detect import DEFAULT_THRESHOLD, Detector, open_detector, render_overlay
 from ..core.imageio import ImageLoadError, load_rgb
 
 MAX_UPLOAD_MB = 20
@@ -59,6 +60,7 @@ class ServeConfig:
         require(0 <= self.port <= 65535, "port", "must be between 0 and 65535 (0 = any free port)")
         require(self.max_upload_mb > 0, "max_upload_mb", "must be > 0")
         require(self.top_k > 0, "top_k", "must be > 0")
+        require(self.backend in BACKENDS, "backend", f"must be one of {', '.join(BACKENDS)}")
 
 
 def png_data_url(image: Image.Image) -> str:
@@ -77,10 +79,11 @@ class DetectService:
         self._lock = threading.Lock()     # the CPU is the bottleneck; interleaving buys nothing
 
     def info(self) -> dict:
-        loaded = self.detector.loaded
-        return {"model": loaded.name, "architecture": loaded.config.get("model"),
+        card = self.detector.card
+        return {"model": card.name, "architecture": card.architecture, "backend": self.detector.engine.backend,
                 "threshold": self.detector.threshold_name, "p_fake_threshold": self.detector.p_fake_threshold,
-                "thresholds_p_real": loaded.thresholds, "max_upload_bytes": self.max_upload_bytes}
+                "thresholds_p_fake": {k: card.p_fake_threshold(k) for k in card.thresholds},
+                "heatmap": SCALE_TEXT, "max_upload_bytes": self.max_upload_bytes}
 
     def analyze_bytes(self, data: bytes, filename: str = "upload") -> dict:
         """Score one uploaded file; raises :class:`ImageLoadError` for a non-image."""
@@ -98,7 +101,7 @@ class DetectService:
         w = a.window
         return {
             "p_fake": a.p_fake, "verdict": verdict, "threshold": self.detector.threshold_name,
-            "p_fake_threshold": self.detector.p_fake_threshold, "model": self.detector.loaded.name,
+            "p_fake_threshold": self.detector.p_fake_threshold, "model": self.detector.card.name,
             "width": image.width, "height": image.height,
             "window": list(w.to_original((0, 0, w.side, w.side))),
             "top_patches": [{"box": list(p.box), "p_fake": p.p_fake,
@@ -165,9 +168,7 @@ def make_server(cfg: ServeConfig, detector: Detector | None = None) -> Threading
     """A ready (not yet serving) HTTP server; ``server.server_address`` has the bound port."""
     cfg.validate()
     if detector is None:
-        device = resolve_device(cfg.device)
-        loaded = load_detector_model(cfg.model, cfg.which_epoch, cfg.backend, device)
-        detector = Detector(loaded, cfg.threshold, device if cfg.backend != "onnx" else "cpu")
+        detector = open_detector(cfg.model, cfg.which_epoch, cfg.backend, cfg.device, cfg.threshold)
     if not _is_loopback(cfg.host):
         warnings.warn(f"serving on {cfg.host}: anyone who can reach this address can upload images", stacklevel=2)
     service = DetectService(detector, int(cfg.max_upload_mb * 1e6), cfg.top_k)
@@ -210,7 +211,7 @@ PAGE = r"""<!doctype html>
  <p class="muted" id="name"></p>
  <h3>Heatmap</h3>
  <p class="muted">Left: what the model examined; right: per-patch p(fake) (red = fake-looking, blue = real-looking),
- most suspicious patch outlined in white.</p>
+ most suspicious patch outlined in white; the colour bar at the right gives the scale.</p>
  <img id="overlay" alt="heatmap overlay">
  <h3>Most suspicious patches</h3><div id="patches"></div>
 </div>

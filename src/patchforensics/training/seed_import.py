@@ -18,10 +18,10 @@ from typing import Any
 import torch
 
 from ..core import fileio
-from ..models.checkpoint import CONFIG_FILE, read_config, read_legacy_pth, save_tensors, weights_path
-from ..core.config import ConfigError, require, to_dict
-from ..evaluation.evaluate import file_sha256
+from ..core.config import ConfigError, require
 from ..models import check_model_name, create_model
+from ..models.card import CONFIG_FILE, ModelCard
+from ..models.checkpoint import read_legacy_pth, save_tensors, weights_path
 from .train import TrainConfig
 
 #: seed file name -> which weights it holds
@@ -183,17 +183,17 @@ def import_seed(cfg: ImportSeedConfig) -> ImportResult:
     out_file = weights_path(ckpt_dir, cfg.which)
     if out_file.exists() and not cfg.force:
         raise fileio.OutputExistsError(f"{out_file} already exists; pass --force to replace it")
-    train_cfg = TrainConfig(model=cfg.model, load_size=cfg.load_size, fine_size=cfg.fine_size, name=cfg.name)
-    config_out = {**to_dict(train_cfg), "class_ids": {"fake": 0, "real": 1}}
+    card = TrainConfig(model=cfg.model, load_size=cfg.load_size, fine_size=cfg.fine_size,
+                       name=cfg.name).card(cfg.name)
     if (ckpt_dir / CONFIG_FILE).is_file():
-        old = read_config(ckpt_dir)
-        differs = [k for k in ("model", "load_size", "fine_size") if old.get(k) != config_out[k]]
+        old = ModelCard.read(ckpt_dir)
+        differs = [k for k in ("architecture", "load_size", "fine_size") if getattr(old, k) != getattr(card, k)]
         if differs and not cfg.force:
             raise fileio.OutputExistsError(
                 f"{ckpt_dir / CONFIG_FILE} describes another model ({', '.join(differs)} differ); "
                 "choose another --name or pass --force")
-    fileio.write_yaml(ckpt_dir / CONFIG_FILE, config_out)
-    meta = {"imported_from": str(cfg.pth), "source_sha256": file_sha256(cfg.pth),
+    card.write(ckpt_dir)
+    meta = {"imported_from": str(cfg.pth), "source_sha256": fileio.file_sha256(cfg.pth),
             "epoch": seed_info.get("epoch"), "seed_info": seed_info}
     save_tensors(out_file, state, meta)
     return ImportResult(ckpt_dir, out_file, cfg.model, cfg.which, cfg.load_size, cfg.fine_size, seed_info)

@@ -7,7 +7,6 @@ broadcast to all output positions), as in the seed.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,20 +16,25 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..scoring import distributed
 from ..core import fileio
-from ..models.checkpoint import (CONFIG_FILE, RESUME_FILE, load_training_state, save_training_state,
-                         save_weights, weights_path)
 from ..core.config import ConfigError, require, to_dict
-from ..data.dataset import FAKE, LABEL_NAMES, REAL, EpochSampler, Sample, collect_samples
-from ..evaluation.evaluate import make_loader, predict
-from ..scoring.fastpath import FastPath, autocast, configure_runtime, make_dataset, memory_format
-from ..core.imageio import NoUsableImagesError, SkipLog, list_images
-from ..scoring.metrics import AGGREGATIONS
-from ..models import INIT_TYPES, check_model_name, create_model, is_patch_model
+from ..core.heatmap import heatmap_figure
+from ..core.imageio import ImageLoadError, NoUsableImagesError, SkipLog, load_rgb
+from ..data.dataset import FAKE, LABEL_NAMES, REAL, EpochSampler, collect_samples, make_loader, split_samples
 from ..data.transforms import TransformConfig, eval_transform, train_transform
+from ..evaluation.calibrate import calibrate
+from ..models import INIT_TYPES, check_model_name, create_model, is_patch_model
+from ..models.card import ModelCard
+from ..models.checkpoint import (RESUME_FILE, load_training_state, save_training_state, save_weights,
+                                 weights_path)
+from ..scoring import distributed
+from ..scoring.engine import Engine
+from ..scoring.fastpath import FastPath, autocast, configure_runtime, make_dataset, memory_format
+from ..scoring.metrics import AGGREGATIONS
 
-VAL_METRICS = tuple(f"{a}_{m}" for a in AGGREGATIONS + ("patch",) for m in ("ap", "acc", "roc_auc"))
+#: the metrics ``val_metric`` may name (``ap``: fakes positive; ``ap_real_positive``: the seed's AP)
+METRIC_NAMES = ("ap_real_positive", "roc_auc", "ap", "acc")
+VAL_METRICS = tuple(f"{a}_{m}" for a in AGGREGATIONS + ("patch",) for m in METRIC_NAMES)
 
 
 @dataclass
@@ -76,7 +80,7 @@ class TrainConfig:
     channels_last: bool = True
     bf16: str = "auto"                                # auto (native bf16 hardware only) | on | off
     fold_bn: bool = True                              # for validation passes
-    inference_backend: str = "auto"                   # auto | torch | onnx, for validation passes
+    backend: str = "auto"                             # auto | torch | onnx, for validation passes
     cache_mb: int = 2048                              # decoded-image cache; 0 = decode every time
     threads: int = 0                                  # intra-op threads per process; 0 = one per core
     compile: bool = False                             # torch.compile the model (slow to compile on CPU)
@@ -132,8 +136,14 @@ class TrainConfig:
 
     def fast_path(self) -> FastPath:
         return FastPath(channels_last=self.channels_last, bf16=self.bf16, fold_bn=self.fold_bn,
-                        backend=self.inference_backend, cache_mb=self.cache_mb, threads=self.threads,
+                        backend=self.backend, cache_mb=self.cache_mb, threads=self.threads,
                         compile=self.compile)
+
+    def card(self, name: str) -> ModelCard:
+        """The model card of a run of this config named ``name`` (no thresholds yet)."""
+        options = {k: v for k, v in to_dict(self).items() if k not in ("model", "load_size", "fine_size")}
+        return ModelCard(name=name, architecture=self.model, load_size=self.load_size,
+                         fine_size=self.fine_size, options=options)
 
     def transform_config(self) -> TransformConfig:
         return TransformConfig(self.load_size, self.fine_size, self.flip, self.random_crop,
@@ -150,44 +160,6 @@ class TrainResult:
     epochs_run: int
     history: list[dict[str, Any]]
     skipped: list[dict[str, str]]
-
-
-def split_samples(cfg: TrainConfig) -> tuple[list[Sample], list[Sample]]:
-    """Train and validation samples.
-
-    A folder with ``train/`` and ``val/`` subfolders uses them; a plain folder
-    gives its last 10% (sorted by name) to validation.
-    """
-    train: list[Sample] = []
-    val: list[Sample] = []
-    for dirs, label in ((cfg.real, REAL), (cfg.fake, FAKE)):
-        for d in map(Path, dirs):
-            if (d / "train").is_dir() and (d / "val").is_dir():
-                train.extend(Sample(str(p), label) for p in list_images(d / "train"))
-                val.extend(Sample(str(p), label) for p in list_images(d / "val"))
-                continue
-            paths = list_images(d)
-            n_val = len(paths) // 10 if len(paths) >= 10 else min(1, len(paths) - 1)
-            train.extend(Sample(str(p), label) for p in paths[:len(paths) - n_val])
-            val.extend(Sample(str(p), label) for p in paths[len(paths) - n_val:])
-    if cfg.max_per_class:
-        train = _cap(train, cfg.max_per_class)
-    for samples, what in ((train, "training"), (val, "validation")):
-        for label in (REAL, FAKE):
-            if not any(s.label == label for s in samples):
-                kind = "real" if label == REAL else "fake"
-                raise ValueError(f"no {kind} {what} images found under {getattr(cfg, kind)}; "
-                                 f"point --{kind} at a folder of images (or one with train/ and val/)")
-    return train, val
-
-
-def _cap(samples: list[Sample], n: int) -> list[Sample]:
-    out, count = [], {REAL: 0, FAKE: 0}
-    for s in samples:
-        if count[s.label] < n:
-            out.append(s)
-            count[s.label] += 1
-    return out
 
 
 def check_inputs(cfg: TrainConfig) -> None:
@@ -279,7 +251,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
         raise fileio.OutputExistsError(
             f"{ckpt_dir} already holds a run; pass --resume to continue it, --force to start over, "
             "or choose another --name/--suffix")
-    train_samples, val_samples = split_samples(cfg)
+    train_samples, val_samples = split_samples(cfg.real, cfg.fake, cfg.max_per_class)
     distributed.barrier(ctx)   # every process has seen the folder as it was before rank 0 writes
     device = ctx.device
     fast = cfg.fast_path()
@@ -300,15 +272,14 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     if resume:
         progress_state = load_training_state(resume_file, model, optimizer, scheduler)
     elif main:
-        config_out = {**to_dict(cfg), "name": name, "class_ids": {"fake": FAKE, "real": REAL},
-                      "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-        fileio.write_yaml(ckpt_dir / CONFIG_FILE, config_out)
+        cfg.card(name).write(ckpt_dir)
         for stale in ckpt_dir.glob("*.safetensors"):   # --force: the old run's files go
             stale.unlink()
 
     from torch.utils.tensorboard import SummaryWriter
     writer = SummaryWriter(log_dir=str(Path(cfg.runs_dir) / name)) if main else _NoWriter()
     tcfg = cfg.transform_config()
+    card = cfg.card(name)
     dataset = make_dataset(train_samples, train_transform(tcfg), tcfg, fast, training=True,
                            seed=cfg.seed, progress=progress, desc="decode train")
     val_positions = distributed.shard(range(len(val_samples)), ctx)
@@ -374,9 +345,9 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
         if whole_epoch:
             _require_both_classes(usable_labels, "training", skipped, write_summary)
         distributed.broadcast_buffers(model, ctx)
-        preds = predict(model, val_shard, tcfg, batch_size=max(cfg.batch_size, 64),
-                        num_workers=cfg.num_workers, device=device, progress=progress, desc="val",
-                        fast=fast, dataset=val_dataset)
+        engine = Engine.from_model(model, card, fast, device)     # a snapshot of this epoch's weights
+        preds = engine.predict(val_shard, batch_size=max(cfg.batch_size, 64), num_workers=cfg.num_workers,
+                               progress=progress, desc="val", dataset=val_dataset)
         preds = distributed.gather_predictions(preds, val_positions, val_samples, ctx)
         _record_skips(skipped, preds.skipped.skipped)
         _require_both_classes(set(preds.labels.tolist()), "validation", skipped, write_summary)
@@ -388,7 +359,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
             writer.add_scalar(f"val/acc_{a}", val[a]["acc"], epoch)
         writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch)
         if main:
-            _log_heatmaps(writer, model, val_samples, tcfg, device, epoch)
+            _log_heatmaps(writer, engine, val_samples, epoch)
         model.train()
         improved = score > progress_state["best_metric"]
         if improved:
@@ -419,8 +390,9 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     writer.close()
     write_summary("finished")
     if main:
-        from ..evaluation.calibrate import calibrate_after_training   # decision thresholds on the validation split
-        calibrate_after_training(ckpt_dir, val_samples, max(cfg.batch_size, 64), cfg.num_workers, device, progress)
+        # decision thresholds on the validation split, scored as the validation passes were
+        calibrate(ckpt_dir, Engine.load(ckpt_dir, "bestval", fast, device, ctx.local_world_size), val_samples,
+                  batch_size=max(cfg.batch_size, 64), num_workers=cfg.num_workers, progress=progress)
     return _result(name, ckpt_dir, progress_state, skipped)
 
 
@@ -452,7 +424,7 @@ def _require_both_classes(labels_seen: set, what: str, skipped: SkipLog, write_s
 
 def _split_metric(val_metric: str) -> tuple[str, str]:
     """``after_softmax_ap`` -> (``after_softmax``, ``ap``)."""
-    for m in ("roc_auc", "ap", "acc"):
+    for m in METRIC_NAMES:
         if val_metric.endswith("_" + m):
             return val_metric[: -len(m) - 1], m
     raise ConfigError(f"val_metric: cannot parse {val_metric!r}")
@@ -463,26 +435,19 @@ def _result(name, ckpt_dir, state, skipped) -> TrainResult:
                        len(state["history"]), state["history"], skipped.as_list())
 
 
-@torch.no_grad()
-def _log_heatmaps(writer, model, val_samples, tcfg, device, epoch, n: int = 3) -> None:
-    """A few validation images with their P(real) maps, per class, for TensorBoard."""
-    if not tcfg.patch_model:
+def _log_heatmaps(writer, engine: Engine, val_samples, epoch, n: int = 3) -> None:
+    """A few validation images with their p(fake) maps (colour bar beside), per class, for TensorBoard."""
+    if not engine.card.patch:
         return
-    from ..core.heatmap import overlay
-    from ..core.imageio import ImageLoadError, load_rgb
-    from ..scoring.metrics import patch_probs
-    from ..data.transforms import eval_image, to_tensor
-
-    model.eval()
     for label, kind in ((REAL, "real"), (FAKE, "fake")):
-        picks = [s for s in val_samples if s.label == label][:n]
-        tiles = []
-        for s in picks:
+        images = []
+        for s in [s for s in val_samples if s.label == label][:n]:
             try:
-                im = eval_image(load_rgb(s.path), tcfg)
+                images.append(load_rgb(s.path))
             except ImageLoadError:
                 continue
-            pmap = patch_probs(model(to_tensor(im)[None].to(device)).cpu())[0].numpy()
-            tiles.append(np.asarray(overlay(im, pmap)))
-        if tiles:
-            writer.add_images(f"heatmap_p_real/{kind}", np.stack(tiles), epoch, dataformats="NHWC")
+        if images:
+            inputs, logits = engine.score_images(images)
+            maps = engine.card.p_fake(logits).numpy()
+            tiles = [np.asarray(heatmap_figure(im, m)) for im, m in zip(inputs, maps)]
+            writer.add_images(f"heatmap_p_fake/{kind}", np.stack(tiles), epoch, dataformats="NHWC")
