@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from patchforensics.cli import main
+from patchforensics.data.dataset import collect_samples
+from patchforensics.data.transforms import parse_corruptions
+from patchforensics.evaluation.evaluate import read_scores_csv
+from patchforensics.scoring.engine import Engine
 
 
 def test_test_command_writes_the_seed_layout_and_skips_done_work(trained_checkpoint, small_face_dirs, tmp_path,
@@ -28,7 +33,16 @@ def test_test_command_writes_the_seed_layout_and_skips_done_work(trained_checkpo
     assert main(args + ["--corrupt", "jpeg:75", "--corrupt", "flip"]) == 0
     corrupted = json.loads((out.parent / "small_jpeg75_flip" / "metrics.json").read_text())
     assert corrupted["corruptions"] == ["jpeg:75", "flip"]
-    assert corrupted["metrics"]["after_softmax"]["ap"] != metrics["metrics"]["after_softmax"]["ap"]
+    # ... and really applied: the scores are those of the corrupted images, not the clean ones
+    samples = collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], split="test")
+    engine = Engine.load(trained_checkpoint, device="cpu")
+    by_hand = engine.predict(samples, parse_corruptions(["jpeg:75", "flip"]), progress=False)
+    _, _, clean = read_scores_csv(out / "scores.csv")
+    _, _, bad = read_scores_csv(out.parent / "small_jpeg75_flip" / "scores.csv")
+    np.testing.assert_allclose(bad["after_softmax"], by_hand.p_fake("after_softmax"), atol=1e-5)
+    assert np.abs(bad["after_softmax"] - clean["after_softmax"]).max() > 1e-3
+    assert corrupted["metrics"]["after_softmax"]["ap"] == pytest.approx(
+        by_hand.metrics()["after_softmax"]["ap"], abs=1e-4)
 
 
 def test_suite_writes_one_table(trained_checkpoint, small_face_dirs, tmp_path, capsys):
@@ -64,3 +78,19 @@ def test_bad_input_fails_at_once_with_a_hint(argv, message, small_face_dirs, tra
     err = capsys.readouterr().err
     assert message in err and "error:" in err
     assert not (tmp_path / "ck").exists()
+
+
+def test_models_lists_every_model_with_its_field(capsys):
+    from patchforensics.models import architecture_field, is_patch_model, list_models
+
+    assert main(["models", "--size", "96"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:-1]}
+    assert set(rows) == set(list_models())
+    for name, cells in rows.items():
+        if is_patch_model(name):
+            rf = architecture_field(name, 96)
+            assert cells[1:] == ["patch", str(rf.size[0]), str(rf.stride[0]), f"{rf.output_size[0]}x{rf.output_size[1]}"]
+        else:
+            assert cells[1] == "full"
+    assert rows["xception_block2"][2:] == ["43", "8", "12x12"]      # the README's field, at 96 px
+    assert main(["models", "--size", "0"]) == 2

@@ -7,7 +7,10 @@ import json
 
 import pytest
 
+from sklearn.metrics import average_precision_score
+
 from patchforensics.cli import main
+from patchforensics.evaluation.evaluate import read_scores_csv
 
 SOURCES = ("ffhq", "tpdne-stylegan2", "generated-photos")
 COUNTS = {"train": 24, "val": 8, "test": 10}
@@ -38,7 +41,10 @@ def test_demo_runs_every_stage_and_refuses_to_overwrite(tiny_faces, tmp_path, ca
     assert {r["dataset"]: r["n"] for r in rows} == {"tpdne-stylegan2": n_real + COUNTS["test"],
                                                    "generated-photos": n_real + COUNTS["test"],
                                                    "gmm": n_real + 100}
-    assert all(0.0 <= r["ap"] <= 1.0 for r in rows)
+    for r in rows:   # the table's AP is the AP of the scores test wrote (fakes positive, by p(fake))
+        (scores_csv,) = (out / "results").glob(f"*/test/epoch_bestval/{r['dataset']}/scores.csv")
+        _, labels, p_fake = read_scores_csv(scores_csv)
+        assert r["ap"] == pytest.approx(average_precision_score(labels == 0, p_fake["after_softmax"]), abs=1e-4)
     assert "| gmm | none | after_softmax |" in printed            # the table is printed
     report = (out / "results" / "report.html").read_text()
     assert "tpdne-stylegan2" in report and "<img" in report

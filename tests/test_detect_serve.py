@@ -19,14 +19,20 @@ SHOTS_ENV = "PATCHFORENSICS_SHOTS"   # a folder to keep the page's screenshot in
 
 
 @pytest.fixture(scope="module")
-def server():
+def running():
+    """The server object, built with the defaults (no host given), serving in a thread."""
     srv = make_server(ServeConfig(port=0, max_upload_mb=1))      # any free port on 127.0.0.1
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
-    host, port = srv.server_address[:2]
-    yield f"http://{host}:{port}"
+    yield srv
     srv.shutdown()
     srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(running):
+    host, port = running.server_address[:2]
+    return f"http://{host}:{port}"
 
 
 def post(url: str, data: bytes, name: str = "x.png") -> tuple[int, dict]:
@@ -39,9 +45,14 @@ def post(url: str, data: bytes, name: str = "x.png") -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
-def test_binds_loopback_by_default(server):
-    assert server.startswith("http://127.0.0.1:")
-    assert ServeConfig().host == "127.0.0.1"
+def test_binds_loopback_by_default_and_warns_otherwise(running, server):
+    assert server.startswith("http://127.0.0.1:")          # the fixture's server, built without a host
+    assert running.socket.getsockname()[0] == "127.0.0.1"
+    detector = running.RequestHandlerClass.service.detector
+    with pytest.warns(UserWarning, match="anyone who can reach this address"):
+        exposed = make_server(ServeConfig(host="0.0.0.0", port=0), detector=detector)
+    assert exposed.socket.getsockname()[0] == "0.0.0.0"
+    exposed.server_close()
 
 
 def test_api_scores_an_upload(server, faces):

@@ -15,8 +15,8 @@ from patchforensics.models.checkpoint import save_weights
 from patchforensics.cli import main
 from patchforensics.core.imageio import load_rgb
 from patchforensics.explain.patches import PatchesConfig, run_patches
-from patchforensics.explain.regions import (BiSeNet, BiSeNetSegmenter, MediapipeSegmenter, RegionsConfig, assign_region,
-                                    load_bisenet, region_shares, run_regions)
+from patchforensics.explain.regions import (CELEBAMASK_CLASSES, BiSeNet, BiSeNetSegmenter, MediapipeSegmenter,
+                                            RegionsConfig, assign_region, load_bisenet, region_shares, run_regions)
 from test_explain_patches import square_detector
 
 
@@ -126,12 +126,18 @@ def test_bisenet_checkpoint_loads_and_segments(tmp_path, face_patches, faces):
     x = torch.rand(1, 3, 64, 64)
     assert net(x).shape == (1, 19, 64, 64)
 
+    # a parser whose head calls every pixel "nose" (its input is a ReLU output, >= 0): the
+    # segmenter must map that class to the nose region at the image's size
+    with torch.no_grad():
+        head = net.conv_out.conv_out.weight
+        head.zero_()
+        head[CELEBAMASK_CLASSES.index("nose")] = 1.0
     seg = BiSeNetSegmenter(net, input_size=64)
     assert seg.regions == ("background", "skin", "brows", "eye", "ear", "nose", "mouth", "neck", "clothes",
                            "hair", "hat")
     labels = seg.segment(np.asarray(load_rgb(faces / "ffhq" / "test" / "00400.png")))
-    if labels is not None:
-        assert labels.shape == (128, 128) and labels.max() < len(seg.regions)
+    assert labels is not None and labels.shape == (128, 128)
+    assert (labels == seg.regions.index("nose")).all()
     out = run_regions(RegionsConfig(str(face_patches), segmenter="bisenet", bisenet_weights="unused"),
                       segmenter=seg, progress=False)
     assert out.name == "regions_bisenet"

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from patchforensics.models import (INIT_TYPES, create_model, is_patch_model, list_models, list_patch_models,
-                                   receptive_field)
+from patchforensics.models import (INIT_TYPES, architecture_field, create_model, is_patch_model, list_models,
+                                   list_patch_models, receptive_field)
 
 SEED_NAMES = ["xception_block1", "xception_block2", "xception_block5", "resnet18_layer1", "resnet50_layer4",
               "widenet_kw7_d1", "xception", "resnet18", "resnet34", "resnet50"]
@@ -19,7 +19,25 @@ def test_registry_has_the_seed_names():
     names = list_models()
     for n in SEED_NAMES:
         assert n in names
-    assert set(list_patch_models()) == {n for n in names if "_" in n}
+    # the seed's own classification, written out (not derived from the names)
+    full = {"xception", "resnet18", "resnet34", "resnet50"}
+    assert set(names) - set(list_patch_models()) == full
+    assert {n for n in SEED_NAMES if is_patch_model(n)} == set(SEED_NAMES) - full
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_patch_or_full_is_what_the_network_outputs(name):
+    """The registry's flag agrees with the network: a map of logits or one pair per image."""
+    with torch.no_grad():
+        y = create_model(name, seed=0).eval()(torch.zeros(1, 3, 224, 224))
+    assert y.shape[:2] == (1, 2)
+    assert (y.shape[2] * y.shape[3] > 1) == is_patch_model(name) == hasattr(create_model(name, seed=0), "head")
+
+
+def test_architecture_field_needs_no_weights_and_matches_a_built_model():
+    rf, built = architecture_field("xception_block2", 128), receptive_field(create_model("xception_block2"), 128)
+    assert (rf.size, rf.stride, rf.output_size) == ((43, 43), (8, 8), (16, 16))
+    np.testing.assert_array_equal(rf.clipped_boxes(), built.clipped_boxes())
 
 
 def test_unknown_name_lists_the_choices():
@@ -41,9 +59,25 @@ def test_output_shape_and_seeded_init(name):
 
 
 @pytest.mark.parametrize("init", INIT_TYPES)
-def test_init_types_give_finite_weights(init):
+def test_init_types_give_finite_weights_of_the_chosen_law(init):
     m = create_model("widenet_kw7_d1", init=init, seed=0)
     assert all(torch.isfinite(p).all() for p in m.parameters())
+    w = m.features.conv.weight.detach()
+    fan_in, fan_out = w[0].numel(), w.shape[0] * w[0, 0].numel()
+    expected_std = {"normal": 0.02, "xavier": 0.02 * (2.0 / (fan_in + fan_out)) ** 0.5,
+                    "kaiming": (2.0 / fan_in) ** 0.5}
+    if init in expected_std:
+        assert float(w.std()) == pytest.approx(expected_std[init], rel=0.1)
+    else:   # orthonormal columns (more rows than columns here), scaled by the gain: W^T W = gain^2 I
+        flat = w.reshape(w.shape[0], -1)
+        torch.testing.assert_close(flat.T @ flat, 0.02 ** 2 * torch.eye(flat.shape[1]), atol=1e-6, rtol=0)
+    assert all(torch.count_nonzero(mod.bias) == 0 for mod in m.modules()
+               if isinstance(mod, nn.Conv2d) and mod.bias is not None)
+
+
+def test_init_types_differ():
+    weights = [create_model("widenet_kw7_d1", init=i, seed=0).features.conv.weight for i in INIT_TYPES]
+    assert all(not torch.equal(a, b) for i, a in enumerate(weights) for b in weights[i + 1:])
 
 
 def _dense_copy(model: nn.Module) -> nn.Module:
