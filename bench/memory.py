@@ -82,7 +82,8 @@ def run_one(n: int, h: int, w: int, batch: int, seed: int = 0) -> dict:
            "patch_ap_histogram": metrics["patch"]["ap"], "ap_error_bound": metrics["patch"]["ap_error_bound"]}
     if keep_exact:
         from sklearn.metrics import average_precision_score
-        exact = average_precision_score(np.concatenate(exact_labels), np.concatenate(exact_scores))
+        # fakes are the positive class, ranked by p(fake), i.e. by -(logit_real - logit_fake)
+        exact = average_precision_score(np.concatenate(exact_labels) == 0, -np.concatenate(exact_scores))
         out["patch_ap_exact"] = float(exact)
         out["patch_ap_error"] = abs(float(exact) - metrics["patch"]["ap"])
     return out

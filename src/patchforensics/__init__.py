@@ -1,9 +1,12 @@
 """patchforensics: patch-based detection of generated face images and an analysis
 of what makes them detectable (after Chai, Bau, Lim & Isola, ECCV 2020).
 
-Pipeline stages, one module each: :mod:`.prepare` → :mod:`.train` →
-:mod:`.evaluate` (``test``) / :mod:`.suite` (``test-suite``) → explain → report
-→ detect/serve. Models: :func:`patchforensics.models.create_model`.
+Pipeline stages, one folder each, earlier ones never importing later ones:
+:mod:`.core` → :mod:`.data` → :mod:`.models` (registry, :class:`~.models.card.ModelCard`)
+→ :mod:`.scoring` (the inference :class:`~.scoring.engine.Engine`, metrics) →
+:mod:`.evaluation` (``test``, ``test-suite``, ``calibrate``) → :mod:`.training` →
+:mod:`.explain` (visualize, patches, regions, report) / :mod:`.screening`
+(detect, serve). Models: :func:`patchforensics.models.create_model`.
 """
 __version__ = "0.1.0"
 

@@ -18,7 +18,7 @@ def register(sub, name: str) -> None:
 
 
 def build_config(args: argparse.Namespace):
-    """The :class:`~patchforensics.evaluate.TestConfig` of parsed ``test`` options."""
+    """The :class:`~patchforensics.evaluation.evaluate.TestConfig` of parsed ``test`` options."""
     from ..evaluation.evaluate import TestConfig
 
     return TestConfig(**dataset_kwargs(args), **{k: getattr(args, k) for k in FAST_PATH_KEYS if hasattr(args, k)})

@@ -16,7 +16,7 @@ perpendicular of the eye-mouth line), with half-side
 ``max(2·|v_eye|, 1.8·|v_mouth|)``. Where the square leaves the photo it is
 filled by reflection, faded into a blurred copy and then into the median colour
 so no hard mirror seam is left; the square is resampled at 4× the output size
-and reduced with :func:`patchforensics.prepare.standardize` (Lanczos), the
+and reduced with :func:`patchforensics.data.prepare.standardize` (Lanczos), the
 resampler every data builder shares.
 
 The styles differ in which points stand for "the eyes": ``ffhq`` averages the

@@ -15,7 +15,7 @@ O(N·D·l·K) per iteration and the fit runs on a CPU in seconds to minutes.
 
 Samples are drawn at the model's resolution (without the pixel noise ε by
 default, as Richardson & Weiss show them) and brought to the reals' size with
-:func:`patchforensics.prepare.standardize`. Models are saved as
+:func:`patchforensics.data.prepare.standardize`. Models are saved as
 ``gmm.safetensors`` (π, μ, A, ψ) + ``gmm.yaml`` (shapes and provenance); never
 pickled.
 """

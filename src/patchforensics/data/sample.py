@@ -17,7 +17,7 @@ A generator maps a latent batch ``(N, *latent_shape)`` float32 to images
 values in a declared range (``value_range``, e.g. ``(-1, 1)`` or ``(0, 1)``).
 An encoder maps images in that same range and layout to latents.
 
-Every generated image goes through :func:`patchforensics.prepare.standardize`,
+Every generated image goes through :func:`patchforensics.data.prepare.standardize`,
 the resize/format pipeline the reals went through, and the latents are saved
 (``latents.npy``) so each image can be regenerated.
 """
@@ -166,7 +166,7 @@ def write_generated_dataset(out: Path, n: int, generate: Callable[[np.ndarray], 
     listed. ``arrays`` (e.g. the latents, row i = sample i) are saved as
     ``<name>.npy``; ``summary`` is extended with counts and skips into
     ``summary.json``; ``manifest.csv`` maps sample index → split → file.
-    Splits are drawn with :func:`patchforensics.prepare.assign_splits`.
+    Splits are drawn with :func:`patchforensics.data.prepare.assign_splits`.
     """
     for name, array in arrays.items():
         with fileio.atomic_path(out / f"{name}.npy") as tmp:

@@ -17,7 +17,7 @@ This module reads that format directly:
   :func:`crc32c`).
 
 :func:`export_tfrecord` writes one level to ``OUT/{train,val,test}/NNNNN.png``
-through :func:`patchforensics.prepare.standardize` when a ``size`` is given
+through :func:`patchforensics.data.prepare.standardize` when a ``size`` is given
 (the seed's "real-tfr-1024-resized128"), byte-exact pixels otherwise.
 """
 from __future__ import annotations

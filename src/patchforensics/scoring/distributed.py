@@ -11,7 +11,7 @@ process, ``cuda:LOCAL_RANK``), gloo on CPUs. Without torchrun nothing changes:
 Evaluation splits the samples round-robin (:func:`shard`), each process scores
 its share, and :func:`gather_predictions` reassembles the per-image scores in
 the original order and sums the patch histograms, so every process ends with
-exactly the :class:`~patchforensics.evaluate.Predictions` (and hence metrics) a
+exactly the :class:`~patchforensics.scoring.metrics.Predictions` (and hence metrics) a
 single process would have computed. Only tensors and JSON travel between
 processes: nothing is unpickled.
 """

@@ -165,7 +165,7 @@ class ScoreAccumulator:
     """Turns a stream of logit batches into :class:`Predictions` in bounded memory.
 
     Per image it keeps three float scores, its label, index and path; patch maps
-    are folded into a :class:`~patchforensics.metrics.PatchHistogram` batch by
+    are folded into a :class:`PatchHistogram` batch by
     batch and dropped, so memory grows by ~100 bytes per image, not by its map.
     """
 

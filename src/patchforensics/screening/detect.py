@@ -13,8 +13,9 @@ bottom strips are ignored, so faces should be roughly centred and fill the
 frame (as in the training data; ``prepare`` aligns faces).
 
 How boxes map back: the model's per-patch outputs ``(H', W')`` each see a
-receptive field; :func:`models.receptive_field` gives those boxes in model-input
-pixels (clipped to the input; :meth:`ModelCard.patch_boxes`, from the architecture alone). The centred square corresponds to the window
+receptive field; :meth:`ModelCard.patch_boxes` gives those boxes in model-input
+pixels (clipped to the input, from the architecture alone). The centred square
+corresponds to the window
 ``left = round((w_r - S) / 2)``, ``top = round((h_r - S) / 2)`` of the resized
 image (``w_r x h_r``), and the resized image is the original scaled by
 ``w / w_r`` horizontally and ``h / h_r`` vertically, so a box ``(t, l, b, r)``

@@ -2,7 +2,7 @@
 
 The original code saves ``checkpoints/<name>/{bestval,latest,<epoch>}_net_D.pth``
 (pickles) next to an ``opt.yml`` of its options. This module reads such a file
-with :func:`patchforensics.checkpoint.read_legacy_pth` (``weights_only=True``:
+with :func:`patchforensics.models.checkpoint.read_legacy_pth` (``weights_only=True``:
 a pickle that would run code is refused), renames the seed's layer names to
 this package's, checks every tensor against the model it is meant for, and
 writes ``config.yaml`` + ``<which>.safetensors``, so ``test``, ``detect`` and
