@@ -186,7 +186,7 @@ def run_calibration(cfg: CalibrateConfig, progress: bool = True) -> Calibration:
     if cfg.real:
         samples, partition = collect_samples(cfg.real, cfg.fake, split=cfg.partition), cfg.partition
     else:
-        samples = split_samples(card.options.get("real", []), card.options.get("fake", []))[1]
+        samples = split_samples(*card.training_folders)[1]
         partition = "val"
     engine = Engine.load(cfg.checkpoint, cfg.which_epoch, FastPath(backend=cfg.backend, cache_mb=0), cfg.device)
     return calibrate(cfg.checkpoint, engine, samples, cfg.target_fpr, partition, cfg.batch_size,

@@ -109,6 +109,11 @@ class ModelCard:
             return np.array([[[0, 0, side, side]]], dtype=np.int64)
         return self.receptive_field(side).clipped_boxes()
 
+    @property
+    def training_folders(self) -> tuple[list[str], list[str]]:
+        """``(real, fake)``: the folders the model was trained on (empty for an import)."""
+        return list(self.options.get("real") or []), list(self.options.get("fake") or [])
+
     # -------------------------------------------------------------- scores
     @property
     def class_ids(self) -> dict[str, int]:
