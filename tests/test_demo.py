@@ -9,7 +9,7 @@ import pytest
 
 from patchforensics.cli import main
 
-SOURCES = ("ffhq", "tpdne-stylegan2", "generated-photos")
+SOURCES = ("ffhq", "celebahq", "tpdne-stylegan2", "stylegan1", "generated-photos")
 COUNTS = {"train": 24, "val": 8, "test": 10}
 
 
@@ -35,9 +35,10 @@ def test_demo_runs_every_stage_and_refuses_to_overwrite(tiny_faces, tmp_path, ca
     assert set(summary["timings"]) == {"train_s", "gmm_s", "suite_s", "explain_s", "total_s"}
     rows = [r for r in summary["rows"] if r["aggregation"] == "after_softmax"]
     n_real = COUNTS["test"]
-    assert {r["dataset"]: r["n"] for r in rows} == {"tpdne-stylegan2": n_real + COUNTS["test"],
-                                                   "generated-photos": n_real + COUNTS["test"],
-                                                   "gmm": n_real + 100}
+    pair = n_real + COUNTS["test"]
+    assert {r["dataset"]: r["n"] for r in rows} == {"tpdne-stylegan2": pair, "stylegan1": pair,
+                                                   "generated-photos": pair,
+                                                   "celebahq-vs-tpdne-stylegan2": pair, "gmm": n_real + 100}
     assert all(0.0 <= r["ap"] <= 1.0 for r in rows)
     assert "| gmm | none | after_softmax |" in printed            # the table is printed
     report = (out / "results" / "report.html").read_text()
