@@ -12,7 +12,7 @@ from sklearn.metrics import average_precision_score
 from patchforensics.cli import main
 from patchforensics.evaluation.evaluate import read_scores_csv
 
-SOURCES = ("ffhq", "tpdne-stylegan2", "generated-photos")
+SOURCES = ("ffhq", "celebahq", "tpdne-stylegan2", "stylegan1", "generated-photos")
 COUNTS = {"train": 24, "val": 8, "test": 10}
 
 
@@ -38,9 +38,10 @@ def test_demo_runs_every_stage_and_refuses_to_overwrite(tiny_faces, tmp_path, ca
     assert set(summary["timings"]) == {"train_s", "gmm_s", "suite_s", "explain_s", "total_s"}
     rows = [r for r in summary["rows"] if r["aggregation"] == "after_softmax"]
     n_real = COUNTS["test"]
-    assert {r["dataset"]: r["n"] for r in rows} == {"tpdne-stylegan2": n_real + COUNTS["test"],
-                                                   "generated-photos": n_real + COUNTS["test"],
-                                                   "gmm": n_real + 100}
+    pair = n_real + COUNTS["test"]
+    assert {r["dataset"]: r["n"] for r in rows} == {"tpdne-stylegan2": pair, "stylegan1": pair,
+                                                   "generated-photos": pair,
+                                                   "celebahq-vs-tpdne-stylegan2": pair, "gmm": n_real + 100}
     for r in rows:   # the table's AP is the AP of the scores test wrote (fakes positive, by p(fake))
         (scores_csv,) = (out / "results").glob(f"*/test/epoch_bestval/{r['dataset']}/scores.csv")
         _, labels, p_fake = read_scores_csv(scores_csv)

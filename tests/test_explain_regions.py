@@ -28,8 +28,8 @@ def mediapipe_segmenter():
 
 
 def test_mediapipe_regions_are_plausible_on_a_real_face(faces, mediapipe_segmenter):
-    # ffhq test 00400: a frontal face, long hair, a plain grey wall on the left
-    rgb = np.asarray(load_rgb(faces / "ffhq" / "test" / "00400.png"))
+    # ffhq val 00400: a frontal face, long hair, a plain grey wall on the left
+    rgb = np.asarray(load_rgb(faces / "ffhq" / "val" / "00400.png"))
     labels = mediapipe_segmenter.segment(rgb)
     assert labels is not None and labels.shape == rgb.shape[:2]
     ids = {name: i for i, name in enumerate(mediapipe_segmenter.regions)}
@@ -135,7 +135,7 @@ def test_bisenet_checkpoint_loads_and_segments(tmp_path, face_patches, faces):
     seg = BiSeNetSegmenter(net, input_size=64)
     assert seg.regions == ("background", "skin", "brows", "eye", "ear", "nose", "mouth", "neck", "clothes",
                            "hair", "hat")
-    labels = seg.segment(np.asarray(load_rgb(faces / "ffhq" / "test" / "00400.png")))
+    labels = seg.segment(np.asarray(load_rgb(faces / "ffhq" / "val" / "00400.png")))
     assert labels is not None and labels.shape == (128, 128)
     assert (labels == seg.regions.index("nose")).all()
     out = run_regions(RegionsConfig(str(face_patches), segmenter="bisenet", bisenet_weights="unused"),

@@ -39,6 +39,7 @@ def test_throughput_reports_reference_and_fast_paths(tmp_path):
     inference = {r["path"]: r for r in rows if r["section"] == "inference"}
     assert inference["reference fp32 eager"]["ratio"] == 1.0
     assert any(p.startswith("default") for p in inference) and len(inference) >= 4
-    assert all(r["max_abs_logit_diff"] < 1e-3 and r["img_s"] > 0 for r in inference.values())
+    for path, r in inference.items():   # bf16 (the default on a CPU with native bf16) keeps 8 mantissa bits
+        assert r["max_abs_logit_diff"] < (0.1 if "bf16" in path else 1e-3) and r["img_s"] > 0, path
     assert {r["path"].split(" ")[0] for r in rows if r["section"] == "training"} == {"reference", "default"}
     assert res["machine"]["cpu_capability"] and "torch" in res["machine"]

@@ -20,6 +20,7 @@ from patchforensics.core.imageio import SkipLog
 from patchforensics.scoring.engine import Engine
 from patchforensics.scoring.metrics import AGGREGATIONS, PatchHistogram, Predictions
 from patchforensics.data.dataset import split_samples
+from patchforensics.scoring.fastpath import FastPath
 
 
 def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
@@ -55,9 +56,11 @@ def test_torchrun_two_gloo_processes_evaluate_like_one(trained_checkpoint, small
     real, fake = str(small_face_dirs["real"]), str(small_face_dirs["fake"])
     torchrun("test", str(trained_checkpoint), "--real", real, "--fake", fake, "--dataset-name", "ddp",
              "--which-epoch", "latest", "--results-dir", str(tmp_path / "ddp"), "--device", "cpu",
-             "--batch-size", "8")
+             "--batch-size", "8", "--bf16", "off")
+    # fp32 on both sides (bf16 on some CPUs by default): the test is about sharding, not precision
     single, single_dir = run_test(EvalConfig(str(trained_checkpoint), [real], [fake], "ddp", which_epoch="latest",
-                                             results_dir=str(tmp_path / "single"), device="cpu", batch_size=8),
+                                             results_dir=str(tmp_path / "single"), device="cpu", batch_size=8,
+                                             bf16="off"),
                                   progress=False)
     ddp_dir = tmp_path / "ddp" / single_dir.relative_to(tmp_path / "single")
     gathered = json.loads((ddp_dir / "metrics.json").read_text())
@@ -74,6 +77,7 @@ def test_torchrun_two_gloo_processes_train(small_face_dirs, tmp_path):
     real, fake = str(small_face_dirs["real"]), str(small_face_dirs["fake"])
     out = torchrun("train", "--real", real, "--fake", fake, "--model", "xception_block1", "--max-epochs", "1",
                    "--batch-size", "8", "--max-per-class", "16", "--patience", "0", "--device", "cpu",
+                   "--bf16", "off",
                    "--checkpoints-dir", str(tmp_path / "ck"), "--runs-dir", str(tmp_path / "runs"))
     assert out.stdout.count("trained xception_block1") == 1   # rank 0 alone reports
     ckpt = tmp_path / "ck" / "xception_block1_size128"
@@ -82,6 +86,6 @@ def test_torchrun_two_gloo_processes_train(small_face_dirs, tmp_path):
     assert load_file(str(ckpt / "latest.safetensors"))   # written once, by rank 0
     # the validation AP gathered from 2 shards = one process scoring all of val
     _, val = split_samples([real], [fake], max_per_class=16)
-    ap = Engine.load(ckpt, "latest").predict(val, progress=False).metrics()["after_softmax"]["ap"]
+    ap = Engine.load(ckpt, "latest", fast=FastPath(bf16="off")).predict(val, progress=False).metrics()["after_softmax"]["ap"]
     assert summary["history"][0]["after_softmax_ap"] == pytest.approx(ap, abs=1e-6)
     assert len(val) == len(collect_samples([real], [fake], split="val"))

@@ -74,10 +74,18 @@ def test_inference_paths_match_reference_on_real_faces(trained_checkpoint, small
             torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4, msg=str(fast))
 
 
-def test_predict_default_path_keeps_ap(trained_checkpoint, small_face_dirs):
+# The CPU kind varies between machines (AVX2 only, or AVX512-BF16): the default path is
+# fp32 on one and bf16 on the other. Each precision is tested on every machine, with
+# tolerances that hold for it: fp32 pinned with bf16="off", bf16 forced with bf16="on"
+# (emulated, slower, but the same numbers on a CPU without native bf16).
+FP32_FAST = FastPath(bf16="off")
+BF16_FAST = FastPath(bf16="on", backend="torch")
+
+
+def test_predict_fp32_fast_path_keeps_scores(trained_checkpoint, small_face_dirs):
     loaded = load_model(trained_checkpoint, "latest")
     samples = collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], split="test")
-    fast = Engine.from_model(loaded.model, loaded.card).predict(samples, batch_size=16, progress=False)
+    fast = Engine.from_model(loaded.model, loaded.card, FP32_FAST).predict(samples, batch_size=16, progress=False)
     ref = Engine.from_model(loaded.model, loaded.card, FastPath.reference()).predict(samples, batch_size=16,
                                                                                     progress=False)
     assert fast.paths == ref.paths and np.array_equal(fast.index, np.arange(len(samples)))
@@ -89,6 +97,22 @@ def test_predict_default_path_keeps_ap(trained_checkpoint, small_face_dirs):
     assert mr["after_softmax"]["ap"] > 0.6   # a model that learned something, so ΔAP means something
     # patches land in the same 0.01-wide logit bins, bar float rounding at a bin edge
     assert np.abs(fast.patches.counts - ref.patches.counts).sum() <= 0.001 * ref.patches.counts.sum()
+
+
+def test_predict_bf16_keeps_ap(trained_checkpoint, small_face_dirs):
+    """bf16 keeps 8 bits of mantissa: scores move by up to ~1e-2, AP by much less."""
+    loaded = load_model(trained_checkpoint, "latest")
+    samples = collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], split="test")
+    bf16 = Engine.from_model(loaded.model, loaded.card, BF16_FAST).predict(samples, batch_size=16, progress=False)
+    ref = Engine.from_model(loaded.model, loaded.card, FastPath.reference()).predict(samples, batch_size=16,
+                                                                                    progress=False)
+    assert bf16.paths == ref.paths
+    for a in AGGREGATIONS:
+        diff = np.abs(bf16.scores[a] - ref.scores[a])
+        assert diff.max() < 0.05 and 0 < diff.mean() < 0.01, a   # really bf16, and close
+    mb, mr = bf16.metrics(), ref.metrics()
+    for a in AGGREGATIONS:
+        assert abs(mb[a]["ap"] - mr[a]["ap"]) <= 0.02, a
 
 
 @pytest.mark.parametrize("tcfg, training, corrupt", [
@@ -127,19 +151,25 @@ def test_cache_switch(small_face_dirs):
     assert on.cached_bytes == len(samples) * 128 * 128 * 3
 
 
-def test_train_step_fast_path_matches_reference():
+@pytest.mark.parametrize("fast, loss_tol, logit_tol, logit_scale_tol", [
+    (FP32_FAST, dict(rtol=1e-4, atol=1e-5), dict(rtol=1e-3, atol=1e-4), 0.0),
+    # bf16: errors grow with the logits' magnitude (measured: 0.1 on logits up to 9)
+    (BF16_FAST, dict(rtol=2e-2, atol=2e-2), dict(rtol=5e-2, atol=0.0), 0.03),
+])
+def test_train_step_fast_path_matches_reference(fast, loss_tol, logit_tol, logit_scale_tol):
     g = torch.Generator().manual_seed(3)
     x, y = torch.rand(4, 3, 64, 64, generator=g) * 2 - 1, torch.tensor([0, 1, 1, 0])
     steps = []
-    for fast in (FastPath.reference(), FastPath()):
+    for path in (FastPath.reference(), fast):
         model = create_model("xception_block1", seed=7)
-        steps.append(TrainStep(model, torch.optim.Adam(model.parameters(), lr=1e-3), fast, CPU))
+        steps.append(TrainStep(model, torch.optim.Adam(model.parameters(), lr=1e-3), path, CPU))
     ref_model, fast_model = (s.forward for s in steps)
     assert fast_model.features.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     for _ in range(2):
         (loss_r, logits_r), (loss_f, logits_f) = (s(x, y) for s in steps)
-        torch.testing.assert_close(loss_f, loss_r, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(logits_f, logits_r, rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(loss_f, loss_r, **loss_tol)
+        atol = logit_tol["atol"] + logit_scale_tol * float(logits_r.abs().max())
+        torch.testing.assert_close(logits_f, logits_r, rtol=logit_tol["rtol"], atol=atol)
     assert not torch.equal(ref_model.head.weight, create_model("xception_block1", seed=7).head.weight)
 
 

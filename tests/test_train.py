@@ -1,6 +1,10 @@
 """Training on real faces: it learns, and --resume continues exactly."""
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -26,7 +30,7 @@ def _cfg(dirs, tmp_path, **kw):
     base = dict(real=[str(dirs["real"])], fake=[str(dirs["fake"])], model="widenet_kw7_d1", max_epochs=2,
                 batch_size=8, patience=0, max_per_class=24, save_latest_freq=2,
                 checkpoints_dir=str(tmp_path / "ck"), runs_dir=str(tmp_path / "runs"), cnn_aug_prob=0.5,
-                random_crop=True, fine_size=112)
+                random_crop=True, fine_size=112, lr_policy="cosine", weight_decay=0.01)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -79,3 +83,42 @@ def test_impossible_values_fail_before_any_work(small_face_dirs, tmp_path, chang
     with pytest.raises(ConfigError, match=key):
         train(_cfg(small_face_dirs, tmp_path, **change), progress=False)
     assert not (tmp_path / "ck").exists()
+
+
+def test_every_epoch_logs_one_line_when_stderr_is_not_a_terminal(small_face_dirs, tmp_path):
+    """A logged run (stderr to a file or pipe, no progress bars) is not silent until the end:
+    one line per epoch with the loss, the validation metric, the lr and the seconds taken."""
+    cmd = [sys.executable, "-m", "patchforensics", "train", "--real", str(small_face_dirs["real"]),
+           "--fake", str(small_face_dirs["fake"]), "--model", "widenet_kw7_d1", "--max-epochs", "3",
+           "--batch-size", "8", "--max-per-class", "16", "--patience", "0", "--lr-policy", "cosine",
+           "--checkpoints-dir", str(tmp_path / "ck"), "--runs-dir", str(tmp_path / "runs")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = re.compile(r"^epoch (\d)/3 loss (\d+\.\d{4}) val after_softmax_ap (\d\.\d{4}) "
+                      r"\(best \d\.\d{4} @ \d\) lr (\S+) (\d+\.\d)s$")
+    found = [m for m in map(line.match, done.stderr.splitlines()) if m]
+    assert [int(m.group(1)) for m in found] == [1, 2, 3], done.stderr[-2000:]
+    lrs = [float(m.group(4)) for m in found]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[0] > lrs[1] > lrs[2] > 0   # cosine towards 0 at epoch 3
+    assert all(float(m.group(2)) > 0 and float(m.group(5)) > 0 for m in found)
+    assert "\r" not in done.stderr   # no progress bars in a log
+
+
+def test_default_init_is_kaiming_and_the_seeds_gain_stays_available():
+    from patchforensics.models import SEED_INIT_GAIN, create_model
+
+    assert TrainConfig().init == "kaiming"
+    def first_conv_std(**kw):
+        net = create_model("xception_block2", **kw)
+        w = next(m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] == 3)
+        return float(w.std()), w[0].numel()
+    std, fan_in = first_conv_std(init="kaiming")
+    assert std == pytest.approx((2 / fan_in) ** 0.5, rel=0.15)
+    seed_std, _ = first_conv_std(init="xavier")
+    unit_std, _ = first_conv_std(init="xavier", init_gain=1.0)
+    assert SEED_INIT_GAIN == 0.02 and seed_std == pytest.approx(unit_std * 0.02, rel=1e-3)
+
+
+def test_cosine_needs_max_epochs():
+    with pytest.raises(ConfigError, match="max_epochs"):
+        TrainConfig(real=["r"], fake=["f"], lr_policy="cosine").validate()

@@ -1,9 +1,11 @@
 """``demo``: the main job end to end on the faces data, on a CPU.
 
 Trains ``xception_block2`` on FFHQ reals vs StyleGAN2 (thispersondoesnotexist)
-fakes at 128 px; fits a GMM generator on the FFHQ training reals and samples a
-third fake set from it; evaluates the model on the ``faces128`` suite (the
-training generator and the unseen generated.photos) plus the ``gmm`` row;
+fakes at 128 px with ``train``'s default recipe (docs/recipe.md); fits a GMM
+generator on the FFHQ training reals and samples another fake set from it;
+evaluates the model on the ``faces128`` suite (the training generator, the
+unseen StyleGAN1 and generated.photos, and CelebA-HQ reals for false alarms)
+plus the ``gmm`` row;
 prints the table; then explains the model (heatmap galleries, top patches,
 face regions) in one HTML report. Everything goes under ``--out`` (default
 ``demo_out/``): ``checkpoints/``, ``runs/`` (TensorBoard), ``gmm/``,
@@ -29,27 +31,24 @@ DEMO_REAL, DEMO_FAKE = "ffhq", "tpdne-stylegan2"
 @dataclass
 class DemoConfig:
     """Options of ``patchforensics demo``: ``data`` (faces folder, see
-    :func:`default_data_root`), ``out`` (output folder), ``epochs`` of training."""
+    :func:`default_data_root`), ``out`` (output folder), ``epochs`` of training
+    (``None``: ``train``'s default)."""
 
     data: str | None = None
     out: str = "demo_out"
-    epochs: int = 20
+    epochs: int | None = None
     model: str = "xception_block2"
-    batch_size: int = 16
-    lr: float = 0.0003
     force: bool = False
     num_workers: int = 0
 
 
 def demo_train_config(data: Path, out: Path, cfg: DemoConfig) -> TrainConfig:
-    """The demo's training recipe: a fixed number of epochs so its run time is
-    predictable; batch 16 at lr 3e-4 learned steadier than the seed's 32 at 1e-3
-    in the first epochs on these 745 training images."""
+    """``train``'s default recipe (docs/recipe.md) for a fixed number of epochs
+    (no early stopping), so that the run time is predictable."""
+    epochs = {} if cfg.epochs is None else {"max_epochs": cfg.epochs}
     return TrainConfig(real=[str(data / DEMO_REAL)], fake=[str(data / DEMO_FAKE)], model=cfg.model,
-                       name="demo_{model}", max_epochs=cfg.epochs, patience=0, batch_size=cfg.batch_size,
-                       lr=cfg.lr,
-                       checkpoints_dir=str(out / "checkpoints"), runs_dir=str(out / "runs"),
-                       num_workers=cfg.num_workers)
+                       name="demo_{model}", patience=0, checkpoints_dir=str(out / "checkpoints"),
+                       runs_dir=str(out / "runs"), num_workers=cfg.num_workers, **epochs)
 
 
 def run_demo(cfg: DemoConfig, progress: bool = True, log=print) -> dict:
@@ -61,9 +60,10 @@ def run_demo(cfg: DemoConfig, progress: bool = True, log=print) -> dict:
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
-    log(f"[1/4] training {cfg.model} on {DEMO_REAL} vs {DEMO_FAKE} ({cfg.epochs} epochs, data {data})")
+    train_cfg = demo_train_config(data, out, cfg)
+    log(f"[1/4] training {cfg.model} on {DEMO_REAL} vs {DEMO_FAKE} ({train_cfg.max_epochs} epochs, data {data})")
     t = time.perf_counter()
-    result = train(demo_train_config(data, out, cfg), force=cfg.force, progress=progress)
+    result = train(train_cfg, force=cfg.force, progress=progress)
     timings["train_s"] = time.perf_counter() - t
 
     log("[2/4] fitting a GMM generator on the real training faces and sampling a fake test set")
@@ -73,7 +73,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True, log=print) -> dict:
     suite.datasets.append(SuiteDataset("gmm", str(data / DEMO_REAL), str(gmm_dir)))
     timings["gmm_s"] = time.perf_counter() - t
 
-    log("[3/4] evaluating on the faces128 suite + gmm")
+    log(f"[3/4] evaluating on the faces128 suite ({', '.join(d.name for d in suite.datasets)})")
     t = time.perf_counter()
     results_dir = out / "results"
     table = run_suite(result.checkpoint_dir, suite, results_dir=str(results_dir), force=True, progress=progress)

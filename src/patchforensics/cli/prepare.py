@@ -24,6 +24,9 @@ def register(sub, name: str) -> None:
     p.add_argument("--size", type=int, default=128, help="output size in pixels (default 128)")
     p.add_argument("--jpeg-quality", type=int, default=None, metavar="Q",
                    help="one JPEG round trip at quality Q before resizing (default: none)")
+    p.add_argument("--jpeg-size", type=int, default=None, metavar="PX",
+                   help="do that JPEG round trip after a Lanczos resize to PX (the shared data's recipe: "
+                        "--jpeg-quality 75 --jpeg-size 256; default: at the source resolution)")
     p.add_argument("--split", type=_split, default=(0.7, 0.1, 0.2), help="train,val,test fractions")
     p.add_argument("--crop", choices=["center", "none"], default="center",
                    help="center: square centre crop (default); none: keep the aspect ratio")
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from .common import print_skipped, progress_enabled
 
     cfg = PrepareConfig(src=args.src, out=args.out, size=args.size, jpeg_quality=args.jpeg_quality,
-                        split=args.split, crop=args.crop, seed=args.seed, force=args.force)
+                        jpeg_size=args.jpeg_size, split=args.split, crop=args.crop, seed=args.seed, force=args.force)
     result = prepare(cfg, progress=progress_enabled())
     print(f"wrote {sum(result.counts.values())} images to {result.out} "
           f"(train {result.counts['train']}, val {result.counts['val']}, test {result.counts['test']})")

@@ -23,14 +23,21 @@ def register(sub, name: str) -> None:
     p.add_argument("--name", help="experiment name template (default {model}_size{fine_size})")
     p.add_argument("--suffix", help="appended as _SUFFIX, may use config keys: seed{seed}_{model}_p{patience}")
     p.add_argument("--prefix", help="prepended as PREFIX-")
-    p.add_argument("--init", help="weight init: xavier (default) | normal | kaiming | orthogonal")
+    p.add_argument("--init", help="weight init: kaiming (default) | xavier (the seed's, with --init-gain "
+                                  "0.02) | normal | orthogonal")
+    p.add_argument("--init-gain", dest="init_gain", type=float,
+                   help="scale of the xavier/normal/orthogonal inits (default 0.02, the seed's)")
     p.add_argument("--seed", type=int, help="fixes weights, sampling and augmentation (default 0)")
     p.add_argument("--load-size", dest="load_size", type=int, help="resize shorter side to this (default 128)")
     p.add_argument("--fine-size", dest="fine_size", type=int, help="then crop to this (default 128)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="default 32")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 0.001)")
     p.add_argument("--beta1", type=float, help="Adam beta1 (default 0.9)")
-    p.add_argument("--lr-policy", dest="lr_policy", choices=["constant", "plateau"], help="default constant")
+    p.add_argument("--weight-decay", dest="weight_decay", type=float,
+                   help="decoupled weight decay (AdamW); 0 = the seed's plain Adam (default 0)")
+    p.add_argument("--lr-policy", dest="lr_policy", choices=["constant", "plateau", "cosine"],
+                   help="constant | plateau (x0.1 when validation stalls) | cosine (to 0 at --max-epochs); "
+                        "default constant")
     p.add_argument("--plateau-patience", dest="plateau_patience", type=int,
                    help="epochs without improvement before the plateau policy lowers lr x0.1 (default 5)")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better "

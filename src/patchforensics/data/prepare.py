@@ -4,8 +4,10 @@ The paper's main data lesson is that real and generated images must pass
 through the *same* preprocessing, or a classifier learns the file format and
 resampler instead of the generator. :func:`standardize` is that pipeline
 (decode → RGB with EXIF orientation → optional JPEG round trip at the source
-resolution → optional centre crop to a square → Lanczos resize → PNG); every
-data builder in the package reuses it.
+resolution → optional centre crop to a square → or, with ``jpeg_size``, the
+JPEG round trip after a Lanczos resize to that size → Lanczos resize → PNG); every data builder in the package reuses
+it. ``--jpeg-quality 75 --jpeg-size 256`` is the recipe of the shared faces data
+(version 2): Lanczos to 256, JPEG q75, Lanczos to 128.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ class PrepareConfig:
     out: str
     size: int = 128
     jpeg_quality: int | None = None
+    jpeg_size: int | None = None
     split: tuple[float, float, float] = (0.7, 0.1, 0.2)
     crop: str = "center"
     seed: int = 0
@@ -50,19 +53,28 @@ class PrepareConfig:
         require(self.size >= 8, "size", "must be at least 8 pixels")
         require(self.jpeg_quality is None or 1 <= self.jpeg_quality <= 100, "jpeg_quality",
                 "must be between 1 and 100")
+        require(self.jpeg_size is None or (self.jpeg_quality is not None and self.jpeg_size >= self.size),
+                "jpeg_size", "goes with --jpeg-quality and must be at least --size")
         require(len(self.split) == 3 and all(f >= 0 for f in self.split) and abs(sum(self.split) - 1) < 1e-6,
                 "split", "give three non-negative fractions summing to 1, e.g. 0.7,0.1,0.2")
         require(self.crop in ("center", "none"), "crop", "must be 'center' or 'none'")
         require(Path(self.src).resolve() != Path(self.out).resolve(), "out", "must differ from the source folder")
 
 
-def standardize(im: Image.Image, size: int, jpeg_quality: int | None = None, crop: str = "center") -> Image.Image:
+def standardize(im: Image.Image, size: int, jpeg_quality: int | None = None, crop: str = "center",
+                jpeg_size: int | None = None) -> Image.Image:
     """The shared preprocessing of one decoded RGB image (see module docstring)."""
-    if jpeg_quality is not None:
-        im = jpeg(im, jpeg_quality)
+    if jpeg_quality is not None and not jpeg_size:
+        im = jpeg(im, jpeg_quality)                       # at the source resolution
     if crop == "center":
         im = center_crop(im, min(im.size))
-        return im.resize((size, size), LANCZOS)
+    if jpeg_quality is not None and jpeg_size:
+        im = jpeg(_resize(im, jpeg_size), jpeg_quality)   # at the intermediate size
+    return _resize(im, size)
+
+
+def _resize(im: Image.Image, size: int) -> Image.Image:
+    """Lanczos resize so the shorter side is ``size`` (a square becomes ``size × size``)."""
     w, h = im.size
     scale = size / min(w, h)
     return im.resize((max(1, round(w * scale)), max(1, round(h * scale))), LANCZOS)
@@ -124,7 +136,8 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
         seen[digest] = rel
         w, h = im.size
         name = Path(rel).with_suffix(".png").as_posix().replace("/", "__")
-        fileio.write_bytes(out / split / name, png_bytes(standardize(im, cfg.size, cfg.jpeg_quality, cfg.crop)))
+        fileio.write_bytes(out / split / name, png_bytes(standardize(im, cfg.size, cfg.jpeg_quality, cfg.crop,
+                                                                          cfg.jpeg_size)))
         counts[split] += 1
         rows.append([rel, digest, w, h, split, f"{split}/{name}"])
     buf = io.StringIO()
@@ -133,7 +146,8 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
     writer.writerows(rows)
     fileio.write_text(out / "manifest.csv", buf.getvalue())
     fileio.write_json(out / "summary.json", {
-        "source": str(src), "size": cfg.size, "jpeg_quality": cfg.jpeg_quality, "crop": cfg.crop,
+        "source": str(src), "size": cfg.size, "jpeg_quality": cfg.jpeg_quality, "jpeg_size": cfg.jpeg_size,
+        "crop": cfg.crop,
         "split": list(cfg.split), "seed": cfg.seed, "resampler": "lanczos", "counts": counts,
         "skipped": skipped.as_list()})
     return PrepareResult(out, counts, skipped.as_list())

@@ -6,8 +6,9 @@
 """
 from . import nets as _nets  # noqa: F401  (registers the model families)
 from .receptive_field import ReceptiveField, architecture_field, receptive_field
-from .registry import (INIT_TYPES, check_model_name, create_model, init_weights, is_patch_model,
-                       list_models, list_patch_models)
+from .registry import (INIT_TYPES, SEED_INIT_GAIN, check_model_name, create_model, init_weights,
+                       is_patch_model, list_models, list_patch_models)
 
 __all__ = ["create_model", "list_models", "list_patch_models", "is_patch_model", "check_model_name",
-           "init_weights", "INIT_TYPES", "receptive_field", "architecture_field", "ReceptiveField"]
+           "init_weights", "INIT_TYPES", "SEED_INIT_GAIN", "receptive_field", "architecture_field",
+           "ReceptiveField"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open, save
 from torch import nn
 
 from ..core import fileio
@@ -41,10 +41,13 @@ def weights_path(ckpt_dir: str | os.PathLike, which: str) -> Path:
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
                  meta: dict[str, Any] | None = None) -> None:
-    """Atomically write tensors with JSON metadata (under the ``json`` key)."""
+    """Atomically write tensors with JSON metadata (under the ``json`` key).
+
+    Serialised in memory and written by :func:`fileio.write_bytes`: safetensors'
+    own ``save_file`` (>= 0.6) goes through a ``.tmpXXXXXX`` file of its own that a
+    killed run would leave behind, without the pid that lets a later run sweep it."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with fileio.atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"json": json.dumps(meta or {})})
+    fileio.write_bytes(path, save(tensors, metadata={"json": json.dumps(meta or {})}))
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

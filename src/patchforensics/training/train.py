@@ -7,6 +7,8 @@ broadcast to all output positions), as in the seed.
 from __future__ import annotations
 
 import math
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from ..core.imageio import ImageLoadError, NoUsableImagesError, SkipLog, load_rg
 from ..data.dataset import FAKE, LABEL_NAMES, REAL, EpochSampler, collect_samples, make_loader, split_samples
 from ..data.transforms import TransformConfig, eval_transform, train_transform
 from ..evaluation.calibrate import calibrate
-from ..models import INIT_TYPES, check_model_name, create_model, is_patch_model
+from ..models import INIT_TYPES, SEED_INIT_GAIN, check_model_name, create_model, is_patch_model
 from ..models.card import ModelCard
 from ..models.checkpoint import (RESUME_FILE, load_training_state, save_training_state, save_weights,
                                  weights_path)
@@ -32,6 +34,7 @@ from ..scoring.engine import Engine
 from ..scoring.fastpath import FastPath, autocast, configure_runtime, make_dataset, memory_format
 from ..scoring.metrics import AGGREGATIONS
 
+LR_POLICIES = ("constant", "plateau", "cosine")
 #: the metrics ``val_metric`` may name (``ap``: fakes positive; ``ap_real_positive``: the seed's AP)
 METRIC_NAMES = ("ap_real_positive", "roc_auc", "ap", "acc")
 VAL_METRICS = tuple(f"{a}_{m}" for a in AGGREGATIONS + ("patch",) for m in METRIC_NAMES)
@@ -51,14 +54,16 @@ class TrainConfig:
     name: str = "{model}_size{fine_size}"
     suffix: str = ""
     prefix: str = ""
-    init: str = "xavier"                              # [init_type]
+    init: str = "kaiming"                             # [init_type]; the seed's is xavier
+    init_gain: float = SEED_INIT_GAIN                 # [init_gain], for xavier/normal/orthogonal
     seed: int = 0
     load_size: int = 128                              # [loadSize]
     fine_size: int = 128                              # [fineSize]
     batch_size: int = 32
     lr: float = 0.001
     beta1: float = 0.9
-    lr_policy: str = "constant"                       # constant | plateau
+    weight_decay: float = 0.0                         # decoupled (AdamW); 0 = the seed's Adam
+    lr_policy: str = "constant"                       # constant | plateau | cosine (to 0 at max_epochs)
     plateau_patience: int = 5                         # epochs before plateau lowers lr ×0.1
     patience: int = 10
     max_epochs: int | None = None
@@ -91,6 +96,7 @@ class TrainConfig:
         except ValueError as e:
             raise ConfigError(f"model: {e}") from None
         require(self.init in INIT_TYPES, "init", f"must be one of {', '.join(INIT_TYPES)}")
+        require(self.init_gain > 0 and math.isfinite(self.init_gain), "init_gain", "must be > 0")
         require(self.load_size > 0 and self.fine_size > 0, "fine_size", "sizes must be > 0")
         require(self.fine_size <= self.load_size, "fine_size",
                 f"fine_size {self.fine_size} is larger than load_size {self.load_size}; "
@@ -98,7 +104,10 @@ class TrainConfig:
         require(self.batch_size >= 2, "batch_size", "must be at least 2")
         require(self.lr > 0 and math.isfinite(self.lr), "lr", f"must be a positive number, got {self.lr}")
         require(0 <= self.beta1 < 1, "beta1", "must be in [0, 1)")
-        require(self.lr_policy in ("constant", "plateau"), "lr_policy", "must be 'constant' or 'plateau'")
+        require(self.lr_policy in LR_POLICIES, "lr_policy", f"must be one of {', '.join(LR_POLICIES)}")
+        require(self.lr_policy != "cosine" or self.max_epochs is not None, "lr_policy",
+                "cosine decays the rate to 0 at max_epochs; give --max-epochs too")
+        require(self.weight_decay >= 0 and math.isfinite(self.weight_decay), "weight_decay", "must be >= 0")
         require(self.patience >= 0, "patience", "must be >= 0 (0 disables early stopping)")
         require(self.plateau_patience >= 0, "plateau_patience", "must be >= 0")
         require(self.max_epochs is None or self.max_epochs > 0, "max_epochs", "must be > 0")
@@ -160,6 +169,18 @@ class TrainResult:
     epochs_run: int
     history: list[dict[str, Any]]
     skipped: list[dict[str, str]]
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
+    """The learning-rate schedule, stepped once per epoch (``None`` for constant):
+    ``plateau`` lowers the rate x0.1 after ``plateau_patience`` epochs without a better
+    validation metric; ``cosine`` decays it from ``lr`` to 0 over ``max_epochs``."""
+    if cfg.lr_policy == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.1,
+                                                          patience=cfg.plateau_patience)
+    if cfg.lr_policy == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
+    return None
 
 
 def check_inputs(cfg: TrainConfig) -> None:
@@ -260,11 +281,11 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
 
     # channels_last before DistributedDataParallel sees the parameters (its gradient
     # buckets copy their strides)
-    model = create_model(cfg.model, cfg.init, cfg.seed).to(device=device, memory_format=memory_format(fast))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    scheduler = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.1,
-                                                            patience=cfg.plateau_patience)
-                 if cfg.lr_policy == "plateau" else None)
+    model = create_model(cfg.model, cfg.init, cfg.seed, cfg.init_gain).to(device=device, memory_format=memory_format(fast))
+    # AdamW with weight_decay 0 is exactly the seed's Adam
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999),
+                                  weight_decay=cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg)
     progress_state: dict[str, Any] = {"epoch": 1, "step_in_epoch": 0, "global_step": 0,
                                       "best_metric": -math.inf, "best_epoch": 0, "history": []}
     if main:
@@ -315,6 +336,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
         sampler.set_epoch(epoch, skip=progress_state["step_in_epoch"] * rank_batch)
         bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, unit="batch", leave=False)
         whole_epoch, usable_labels = progress_state["step_in_epoch"] == 0, set()
+        epoch_start, loss_sum, loss_steps = time.perf_counter(), 0.0, 0
         for batch in bar:
             _record_skips(skipped, batch["errors"])
             if batch["image"] is None or len(batch["label"]) < 1:
@@ -328,6 +350,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
             # one device->host copy per step (each .item() would wait for the GPU)
             loss_v, patch_acc, vote_acc, avg_acc = torch.cat(
                 [loss.reshape(1), step_accuracies(logits, batch["label"].to(logits.device))]).tolist()
+            loss_sum, loss_steps = loss_sum + loss_v, loss_steps + 1
             step = progress_state["global_step"]
             writer.add_scalar("train/loss", loss_v, step)
             writer.add_scalar("train/acc_patch", patch_acc, step)
@@ -367,14 +390,18 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
         if improved and main:
             save_weights(weights_path(ckpt_dir, "bestval"), model, epoch=epoch,
                          val_metric=cfg.val_metric, val_score=score)
-        progress_state["history"].append({"epoch": epoch, cfg.val_metric: score,
-                                          "lr": optimizer.param_groups[0]["lr"],
+        lr_now, seconds = optimizer.param_groups[0]["lr"], time.perf_counter() - epoch_start
+        train_loss = loss_sum / max(loss_steps, 1)
+        progress_state["history"].append({"epoch": epoch, cfg.val_metric: score, "lr": lr_now,
+                                          "train_loss": train_loss, "seconds": seconds,
                                           "val_ap": {a: val[a]["ap"] for a in AGGREGATIONS}})
-        if progress:
-            tqdm.write(f"epoch {epoch}: val {cfg.val_metric}={score:.4f} "
-                       f"(best {progress_state['best_metric']:.4f} @ {progress_state['best_epoch']})")
-        if scheduler is not None:
+        if main:
+            _log_line(epoch_line(epoch, cfg.max_epochs, train_loss, cfg.val_metric, score,
+                                 progress_state, lr_now, seconds), progress)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(score)
+        elif scheduler is not None:
+            scheduler.step()
         if main and epoch % cfg.save_epoch_freq == 0:
             save_weights(weights_path(ckpt_dir, str(epoch)), model, epoch=epoch)
         if main:
@@ -394,6 +421,24 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
         calibrate(ckpt_dir, Engine.load(ckpt_dir, "bestval", fast, device, ctx.local_world_size), val_samples,
                   batch_size=max(cfg.batch_size, 64), num_workers=cfg.num_workers, progress=progress)
     return _result(name, ckpt_dir, progress_state, skipped)
+
+
+def epoch_line(epoch: int, max_epochs: int | None, train_loss: float, val_metric: str, score: float,
+               state: dict[str, Any], lr: float, seconds: float) -> str:
+    """One log line per epoch: epoch, mean training loss, validation metric (and the
+    best so far), learning rate, seconds the epoch took (training + validation)."""
+    of = f"/{max_epochs}" if max_epochs else ""
+    return (f"epoch {epoch}{of} loss {train_loss:.4f} val {val_metric} {score:.4f} "
+            f"(best {state['best_metric']:.4f} @ {state['best_epoch']}) lr {lr:.2e} {seconds:.1f}s")
+
+
+def _log_line(line: str, progress: bool) -> None:
+    """Above the progress bars when they are shown, else straight to stderr, so that a
+    logged run is never silent until the end."""
+    if progress:
+        tqdm.write(line)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 class _NoWriter:
