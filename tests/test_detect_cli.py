@@ -17,8 +17,8 @@ from patchforensics.scoring.engine import Engine
 from patchforensics.screening.detect import DetectConfig, Detector, detect, expand_paths, input_window
 
 # test images the bundled detector gets right with a margin (see bundled/MODEL_CARD.md)
-REAL = "ffhq/test/00462.png"
-FAKE = "tpdne-stylegan2/test/00458.png"
+REAL = "ffhq/test/00032.png"
+FAKE = "tpdne-stylegan2/test/00094.png"
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_folders_globs_and_formats(faces, tmp_path, capsys):
     (folder / "nested" / "b.png").symlink_to(faces / FAKE)
     (folder / "readme.txt").write_text("not an image, not listed")
     assert [p.name for p in expand_paths([str(folder)])] == ["a.png", "b.png"]
-    pattern = str(faces / "tpdne-stylegan2" / "test" / "0045[1-4].png")
+    pattern = str(faces / "tpdne-stylegan2" / "test" / "0009[4-9].png")
     assert len(expand_paths([pattern])) == 4
     assert main(["detect", pattern, "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
@@ -92,7 +92,7 @@ def test_heatmaps_are_written_and_never_overwritten(faces, tmp_path, capsys):
     rc, result = run_json(capsys, *args)
     assert rc == 0
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["ffhq__test__00462.png", "tpdne-stylegan2__test__00458.png"]
+    assert files == ["ffhq__test__00032.png", "tpdne-stylegan2__test__00094.png"]
     im = Image.open(out / files[1])
     assert im.size == (512, 256)            # input | overlay, enlarged 2x
     assert [r["heatmap"] for r in result["results"]] == [str(out / f) for f in files]

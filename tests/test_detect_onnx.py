@@ -14,8 +14,8 @@ from patchforensics.models.card import ONNX_METADATA_KEY
 from patchforensics.models.checkpoint import BUNDLED_DIR, load_model
 from patchforensics.scoring.onnx_backend import OnnxRunner, export_onnx, load_onnx
 
-IMAGES = ["ffhq/test/00460.png", "ffhq/test/00462.png", "tpdne-stylegan2/test/00455.png",
-          "tpdne-stylegan2/test/00458.png", "generated-photos/test/01198.png"]
+IMAGES = ["ffhq/test/00000.png", "ffhq/test/00032.png", "tpdne-stylegan2/test/00472.png",
+          "tpdne-stylegan2/test/00094.png", "generated-photos/test/01187.png"]
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 
 from patchforensics.screening.serve import ServeConfig, make_server
 
-REAL = "ffhq/test/00462.png"
-FAKE = "tpdne-stylegan2/test/00458.png"
+REAL = "ffhq/test/00032.png"
+FAKE = "tpdne-stylegan2/test/00094.png"
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS_ENV = "PATCHFORENSICS_SHOTS"   # a folder to keep the page's screenshot in (default: pytest's tmp)
 

@@ -110,7 +110,8 @@ def test_default_init_is_kaiming_and_the_seeds_gain_stays_available():
     assert TrainConfig().init == "kaiming"
     def first_conv_std(**kw):
         net = create_model("xception_block2", **kw)
-        w = next(m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] == 3)
+        w = next(m.weight.detach() for m in net.modules()
+                 if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] == 3)
         return float(w.std()), w[0].numel()
     std, fan_in = first_conv_std(init="kaiming")
     assert std == pytest.approx((2 / fan_in) ** 0.5, rel=0.15)

@@ -5,8 +5,8 @@
 prints the ``<!-- card-metrics -->`` block of ``bundled/MODEL_CARD.md``: one row
 per fake test set against the FFHQ test reals, and a false-alarm row with the
 CelebA-HQ test reals (never among the FFHQ reals of the other rows) against the
-StyleGAN2 test fakes. AP and ROC-AUC treat *real* as the positive class (the
-seed's convention); the accuracies at ``eer``/``fpr1pct`` are ``detect``'s own
+StyleGAN2 test fakes. AP treats fakes as the positive class (ranked by p(fake)),
+seed AP reals (ranked by P(real), the paper's convention); the accuracies at ``eer``/``fpr1pct`` are ``detect``'s own
 verdicts at the model's calibrated thresholds.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..data.dataset import default_data_root
 from ..scoring.engine import Engine
 from ..scoring.metrics import binary_metrics
 
-COLUMNS = ("n", "ap", "roc_auc", "acc", "acc@eer", "acc@fpr1pct", "real_acc@eer", "fake_acc@eer")
+COLUMNS = ("n", "ap", "ap_real_positive", "roc_auc", "acc", "acc@eer", "acc@fpr1pct", "real_acc@eer", "fake_acc@eer")
 ROWS = (("tpdne-stylegan2", "ffhq", "tpdne-stylegan2"), ("stylegan1", "ffhq", "stylegan1"),
         ("generated-photos", "ffhq", "generated-photos"),
         ("celebahq-vs-tpdne-stylegan2", "celebahq", "tpdne-stylegan2"))
@@ -54,7 +54,8 @@ def card_metrics(faces: str | Path, model: str | None = None,
             if threshold == "eer":
                 p_real = np.array([1.0 - d.p_fake for d in reals + fakes])
                 m = binary_metrics(p_real, labels)
-                row.update(n=len(labels), ap=m["ap"], roc_auc=m["roc_auc"], acc=m["acc"],
+                row.update(n=len(labels), ap=m["ap"], ap_real_positive=m["ap_real_positive"],
+                           roc_auc=m["roc_auc"], acc=m["acc"],
                            **{"real_acc@eer": float(np.mean(called_real[labels == 1])),
                               "fake_acc@eer": float(np.mean(~called_real[labels == 0]))})
         out[name] = {c: row[c] for c in COLUMNS}
@@ -64,7 +65,7 @@ def card_metrics(faces: str | Path, model: str | None = None,
 def markdown(rows: dict[str, dict[str, float]]) -> str:
     """The card's table, between the markers that :func:`parse` reads back."""
     lines = ["<!-- card-metrics -->",
-             "| test set (reals vs fakes) | n | AP | ROC-AUC | acc@0.5 | acc@eer | acc@fpr1pct | "
+             "| test set (reals vs fakes) | n | AP | seed AP | ROC-AUC | acc@0.5 | acc@eer | acc@fpr1pct | "
              "real acc@eer | fake acc@eer |", "|" + "---|" * (len(COLUMNS) + 1)]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['n']} | " + " | ".join(f"{r[c]:.4f}" for c in COLUMNS[1:]) + " |")
