@@ -122,4 +122,16 @@ def test_default_init_is_kaiming_and_the_seeds_gain_stays_available():
 
 def test_cosine_needs_max_epochs():
     with pytest.raises(ConfigError, match="max_epochs"):
-        TrainConfig(real=["r"], fake=["f"], lr_policy="cosine").validate()
+        TrainConfig(real=["r"], fake=["f"], lr_policy="cosine", max_epochs=None).validate()
+
+
+def test_default_training_crop_depends_on_the_kind_of_model():
+    patch = TrainConfig(model="xception_block2")
+    assert (patch.fine_size, patch.random_crop, patch.lr_policy, patch.max_epochs) == (64, True, "cosine", 30)
+    assert patch.transform_config().patch_model
+    full = TrainConfig(model="resnet18")     # evaluated on the fine_size centre crop: keep the whole image
+    assert (full.fine_size, full.random_crop) == (128, False)
+    chosen = TrainConfig(model="xception_block2", fine_size=128)
+    assert chosen.random_crop is False
+    assert TrainConfig(model="xception_block2", load_size=48).fine_size == 48
+    assert TrainConfig().experiment_name() == "xception_block2_size128"

@@ -13,7 +13,7 @@ def register(sub, name: str) -> None:
                                                          "generated-photos/")
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="training epochs (default: train's --max-epochs default)")
+                   help="training epochs (default 24)")
     p.add_argument("--num-workers", type=int, default=0, help="data loader processes")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=run)
@@ -23,8 +23,9 @@ def run(args: argparse.Namespace) -> int:
     from ..demo import DemoConfig, run_demo
     from .common import progress_enabled
 
-    if args.epochs is not None and args.epochs < 1:
+    epochs = DemoConfig.epochs if args.epochs is None else args.epochs
+    if epochs < 1:
         raise ValueError("--epochs must be at least 1")
-    run_demo(DemoConfig(data=args.data, out=args.out, epochs=args.epochs, force=args.force,
+    run_demo(DemoConfig(data=args.data, out=args.out, epochs=epochs, force=args.force,
                         num_workers=args.num_workers), progress=progress_enabled())
     return 0

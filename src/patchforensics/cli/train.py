@@ -20,7 +20,7 @@ def register(sub, name: str) -> None:
     p.add_argument("--fake", action="append", metavar="DIR", help="folder of fake images (repeatable)")
     p.add_argument("--model", help="model name, e.g. xception_block2, resnet18_layer1, widenet_kw7_d1 "
                                    "(default xception_block2); see 'patchforensics models'")
-    p.add_argument("--name", help="experiment name template (default {model}_size{fine_size})")
+    p.add_argument("--name", help="experiment name template (default {model}_size{load_size})")
     p.add_argument("--suffix", help="appended as _SUFFIX, may use config keys: seed{seed}_{model}_p{patience}")
     p.add_argument("--prefix", help="prepended as PREFIX-")
     p.add_argument("--init", help="weight init: kaiming (default) | xavier (the seed's, with --init-gain "
@@ -29,26 +29,29 @@ def register(sub, name: str) -> None:
                    help="scale of the xavier/normal/orthogonal inits (default 0.02, the seed's)")
     p.add_argument("--seed", type=int, help="fixes weights, sampling and augmentation (default 0)")
     p.add_argument("--load-size", dest="load_size", type=int, help="resize shorter side to this (default 128)")
-    p.add_argument("--fine-size", dest="fine_size", type=int, help="then crop to this (default 128)")
+    p.add_argument("--fine-size", dest="fine_size", type=int,
+                   help="then crop to this for training (default: random 64-px crops for patch models, "
+                        "the whole image for full-image models)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="default 32")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 0.001)")
     p.add_argument("--beta1", type=float, help="Adam beta1 (default 0.9)")
     p.add_argument("--weight-decay", dest="weight_decay", type=float,
                    help="decoupled weight decay (AdamW); 0 = the seed's plain Adam (default 0)")
     p.add_argument("--lr-policy", dest="lr_policy", choices=["constant", "plateau", "cosine"],
-                   help="constant | plateau (x0.1 when validation stalls) | cosine (to 0 at --max-epochs); "
-                        "default constant")
+                   help="constant (the seed's) | plateau (x0.1 when validation stalls) | cosine (to 0 at "
+                        "--max-epochs); default cosine")
     p.add_argument("--plateau-patience", dest="plateau_patience", type=int,
                    help="epochs without improvement before the plateau policy lowers lr x0.1 (default 5)")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better "
-                                                "validation metric (default 10; 0 = never)")
-    p.add_argument("--max-epochs", dest="max_epochs", type=int, help="hard limit on epochs")
+                                                "validation metric (default 0 = never; the seed used 10)")
+    p.add_argument("--max-epochs", dest="max_epochs", type=int, help="epochs to train (default 30)")
     p.add_argument("--save-epoch-freq", dest="save_epoch_freq", type=int, help="keep epoch_N weights every N epochs")
     p.add_argument("--save-latest-freq", dest="save_latest_freq", type=int,
                    help="steps between resumable snapshots (default 50)")
     p.add_argument("--val-metric", dest="val_metric", help="default after_softmax_ap")
     add_bool(p, "flip", "random horizontal flip (default on)")
-    add_bool(p, "random-crop", "random crop of fine_size instead of centre crop")
+    add_bool(p, "random-crop", "random crop of fine_size instead of centre crop (default: on for patch "
+                              "models when fine_size < load_size)")
     add_bool(p, "random-resized-crop", "random resized crop instead of resize+crop")
     add_bool(p, "color-jitter", "random brightness/contrast/gamma")
     p.add_argument("--cnn-aug-prob", dest="cnn_aug_prob", type=float,
