@@ -17,7 +17,7 @@ from PIL import Image
 
 from patchforensics.core.heatmap import SCALE_TEXT, colorize
 from patchforensics.data.dataset import REAL
-from patchforensics.evaluation.evaluate import TestConfig, read_scores_csv, run_test
+from patchforensics.evaluation.evaluate import TestConfig as EvalConfig, read_scores_csv, run_test
 from patchforensics.explain.report import ReportConfig, run_report
 from patchforensics.explain.visualize import VisualizeConfig, run_visualize
 from patchforensics.models.card import ModelCard
@@ -49,7 +49,7 @@ def scored(tmp_path_factory, trained_checkpoint, small_face_dirs):
     real, fake = str(small_face_dirs["real"]), str(small_face_dirs["fake"])
     common = dict(checkpoint=str(trained_checkpoint), real=[real], fake=[fake], dataset_name="small",
                   device="cpu")
-    _, test_dir = run_test(TestConfig(**common, results_dir=str(tmp / "results")), progress=False)
+    _, test_dir = run_test(EvalConfig(**common, results_dir=str(tmp / "results")), progress=False)
     paths, labels, scores = read_scores_csv(test_dir / "scores.csv")
     vis_dir = run_visualize(VisualizeConfig(**common, results_dir=str(tmp / "vis_only"), topn=100),
                             progress=False)            # no scores.csv there: it scores the images itself

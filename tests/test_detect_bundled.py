@@ -1,12 +1,11 @@
-"""The bundled detector reproduces the numbers on its model card, through ``detect``,
-and meets the card's targets on the shared test split."""
+"""The bundled detector reproduces the numbers on its model card, through ``detect``."""
 from __future__ import annotations
 
 import pytest
 
 from patchforensics.scoring.engine import Engine
 from patchforensics.screening.card_metrics import ROWS, card_metrics, parse
-from patchforensics.screening.detect import BUNDLED_DIR
+from patchforensics.models.checkpoint import BUNDLED_DIR
 
 
 @pytest.mark.slow

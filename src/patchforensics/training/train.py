@@ -356,7 +356,11 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
         sampler.set_epoch(epoch, skip=progress_state["step_in_epoch"] * rank_batch)
         bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, unit="batch", leave=False)
         whole_epoch, usable_labels = progress_state["step_in_epoch"] == 0, set()
-        epoch_start, loss_sum, loss_steps = time.perf_counter(), 0.0, 0
+        epoch_start = time.perf_counter()
+        # a resumed epoch keeps the loss of the steps before the interruption (older
+        # snapshots did not record it: the mean then starts at the resumed step)
+        if whole_epoch or "epoch_loss_sum" not in progress_state:
+            progress_state.update(epoch_loss_sum=0.0, epoch_loss_steps=0)
         for batch in bar:
             _record_skips(skipped, batch["errors"])
             if batch["image"] is None or len(batch["label"]) < 1:
@@ -370,7 +374,8 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
             # one device->host copy per step (each .item() would wait for the GPU)
             loss_v, patch_acc, vote_acc, avg_acc = torch.cat(
                 [loss.reshape(1), step_accuracies(logits, batch["label"].to(logits.device))]).tolist()
-            loss_sum, loss_steps = loss_sum + loss_v, loss_steps + 1
+            progress_state["epoch_loss_sum"] += loss_v
+            progress_state["epoch_loss_steps"] += 1
             step = progress_state["global_step"]
             writer.add_scalar("train/loss", loss_v, step)
             writer.add_scalar("train/acc_patch", patch_acc, step)
@@ -411,7 +416,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
             save_weights(weights_path(ckpt_dir, "bestval"), model, epoch=epoch,
                          val_metric=cfg.val_metric, val_score=score)
         lr_now, seconds = optimizer.param_groups[0]["lr"], time.perf_counter() - epoch_start
-        train_loss = loss_sum / max(loss_steps, 1)
+        train_loss = progress_state["epoch_loss_sum"] / max(progress_state["epoch_loss_steps"], 1)
         progress_state["history"].append({"epoch": epoch, cfg.val_metric: score, "lr": lr_now,
                                           "train_loss": train_loss, "seconds": seconds,
                                           "val_ap": {a: val[a]["ap"] for a in AGGREGATIONS}})
