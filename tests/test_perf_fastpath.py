@@ -82,13 +82,17 @@ FP32_FAST = FastPath(bf16="off")
 BF16_FAST = FastPath(bf16="on", backend="torch")
 
 
+def predict_both_ways(checkpoint, dirs, fast: FastPath):
+    """The test split scored on ``fast`` and on the reference path (fp32 eager)."""
+    loaded = load_model(checkpoint, "latest")
+    samples = collect_samples([dirs["real"]], [dirs["fake"]], split="test")
+    return tuple(Engine.from_model(loaded.model, loaded.card, path).predict(samples, batch_size=16, progress=False)
+                 for path in (fast, FastPath.reference()))
+
+
 def test_predict_fp32_fast_path_keeps_scores(trained_checkpoint, small_face_dirs):
-    loaded = load_model(trained_checkpoint, "latest")
-    samples = collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], split="test")
-    fast = Engine.from_model(loaded.model, loaded.card, FP32_FAST).predict(samples, batch_size=16, progress=False)
-    ref = Engine.from_model(loaded.model, loaded.card, FastPath.reference()).predict(samples, batch_size=16,
-                                                                                    progress=False)
-    assert fast.paths == ref.paths and np.array_equal(fast.index, np.arange(len(samples)))
+    fast, ref = predict_both_ways(trained_checkpoint, small_face_dirs, FP32_FAST)
+    assert fast.paths == ref.paths and np.array_equal(fast.index, np.arange(len(ref.paths)))
     for a in AGGREGATIONS:
         np.testing.assert_allclose(fast.scores[a], ref.scores[a], atol=1e-5)
     mf, mr = fast.metrics(), ref.metrics()
@@ -101,11 +105,7 @@ def test_predict_fp32_fast_path_keeps_scores(trained_checkpoint, small_face_dirs
 
 def test_predict_bf16_keeps_ap(trained_checkpoint, small_face_dirs):
     """bf16 keeps 8 bits of mantissa: scores move by up to ~1e-2, AP by much less."""
-    loaded = load_model(trained_checkpoint, "latest")
-    samples = collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], split="test")
-    bf16 = Engine.from_model(loaded.model, loaded.card, BF16_FAST).predict(samples, batch_size=16, progress=False)
-    ref = Engine.from_model(loaded.model, loaded.card, FastPath.reference()).predict(samples, batch_size=16,
-                                                                                    progress=False)
+    bf16, ref = predict_both_ways(trained_checkpoint, small_face_dirs, BF16_FAST)
     assert bf16.paths == ref.paths
     for a in AGGREGATIONS:
         diff = np.abs(bf16.scores[a] - ref.scores[a])
