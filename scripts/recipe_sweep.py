@@ -54,9 +54,9 @@ def table(records: list[dict]) -> str:
             return f"{values[0]:.{digits}f}"
         return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
-    head = ("| recipe | data | seeds | epochs | val AP (best) | " + " | ".join(f"test AP {s}" for s in TABLE_SETS)
+    head = ("| cell | recipe | data | seeds | epochs | val AP (best) | " + " | ".join(f"test AP {s}" for s in TABLE_SETS)
             + " | train min | CPU |")
-    lines = [head, "|" + "---|" * (7 + len(TABLE_SETS))]
+    lines = [head, "|" + "---|" * (8 + len(TABLE_SETS))]
     for key, rs in groups.items():
         opts = {k: v for k, v in json.loads(key).items() if k not in ("data", "real", "fake", "patience")}
         real, fake = rs[0]["options"]["real"], rs[0]["options"]["fake"]
@@ -64,7 +64,7 @@ def table(records: list[dict]) -> str:
         data = f"{Path(rs[0]['data']).name}: {'+'.join(real)} vs {'+'.join(fake)}"
         tests = [cell([r["test_ap"][s] for r in rs]) if all(s in r["test_ap"] for r in rs) else "–"
                  for s in TABLE_SETS]
-        lines.append(f"| {recipe} | {data} | {len(rs)} | {opts.get('max_epochs', '')} | "
+        lines.append(f"| {', '.join(r['tag'] for r in rs)} | {recipe} | {data} | {len(rs)} | {opts.get('max_epochs', '')} | "
                      f"{cell([r['best_val'] for r in rs])} | " + " | ".join(tests)
                      + f" | {cell([r['train_s'] / 60 for r in rs], 1)} | {rs[0]['cpu']} |")
     return "\n".join(lines)
