@@ -2,8 +2,10 @@
 write only under pytest's tmp folders."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,3 +49,35 @@ def trained_checkpoint(tmp_path_factory, small_face_dirs) -> Path:
                       model="resnet18_layer1", max_epochs=5, batch_size=16, patience=0,
                       checkpoints_dir=str(root / "checkpoints"), runs_dir=str(root / "runs"))
     return train(cfg, progress=False).checkpoint_dir
+
+
+# The shared data is rebuilt from time to time: tests pick its files by listing a
+# folder (and, where a test needs a kind of image, by what the image is), never by name.
+def listed(folder: str, n: int) -> list[str]:
+    """The first ``n`` images of ``FACES/folder`` by name, as paths relative to ``FACES``."""
+    return [f"{folder}/{p.name}" for p in sorted((FACES / folder).glob("*.png"))[:n]]
+
+
+@functools.lru_cache(maxsize=None)
+def clear_pair(n: int = 40) -> tuple[str, str]:
+    """A real and a fake test face (relative to ``FACES``) that the bundled detector gets
+    right with the widest margin: among the first ``n`` of each test folder, the real with
+    the lowest p(fake) and the fake with the highest."""
+    from patchforensics.screening.detect import DetectConfig, detect
+
+    reals, fakes = listed("ffhq/test", n), listed("tpdne-stylegan2/test", n)
+    result = detect(DetectConfig(paths=[str(FACES / p) for p in reals + fakes]), progress=False)
+    p_fake = dict(zip(reals + fakes, (d.p_fake for d in result.detections)))
+    return min(reals, key=p_fake.get), max(fakes, key=p_fake.get)
+
+
+@functools.lru_cache(maxsize=None)
+def plain_background_face() -> Path:
+    """The FFHQ validation face whose top-left corner and left edge are the most uniform
+    (a plain wall there: background for any face parser)."""
+    from PIL import Image
+
+    def unevenness(path: Path) -> float:
+        a = np.asarray(Image.open(path).convert("L"), dtype=float)
+        return float(a[:10, :10].std() + a[40:80, :6].std())
+    return min(sorted((FACES / "ffhq" / "val").glob("*.png")), key=unevenness)

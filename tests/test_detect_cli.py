@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import clear_pair, listed
 from patchforensics.cli import main
 from patchforensics.data.transforms import TransformConfig, eval_image
 from patchforensics.models.checkpoint import BUNDLED_DIR
 from patchforensics.scoring.engine import Engine
 from patchforensics.screening.detect import DetectConfig, Detector, detect, expand_paths, input_window
 
-# test images the bundled detector gets right with a margin (see bundled/MODEL_CARD.md)
-REAL = "ffhq/test/00032.png"
-FAKE = "tpdne-stylegan2/test/00094.png"
+# test images the bundled detector gets right with a margin, chosen by listing the folders
+REAL, FAKE = clear_pair()
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,11 @@ def test_folders_globs_and_formats(faces, tmp_path, capsys):
     (folder / "nested" / "b.png").symlink_to(faces / FAKE)
     (folder / "readme.txt").write_text("not an image, not listed")
     assert [p.name for p in expand_paths([str(folder)])] == ["a.png", "b.png"]
-    pattern = str(faces / "tpdne-stylegan2" / "test" / "0009[4-9].png")
+    globbed = tmp_path / "globbed"
+    globbed.mkdir()
+    for rel in listed("tpdne-stylegan2/test", 4):
+        (globbed / rel.rsplit("/", 1)[1]).symlink_to(faces / rel)
+    pattern = str(globbed / "*.png")
     assert len(expand_paths([pattern])) == 4
     assert main(["detect", pattern, "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
@@ -92,7 +96,7 @@ def test_heatmaps_are_written_and_never_overwritten(faces, tmp_path, capsys):
     rc, result = run_json(capsys, *args)
     assert rc == 0
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["ffhq__test__00032.png", "tpdne-stylegan2__test__00094.png"]
+    assert files == [REAL.replace("/", "__"), FAKE.replace("/", "__")]
     im = Image.open(out / files[1])
     assert im.height == 256 and 512 < im.width < 600   # input | overlay, enlarged 2x, + the colour bar
     assert [r["heatmap"] for r in result["results"]] == [str(out / f) for f in files]

@@ -7,6 +7,7 @@ import onnx
 import pytest
 import torch
 
+from conftest import listed
 from patchforensics.cli import main
 from patchforensics.core.imageio import load_rgb
 from patchforensics.data.transforms import eval_transform
@@ -14,8 +15,7 @@ from patchforensics.models.card import ONNX_METADATA_KEY
 from patchforensics.models.checkpoint import BUNDLED_DIR, load_model
 from patchforensics.scoring.onnx_backend import OnnxRunner, export_onnx, load_onnx
 
-IMAGES = ["ffhq/test/00000.png", "ffhq/test/00032.png", "tpdne-stylegan2/test/00472.png",
-          "tpdne-stylegan2/test/00094.png", "generated-photos/test/01187.png"]
+IMAGES = listed("ffhq/test", 2) + listed("tpdne-stylegan2/test", 2) + listed("generated-photos/test", 1)
 
 
 @pytest.fixture(scope="module")

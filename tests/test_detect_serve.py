@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import clear_pair
 from patchforensics.screening.serve import ServeConfig, make_server
 
-REAL = "ffhq/test/00032.png"
-FAKE = "tpdne-stylegan2/test/00094.png"
+REAL, FAKE = clear_pair()
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS_ENV = "PATCHFORENSICS_SHOTS"   # a folder to keep the page's screenshot in (default: pytest's tmp)
 

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from conftest import plain_background_face
 from patchforensics.core import fileio
 from patchforensics.models.checkpoint import save_weights
 from patchforensics.cli import main
@@ -28,8 +29,8 @@ def mediapipe_segmenter():
 
 
 def test_mediapipe_regions_are_plausible_on_a_real_face(faces, mediapipe_segmenter):
-    # ffhq val 00400: a frontal face, long hair, a plain grey wall on the left
-    rgb = np.asarray(load_rgb(faces / "ffhq" / "val" / "00400.png"))
+    # a face with a plain wall on the left (the most uniform top-left corner and left edge)
+    rgb = np.asarray(load_rgb(plain_background_face()))
     labels = mediapipe_segmenter.segment(rgb)
     assert labels is not None and labels.shape == rgb.shape[:2]
     ids = {name: i for i, name in enumerate(mediapipe_segmenter.regions)}
@@ -135,7 +136,7 @@ def test_bisenet_checkpoint_loads_and_segments(tmp_path, face_patches, faces):
     seg = BiSeNetSegmenter(net, input_size=64)
     assert seg.regions == ("background", "skin", "brows", "eye", "ear", "nose", "mouth", "neck", "clothes",
                            "hair", "hat")
-    labels = seg.segment(np.asarray(load_rgb(faces / "ffhq" / "val" / "00400.png")))
+    labels = seg.segment(np.asarray(load_rgb(plain_background_face())))
     assert labels is not None and labels.shape == (128, 128)
     assert (labels == seg.regions.index("nose")).all()
     out = run_regions(RegionsConfig(str(face_patches), segmenter="bisenet", bisenet_weights="unused"),
