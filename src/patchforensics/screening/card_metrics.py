@@ -6,8 +6,8 @@ prints the ``<!-- card-metrics -->`` block of ``bundled/MODEL_CARD.md``: one row
 per fake test set against the FFHQ test reals, and a false-alarm row with the
 CelebA-HQ test reals (never among the FFHQ reals of the other rows) against the
 StyleGAN2 test fakes. AP treats fakes as the positive class (ranked by p(fake)),
-seed AP reals (ranked by P(real), the paper's convention); the accuracies at ``eer``/``fpr1pct`` are ``detect``'s own
-verdicts at the model's calibrated thresholds.
+seed AP reals (ranked by P(real), the paper's convention); the accuracies at ``eer``/``fpr1pct`` apply
+``detect``'s rule (fake when p(fake) >= the card's cut) to ``detect``'s scores.
 """
 from __future__ import annotations
 
@@ -35,29 +35,25 @@ def card_metrics(faces: str | Path, model: str | None = None,
     faces = Path(faces)
     engine = engine or Engine.load(model)
     folders = sorted({faces / d / "test" for _, real, fake in ROWS for d in (real, fake)})
+    # one scoring pass: the thresholds differ only in the cut applied to p(fake)
+    result = detect(DetectConfig(paths=[str(f) for f in folders], model=model), progress=False, engine=engine)
+    if result.skipped:
+        raise ValueError(f"unreadable test images: {result.skipped}")
+    p_fake = {f: np.array([d.p_fake for d in result.detections if d.path.startswith(str(f) + "/")])
+              for f in folders}
     out = {}
-    by_folder = {}
-    for threshold in ("eer", "fpr1pct"):
-        result = detect(DetectConfig(paths=[str(f) for f in folders], model=model, threshold=threshold),
-                        progress=False, engine=engine)
-        if result.skipped:
-            raise ValueError(f"unreadable test images: {result.skipped}")
-        for f in folders:
-            by_folder[f, threshold] = [d for d in result.detections if d.path.startswith(str(f) + "/")]
     for name, real, fake in ROWS:
-        row = {}
+        scores = np.concatenate([p_fake[faces / real / "test"], p_fake[faces / fake / "test"]])
+        labels = np.array([1] * len(p_fake[faces / real / "test"]) + [0] * len(p_fake[faces / fake / "test"]))
+        m = binary_metrics(1.0 - scores, labels)
+        row = dict(n=len(labels), ap=m["ap"], ap_real_positive=m["ap_real_positive"], roc_auc=m["roc_auc"],
+                   acc=m["acc"])
         for threshold in ("eer", "fpr1pct"):
-            reals, fakes = by_folder[faces / real / "test", threshold], by_folder[faces / fake / "test", threshold]
-            labels = np.array([1] * len(reals) + [0] * len(fakes))
-            called_real = np.array([d.verdict == "real" for d in reals + fakes])
+            called_real = scores < engine.card.p_fake_threshold(threshold)   # detect's rule
             row[f"acc@{threshold}"] = float(np.mean(called_real == labels))
             if threshold == "eer":
-                p_real = np.array([1.0 - d.p_fake for d in reals + fakes])
-                m = binary_metrics(p_real, labels)
-                row.update(n=len(labels), ap=m["ap"], ap_real_positive=m["ap_real_positive"],
-                           roc_auc=m["roc_auc"], acc=m["acc"],
-                           **{"real_acc@eer": float(np.mean(called_real[labels == 1])),
-                              "fake_acc@eer": float(np.mean(~called_real[labels == 0]))})
+                row["real_acc@eer"] = float(np.mean(called_real[labels == 1]))
+                row["fake_acc@eer"] = float(np.mean(~called_real[labels == 0]))
         out[name] = {c: row[c] for c in COLUMNS}
     return out
 
