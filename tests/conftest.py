@@ -67,7 +67,7 @@ def clear_pair(n: int = 40) -> tuple[str, str]:
 
     reals, fakes = listed("ffhq/test", n), listed("tpdne-stylegan2/test", n)
     result = detect(DetectConfig(paths=[str(FACES / p) for p in reals + fakes]), progress=False)
-    p_fake = dict(zip(reals + fakes, (d.p_fake for d in result.detections)))
+    p_fake = dict(zip(reals + fakes, (face.p_fake for _, face in result.faces)))
     return min(reals, key=p_fake.get), max(fakes, key=p_fake.get)
 
 

@@ -8,10 +8,12 @@ from .common import add_backend_option
 
 
 def register(sub, name: str) -> None:
-    p = sub.add_parser(name, help="score images: p(fake), decision, most suspicious patch",
+    p = sub.add_parser(name, help="score every face in images: p(fake), decision, most suspicious patch",
                        description="Score images (files, folders, glob patterns) with the bundled detector or "
-                                   "--model. Each image's shorter side is resized to the model's load size and "
-                                   "the centred square is examined; boxes are in original-image pixels.")
+                                   "--model. Every face is found and aligned as the training faces were, then "
+                                   "scored; an image exactly the model's input square is taken as one aligned "
+                                   "face (--faces). An image with no face gets no verdict. Boxes are in "
+                                   "original-image pixels.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or "
                                                             "glob patterns (quote them, e.g. 'photos/**/*.jpg')")
     p.add_argument("--model", help="checkpoint folder or .onnx file (default: the bundled detector)")
@@ -20,7 +22,13 @@ def register(sub, name: str) -> None:
     p.add_argument("--threshold", default="eer",
                    help="stored threshold name (eer = equal error on validation, default; fpr1pct = at most "
                         "1%% of validation reals called fake) or a p(fake) value such as 0.5")
-    p.add_argument("--heatmaps", metavar="OUT", help="write one overlay PNG per image into this folder")
+    p.add_argument("--faces", default="auto", choices=["auto", "find", "aligned"],
+                   help="auto (default): an image of exactly the model's input size (128x128 for the bundled "
+                        "detector) is one aligned face, any other is searched for faces; find: always find and "
+                        "align faces; aligned: score every image as it is (centred square)")
+    p.add_argument("--align-style", default="ffhq", choices=["ffhq", "celebahq"],
+                   help="how found faces are aligned (default ffhq, as the shared training faces)")
+    p.add_argument("--heatmaps", metavar="OUT", help="write one heatmap PNG per image with a face into this folder")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
     p.add_argument("--top-k", type=int, default=3, help="patches reported per image in heatmaps (default 3)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -35,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = DetectConfig(paths=args.paths, model=args.model, which_epoch=args.which_epoch,
                        backend=getattr(args, "backend", "auto"),
-                       threshold=args.threshold, heatmaps=args.heatmaps, top_k=args.top_k,
+                       threshold=args.threshold, heatmaps=args.heatmaps, faces=args.faces,
+                       align_style=args.align_style, top_k=args.top_k,
                        batch_size=args.batch_size, device=args.device, force=args.force)
 
     def on_skip(path: str, reason: str) -> None:
@@ -43,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
     result = detect(cfg, progress=progress_enabled(), on_skip=on_skip)
     print(format_result(result, args.format))
-    if not result.scored:
-        print("patchforensics detect: no image could be read", file=sys.stderr)
+    if not result.faces:
+        print("patchforensics detect: " + ("no face found in any image, so no verdict (--faces aligned scores "
+                                           "images as they are)" if result.no_face else "no image could be read"),
+              file=sys.stderr)
         return 1
     return 0

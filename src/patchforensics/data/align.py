@@ -160,6 +160,14 @@ def output_to_source(quad: np.ndarray, size: int) -> np.ndarray:
     return np.column_stack([(quad[3] - quad[0]) / size, (quad[1] - quad[0]) / size, quad[0]])
 
 
+def pixel_affine(affine: np.ndarray) -> np.ndarray:
+    """A (2, 3) map between continuous coordinates (pixel ``i`` spans ``[i, i + 1)``)
+    restated between pixel indices (pixel ``i``'s centre is index ``i``), as
+    ``cv2.warpAffine`` takes it: ``index' = A·(index + 0.5) + b − 0.5``."""
+    a = np.asarray(affine, dtype=np.float64)
+    return np.column_stack([a[:, :2], a[:, :2] @ np.array([0.5, 0.5]) + a[:, 2] - 0.5])
+
+
 # ---------------------------------------------------------------- warping
 def _pad_reflect_blend(img: np.ndarray, pads: tuple[int, int, int, int], side: float) -> np.ndarray:
     """Reflect-pad (left, top, right, bottom) and fade the padding into a blurred
@@ -216,8 +224,7 @@ def warp_quad(rgb: np.ndarray, quad: np.ndarray, size: int) -> Image.Image:
         img = _pad_reflect_blend(img, tuple(pads), side)
         quad += (pads[0], pads[1])
     # 4. sample the square at the working size: output pixel centre (u+.5, v+.5) → source point
-    corner, right, down = quad[0], (quad[3] - quad[0]) / work, (quad[1] - quad[0]) / work
-    matrix = np.column_stack([right, down, corner + 0.5 * (right + down) - 0.5])
+    matrix = pixel_affine(output_to_source(quad, work))
     warped = cv2.warpAffine(np.ascontiguousarray(img, dtype=np.float32), matrix, (work, work),
                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
     warped = Image.fromarray(np.clip(np.rint(warped), 0, 255).astype(np.uint8), "RGB")

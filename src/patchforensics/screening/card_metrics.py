@@ -36,10 +36,11 @@ def card_metrics(faces: str | Path, model: str | None = None,
     engine = engine or Engine.load(model)
     folders = sorted({faces / d / "test" for _, real, fake in ROWS for d in (real, fake)})
     # one scoring pass: the thresholds differ only in the cut applied to p(fake)
-    result = detect(DetectConfig(paths=[str(f) for f in folders], model=model), progress=False, engine=engine)
+    result = detect(DetectConfig(paths=[str(f) for f in folders], model=model, faces="aligned"), progress=False,
+                    engine=engine)
     if result.skipped:
         raise ValueError(f"unreadable test images: {result.skipped}")
-    p_fake = {f: np.array([d.p_fake for d in result.detections if d.path.startswith(str(f) + "/")])
+    p_fake = {f: np.array([face.p_fake for im, face in result.faces if im.path.startswith(str(f) + "/")])
               for f in folders}
     out = {}
     for name, real, fake in ROWS:
