@@ -58,6 +58,12 @@ def listed(folder: str, n: int) -> list[str]:
     return [f"{folder}/{p.name}" for p in sorted((FACES / folder).glob("*.png"))[:n]]
 
 
+def raw_images(folder: str, n: int) -> list[Path]:
+    """The first ``n`` images of ``DATA/raw/folder`` by name (unaligned originals)."""
+    return sorted(p for p in (DATA / "raw" / folder).iterdir()
+                  if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
+
+
 @functools.lru_cache(maxsize=None)
 def clear_pair(n: int = 40) -> tuple[str, str]:
     """A real and a fake test face (relative to ``FACES``) that the bundled detector gets

@@ -56,9 +56,9 @@ def scored(tmp_path_factory, trained_checkpoint, small_face_dirs):
     det = detect(DetectConfig(paths=paths, model=str(trained_checkpoint), heatmaps=str(tmp / "heat"),
                               device="cpu"), progress=False)
     server = make_server(ServeConfig(port=0, model=str(trained_checkpoint), device="cpu"))
-    service = server.RequestHandlerClass.service
-    served = {p: service.analyze_bytes(open(p, "rb").read()) for p in paths[::5]}
-    server.server_close()
+    service = server.service
+    served = {p: service.analyze_bytes(open(p, "rb").read())["faces"][0] for p in paths[::5]}
+    server.close()
     return dict(paths=paths, labels=labels, test=scores["after_softmax"], test_dir=test_dir,
                 vis=json.loads((vis_dir / "visualize.json").read_text()), vis_dir=vis_dir, detect=det,
                 serve=served, info=service.info(), card=ModelCard.read(trained_checkpoint),
@@ -71,7 +71,7 @@ def test_every_command_gives_the_same_p_fake(scored):
     assert scored["vis"]["backend"] == scored["info"]["backend"]          # one backend for all
     vis = {e["path"]: e["p_fake"] for entries in scored["vis"]["groups"].values() for e in entries}
     assert scored["vis"]["scores_from"] == "predict" and len(vis) == len(test)
-    det = {d.path: d.p_fake for d in scored["detect"].detections}
+    det = {im.path: face.p_fake for im, face in scored["detect"].faces}
     assert set(det) == set(vis) == set(index)
     for path, i in index.items():
         assert vis[path] == pytest.approx(test[i], abs=1e-5)       # scores.csv keeps 6 decimals
@@ -90,7 +90,7 @@ def test_decisions_use_the_calibrated_threshold(scored):
     assert scored["vis"]["threshold"] == {"name": "eer", "p_fake": pytest.approx(cut)}
     assert scored["detect"].p_fake_threshold == pytest.approx(cut) and scored["info"]["p_fake_threshold"] == \
         pytest.approx(cut)
-    for d in scored["detect"].detections:
+    for _, d in scored["detect"].faces:
         assert d.verdict == ("fake" if d.p_fake >= cut else "real")
     for body in scored["serve"].values():
         assert body["verdict"] == ("fake" if body["p_fake"] >= cut else "real")
@@ -108,7 +108,7 @@ def test_every_heatmap_shows_p_fake_with_a_colour_bar(scored):
     heat = np.load(vis_dir / "fakes/easiest" / first["heatmap"])
     assert heat.mean() == pytest.approx(first["p_fake"], abs=1e-5)  # the map is p(fake), mean = after_softmax
     assert "p(fake)" in (vis_dir / "fakes/easiest/index.html").read_text()
-    assert has_colorbar(Image.open(scored["detect"].detections[0].heatmap))
+    assert has_colorbar(Image.open(scored["detect"].images[0].heatmap))
     body = next(iter(scored["serve"].values()))
     overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay"].split(",", 1)[1])))
     assert has_colorbar(overlay)

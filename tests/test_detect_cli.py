@@ -45,15 +45,19 @@ def test_detect_scores_reports_and_keeps_going(faces, tmp_path, capsys):
     assert rc == 0
     rows = out["results"]
     assert [r["path"] for r in rows] == [str(faces / REAL), str(broken), str(faces / FAKE)]   # input order
-    assert rows[0]["verdict"] == "real" and rows[2]["verdict"] == "fake"
-    assert rows[1]["error"] and rows[1]["p_fake"] is None
+    assert [r["status"] for r in rows] == ["scored", "skipped", "scored"]
+    assert rows[0]["input"] == rows[2]["input"] == "aligned"        # 128x128: the model's input square
+    real, fake = rows[0]["faces"][0], rows[2]["faces"][0]
+    assert real["verdict"] == "real" and fake["verdict"] == "fake"
+    assert rows[1]["error"] and rows[1]["faces"] == []
     assert out["skipped"] == [{"path": str(broken), "reason": rows[1]["error"]}]
     thr = out["p_fake_threshold"]
-    for r in (rows[0], rows[2]):
-        assert (r["p_fake"] >= thr) == (r["verdict"] == "fake")
-        t, l, b, rr = r["box"]
+    for f in (real, fake):
+        assert (f["p_fake"] >= thr) == (f["verdict"] == "fake")
+        assert f["face_box"] == [0, 0, 128, 128] and f["quad"] is None
+        t, l, b, rr = f["box"]
         assert 0 <= t < b <= 128 and 0 <= l < rr <= 128
-        assert 0 <= r["box_p_fake"] <= 1
+        assert 0 <= f["box_p_fake"] <= 1
 
 
 def test_folders_globs_and_formats(faces, tmp_path, capsys):
@@ -74,7 +78,7 @@ def test_folders_globs_and_formats(faces, tmp_path, capsys):
     assert len(rows) == 4 and {r["verdict"] for r in rows} <= {"real", "fake"}
     assert main(["detect", pattern, "--threshold", "0.999"]) == 0
     table = capsys.readouterr().out
-    assert "4 images scored: 0 fake, 4 real" in table and "p_fake>=0.999" in table
+    assert "4 faces scored in 4 images: 0 fake, 4 real" in table and "p_fake>=0.999" in table
 
 
 def test_nothing_usable_and_wrong_arguments(tmp_path, faces, capsys):
@@ -134,4 +138,4 @@ def test_detect_api_accepts_a_preloaded_model(faces, bundled):
     result = detect(DetectConfig(paths=[str(faces / REAL)], threshold="fpr1pct"), progress=False, engine=bundled)
     assert result.threshold_name == "fpr1pct"
     assert result.p_fake_threshold == pytest.approx(1 - bundled.card.thresholds["fpr1pct"])
-    assert result.detections[0].verdict == "real"
+    assert result.images[0].faces[0].verdict == "real"

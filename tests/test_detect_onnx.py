@@ -57,7 +57,8 @@ def test_detect_backend_onnx_gives_the_same_scores(exported, faces, capsys):
 
     def scores(*extra):
         assert main(["detect", *paths, "--format", "json", *extra]) == 0
-        return {r["path"]: (r["p_fake"], r["verdict"], r["box"]) for r in json.loads(capsys.readouterr().out)["results"]}
+        return {r["path"]: (f["p_fake"], f["verdict"], f["box"])
+                for r in json.loads(capsys.readouterr().out)["results"] for f in r["faces"]}
 
     torch_scores = scores("--backend", "torch")
     for extra in ([], ["--backend", "onnx"], ["--model", str(exported)]):

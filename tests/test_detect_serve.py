@@ -1,19 +1,28 @@
-"""``serve``: the JSON API and, end to end, the page in headless Chromium."""
+"""``serve``: the JSON API (FastAPI's TestClient), the real uvicorn server (binding,
+multipart over the network, caps, a port in use) and, end to end, the page in
+headless Chromium."""
 from __future__ import annotations
 
 import http.client
 import json
 import os
+import socket
 import threading
-import urllib.request
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
 
-from conftest import clear_pair
-from patchforensics.screening.serve import ServeConfig, make_server
+from conftest import clear_pair, raw_images
+from patchforensics.cli import main
+from patchforensics.screening.serve import ServeConfig, create_app, make_server
 
 REAL, FAKE = clear_pair()
+WILD = raw_images("wild-portraits", 1)[0]
+TPDNE = raw_images("tpdne-1024", 1)[0]
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS_ENV = "PATCHFORENSICS_SHOTS"   # a folder to keep the page's screenshot in (default: pytest's tmp)
 
@@ -26,53 +35,104 @@ def running():
     thread.start()
     yield srv
     srv.shutdown()
-    srv.server_close()
+    thread.join(timeout=30)
+    srv.close()
 
 
 @pytest.fixture(scope="module")
 def server(running):
-    host, port = running.server_address[:2]
-    return f"http://{host}:{port}"
+    with httpx.Client() as c:     # wait until uvicorn answers
+        for _ in range(100):
+            try:
+                c.get(running.url + "/api/info", timeout=5)
+                break
+            except httpx.TransportError:
+                threading.Event().wait(0.1)
+    return running.url
 
 
-def post(url: str, data: bytes, name: str = "x.png") -> tuple[int, dict]:
-    req = urllib.request.Request(url + "/api/detect", data=data, method="POST",
-                                 headers={"Content-Type": "application/octet-stream", "X-Filename": name})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+@pytest.fixture(scope="module")
+def client(running):
+    """The same service behind FastAPI's in-process TestClient (no sockets)."""
+    with TestClient(create_app(running.service)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def noise_png(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("serve") / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(path)
+    return path
 
 
 def test_binds_loopback_by_default_and_warns_otherwise(running, server):
     assert server.startswith("http://127.0.0.1:")          # the fixture's server, built without a host
     assert running.socket.getsockname()[0] == "127.0.0.1"
-    detector = running.RequestHandlerClass.service.detector
     with pytest.warns(UserWarning, match="anyone who can reach this address"):
-        exposed = make_server(ServeConfig(host="0.0.0.0", port=0), detector=detector)
+        exposed = make_server(ServeConfig(host="0.0.0.0", port=0), detector=running.service.detector)
     assert exposed.socket.getsockname()[0] == "0.0.0.0"
-    exposed.server_close()
+    exposed.socket.close()
 
 
-def test_api_scores_an_upload(server, faces):
-    status, body = post(server, (faces / FAKE).read_bytes())
-    assert status == 200
-    assert body["verdict"] == "fake" and body["p_fake"] >= body["p_fake_threshold"]
-    assert body["width"] == body["height"] == 128 and body["window"] == [0, 0, 128, 128]
-    assert len(body["top_patches"]) == 3
-    assert all(p["crop"].startswith("data:image/png;base64,") for p in body["top_patches"])
-    assert body["overlay"].startswith("data:image/png;base64,")
-    with urllib.request.urlopen(server + "/api/info", timeout=30) as r:
-        info = json.loads(r.read())
-    assert info["p_fake_threshold"] == pytest.approx(body["p_fake_threshold"])
+def test_multipart_and_raw_uploads_score_every_face(client, faces):
+    data = (faces / FAKE).read_bytes()
+    r = client.post("/api/detect", files={"file": ("face.png", data, "image/png")})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["filename"] == "face.png" and body["input"] == "aligned" and body["overlay"] is None
+    (face,) = body["faces"]
+    assert face["verdict"] == "fake" and face["p_fake"] >= body["p_fake_threshold"]
+    assert face["face_box"] == [0, 0, 128, 128] and len(face["top_patches"]) == 3
+    assert all(p["crop"].startswith("data:image/png;base64,") for p in face["top_patches"])
+    assert face["overlay"].startswith("data:image/png;base64,")
+    raw = client.post("/api/detect", content=data, headers={"X-Filename": "face.png"}).json()
+    assert raw["faces"][0]["p_fake"] == pytest.approx(face["p_fake"], abs=1e-6)
+    assert client.get("/api/info").json()["p_fake_threshold"] == pytest.approx(body["p_fake_threshold"])
 
 
-def test_api_rejects_non_images_and_oversized_uploads(server):
-    status, body = post(server, b"%PDF-1.4 not an image", "report.pdf")
-    assert status == 400 and "report.pdf is not an image" in body["error"]
-    status, body = post(server, b"")
-    assert status == 400 and "empty" in body["error"]
+def test_photos_show_each_face_and_no_face_gets_no_verdict(client, noise_png):
+    body = client.post("/api/detect", files={"file": (WILD.name, WILD.read_bytes())}).json()
+    assert body["input"] == "found" and len(body["faces"]) >= 1 and body["message"] is None
+    assert body["overlay"].startswith("data:image/png;base64,")       # the photo with the heatmaps on it
+    for f in body["faces"]:
+        t, l, b, r = f["face_box"]
+        assert 0 <= t < b <= body["height"] and 0 <= l < r <= body["width"] and len(f["quad"]) == 4
+    fake = client.post("/api/detect", files={"file": (TPDNE.name, TPDNE.read_bytes())}).json()
+    assert fake["input"] == "found" and fake["faces"][0]["p_fake"] > body["faces"][0]["p_fake"]
+    empty = client.post("/api/detect", files={"file": ("noise.png", noise_png.read_bytes())}).json()
+    assert empty["faces"] == [] and empty["message"] == "no face found: no verdict" and empty["overlay"] is None
+    forced = client.post("/api/detect?faces=aligned", files={"file": ("noise.png", noise_png.read_bytes())}).json()
+    assert forced["input"] == "aligned" and len(forced["faces"]) == 1
+
+
+def test_bad_requests_get_one_clear_error(client):
+    r = client.post("/api/detect", files={"file": ("report.pdf", b"%PDF-1.4 not an image")})
+    assert r.status_code == 400 and "report.pdf is not an image" in r.json()["error"]
+    r = client.post("/api/detect", content=b"")
+    assert r.status_code == 400 and "empty" in r.json()["error"]
+    r = client.post("/api/detect", files={"photo": ("x.png", b"abc")})
+    assert r.status_code == 400 and "field 'file'" in r.json()["error"]
+    r = client.post("/api/detect?faces=everything", content=b"abc")
+    assert r.status_code == 422 and "faces" in r.json()["error"]
+    big = b"\0" * 1_500_000                                          # the cap is 1 MB
+    r = client.post("/api/detect", files={"file": ("big.png", big)})
+    assert r.status_code == 413 and "limit is 1 MB" in r.json()["error"]
+    r = client.post("/api/detect", content=iter([big[:700_000], big[700_000:]]))   # chunked: no length
+    assert r.status_code == 413 and "over the limit of 1 MB" in r.json()["error"]
+
+
+def test_openapi_docs_describe_both_upload_forms(client):
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/api/detect"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/octet-stream"} <= set(body)
+    assert "faces" in spec["components"]["schemas"]["DetectOut"]["properties"]
+
+
+def test_real_server_takes_multipart_and_refuses_oversized_before_reading(server, faces):
+    with open(faces / REAL, "rb") as f:
+        r = httpx.post(server + "/api/detect", files={"file": ("real.png", f, "image/png")}, timeout=60)
+    assert r.status_code == 200 and r.json()["faces"][0]["verdict"] == "real"
     # the cap is checked on the declared length, before the body is read
     host, port = server.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
@@ -84,14 +144,21 @@ def test_api_rejects_non_images_and_oversized_uploads(server):
     conn.close()
 
 
-def test_page_in_headless_chromium(server, faces, tmp_path):
+def test_port_in_use_is_one_line_and_exit_2(capsys):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"port {port} on 127.0.0.1 is already in use" in err[0] and "--port" in err[0]
+
+
+def test_page_in_headless_chromium(server, faces, noise_png, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
     shots = Path(os.environ.get(SHOTS_ENV) or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(server + "/api/info", timeout=30) as r:
-        threshold = json.loads(r.read())["p_fake_threshold"]
+    threshold = httpx.get(server + "/api/info", timeout=30).json()["p_fake_threshold"]
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                     args=["--headless", "--no-sandbox", "--disable-gpu",
@@ -101,18 +168,29 @@ def test_page_in_headless_chromium(server, faces, tmp_path):
             page = browser.new_page(viewport={"width": 900, "height": 1100})
             page.goto(server + "/")
             page.wait_for_function("document.getElementById('model').textContent.includes('fake when')")
-            for rel, expected in ((REAL, "REAL"), (FAKE, "FAKE")):
-                page.set_input_files("#file", str(faces / rel))
-                name = Path(rel).name
+
+            def upload(path: Path) -> None:
+                page.set_input_files("#file", str(path))
                 page.wait_for_function(
-                    f"document.getElementById('name').textContent.startsWith('{name}:')", timeout=60_000)
-                assert page.inner_text("#verdict") == expected
-                p_fake = float(page.inner_text("#pfake"))
+                    f"document.getElementById('name').textContent.startsWith('{path.name}:')", timeout=60_000)
+
+            for rel, expected in ((REAL, "REAL"), (FAKE, "FAKE")):      # aligned 128 px faces
+                upload(faces / rel)
+                assert page.locator(".face").count() == 1 and not page.is_visible("#overlay")
+                assert page.inner_text(".face .verdict") == expected
+                p_fake = float(page.inner_text(".face .pfake"))
                 assert (p_fake >= threshold) == (expected == "FAKE")
-                assert page.locator("#patches img").count() == 3
+                assert page.locator(".face .patches img").count() == 3
                 # input | overlay, enlarged 2x, and the p(fake) colour bar
-                assert 512 < page.eval_on_selector("#overlay", "img => img.naturalWidth") < 600
+                assert 512 < page.eval_on_selector(".face-overlay", "img => img.naturalWidth") < 600
+            upload(WILD)                                                   # a photo: faces found
+            assert page.locator(".face").count() >= 1 and page.is_visible("#overlay")
+            assert "found and aligned" in page.inner_text("#name")
+            assert page.inner_text(".face h3") == "Face #0"
             page.screenshot(path=str(shots / "serve.png"), full_page=True)
+            upload(noise_png)                                              # no face: no verdict
+            assert page.inner_text("#summary") == "No face found: no verdict"
+            assert page.locator(".face").count() == 0
             # a non-image shows the server's message instead of a verdict
             bad = tmp_path / "not-an-image.txt"
             bad.write_text("hello")

@@ -182,7 +182,7 @@ def random_checkpoint(tmp_path_factory) -> Path:
 def run_detect(folder: Path, ckpt: Path) -> tuple[int, dict]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli_main(["detect", str(folder), "--model", str(ckpt), "--threshold", "0.5",
+        rc = cli_main(["detect", str(folder), "--model", str(ckpt), "--threshold", "0.5", "--faces", "aligned",
                        "--format", "json", "--device", "cpu", "--batch-size", "64"])
     assert rc in (0, 1), err.getvalue()
     return rc, json.loads(out.getvalue())
@@ -211,7 +211,8 @@ def test_fuzz_loader_and_detect(random_checkpoint, capsys, one_thread):
             assert scored == decoded, "detect and load_rgb disagree"
             assert set(skipped) == {str(p) for p in paths} - decoded
             assert all(r.strip() for r in skipped.values())
-            assert all(0.0 <= r["p_fake"] <= 1.0 for r in out["results"] if r["error"] is None)
+            assert all(len(r["faces"]) == 1 and 0.0 <= r["faces"][0]["p_fake"] <= 1.0
+                       for r in out["results"] if r["error"] is None)
             assert rc == (0 if decoded else 1)
             counts["files"] += len(paths)
             counts["decoded"] += len(decoded)

@@ -313,7 +313,7 @@ def test_test_and_detect_skip_and_list_bad_files(mixed_run, capsys):
 
     capsys.readouterr()
     rc = cli_main(["detect", str(data / "real" / "test"), "--model", str(ckpt), "--which-epoch", "latest",
-                   "--threshold", "0.5", "--format", "json", "--device", "cpu"])
+                   "--threshold", "0.5", "--format", "json", "--device", "cpu", "--faces", "aligned"])
     out = capsys.readouterr()
     assert rc == 0
     result = json.loads(out.out)

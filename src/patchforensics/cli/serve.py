@@ -7,8 +7,9 @@ from .common import add_backend_option
 
 
 def register(sub, name: str) -> None:
-    p = sub.add_parser(name, help="local web page: drop an image, see p(fake), heatmap and top patches",
-                       description="Serve a page and a JSON API (POST /api/detect with the image as the body). "
+    p = sub.add_parser(name, help="local web page: drop an image, see each face's p(fake), heatmap and top patches",
+                       description="Serve a page and a JSON API (POST /api/detect with the image as a multipart "
+                                   "field 'file' or as the raw body; OpenAPI docs at /docs), on FastAPI + uvicorn. "
                                    "Binds 127.0.0.1 by default; uploads are capped at --max-upload-mb.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="default 8000; 0 picks a free port")
@@ -16,6 +17,10 @@ def register(sub, name: str) -> None:
     p.add_argument("--which-epoch", help="bestval (default) | latest | N")
     add_backend_option(p)
     p.add_argument("--threshold", default="eer", help="stored threshold name or a p(fake) value (default eer)")
+    p.add_argument("--faces", default="auto", choices=["auto", "find", "aligned"],
+                   help="default face mode of each request (as detect's --faces; a request may pass ?faces=)")
+    p.add_argument("--align-style", default="ffhq", choices=["ffhq", "celebahq"],
+                   help="how found faces are aligned (default ffhq, as the shared training faces)")
     p.add_argument("--max-upload-mb", type=float, default=20.0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
@@ -26,13 +31,12 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = ServeConfig(host=args.host, port=args.port, model=args.model, which_epoch=args.which_epoch,
                       backend=getattr(args, "backend", "auto"), threshold=args.threshold,
-                      max_upload_mb=args.max_upload_mb,
+                      faces=args.faces, align_style=args.align_style, max_upload_mb=args.max_upload_mb,
                       device=args.device)
-    server = make_server(cfg)
-    host, port = server.server_address[:2]
-    print(f"patchforensics: open http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    server = make_server(cfg)       # a port in use: one line saying what to do, exit 2 (cli.main)
+    print(f"patchforensics: open {server.url}/ (API docs at {server.url}/docs; Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     finally:
-        server.server_close()
+        server.close()
     return 0

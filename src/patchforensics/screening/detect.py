@@ -517,7 +517,7 @@ def render_on_original(image: Image.Image, faces: Sequence[Analysis], captions: 
                                                                              (side, 0))])
     a = np.uint8(np.clip(np.rint(a), 0, 255))
     for quad, caption in zip(corners, captions):
-        cv2.polylines(a, [np.int32(np.rint(quad))], True, (255, 255, 255), 2, cv2.LINE_AA)
+        cv2.polylines(a, [np.int32(np.rint(np.array(quad) - 0.5))], True, (255, 255, 255), 2, cv2.LINE_AA)
         x, y = min(p[0] for p in quad), min(p[1] for p in quad)
         org = (int(max(2, x)), int(max(14, y - 4)))
         for thick, col in ((3, (0, 0, 0)), (1, (255, 255, 255))):

@@ -1,45 +1,61 @@
-"""``serve``: a local web page for checking one image at a time.
+"""``serve``: a local web page and JSON API for checking images, on FastAPI + uvicorn.
 
-Standard library only (``http.server``). ``GET /`` is a page where a person
-drops or picks an image and sees p(fake), the decision, the heatmap overlay and
-the most suspicious patches; it talks to a JSON API:
+``GET /`` is a page where a person drops or picks an image and sees every face
+found in it with its verdict, p(fake), heatmap and most suspicious patches; it
+talks to the JSON API (OpenAPI docs at ``/docs``, schema at ``/openapi.json``):
 
-- ``POST /api/detect`` with the image file as the request body
-  (``curl --data-binary @face.png http://127.0.0.1:8000/api/detect``) returns
-  ``{p_fake, verdict, threshold, p_fake_threshold, model, width, height,
-  window, top_patches: [{box, p_fake, crop}], overlay}``; ``box`` and ``window``
-  are ``[top, left, bottom, right]`` in pixels of the uploaded image, ``crop``
-  and ``overlay`` PNG data URLs. Errors come back as ``{"error": message}`` with
-  status 400 (not an image), 411 (no length) or 413 (over the size cap);
-- ``GET /api/info``: the model, its thresholds and the upload cap.
+- ``POST /api/detect`` takes the image either as a standard multipart upload
+  (form field ``file``: ``curl -F file=@photo.jpg``, an HTML form) or as the raw
+  request body (``curl --data-binary @photo.jpg``, name in ``X-Filename``), and
+  ``?faces=auto|find|aligned`` (default: the server's ``--faces``). It returns
+  :class:`DetectOut`: one entry per face found (largest first; none when the
+  image holds no face: no verdict, ``message`` says so). Boxes are ``[top, left,
+  bottom, right]`` in pixels of the uploaded image; crops and overlays are PNG
+  data URLs. Errors come back as ``{"error": message}`` with status 400 (not an
+  image, empty, no ``file`` field), 413 (over the size cap: refused from the
+  declared length before the body is read, or as soon as a body without one
+  passes the cap) or 422 (a bad query value);
+- ``GET /api/info``: the model, its thresholds, the face mode and the upload cap.
 
-The server binds 127.0.0.1 unless told otherwise: uploads are not
-authenticated, so exposing it beyond the machine is the operator's decision.
+Scoring holds a lock: one image at a time (the CPU is the bottleneck, and the
+face finder's mediapipe graphs are not thread-safe). The server binds
+127.0.0.1 unless told otherwise: uploads are not authenticated, so exposing it
+beyond the machine is the operator's decision.
 """
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import ipaddress
-import json
+import socket
 import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote
 
+import uvicorn
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
-from ..core.config import require
+from ..core.config import ConfigError, require
 from ..core.heatmap import SCALE_TEXT
-from ..scoring.fastpath import BACKENDS
-from .detect import DEFAULT_THRESHOLD, Detector, open_detector, render_overlay
 from ..core.imageio import ImageLoadError, load_rgb
+from ..data.align import STYLES
+from ..scoring.fastpath import BACKENDS
+from .detect import (DEFAULT_ALIGN_STYLE, DEFAULT_THRESHOLD, FACE_MODES, Detector, face_caption, face_results,
+                     open_detector, render_on_original, render_overlay)
 
 MAX_UPLOAD_MB = 20
+FaceMode = Literal["auto", "find", "aligned"]
 
 
 @dataclass
@@ -52,6 +68,8 @@ class ServeConfig:
     which_epoch: str | None = None
     backend: str = "auto"
     threshold: str = DEFAULT_THRESHOLD
+    faces: str = "auto"                # auto | find | aligned, the default of each request
+    align_style: str = DEFAULT_ALIGN_STYLE
     max_upload_mb: float = MAX_UPLOAD_MB
     top_k: int = 3
     device: str = "auto"
@@ -61,8 +79,59 @@ class ServeConfig:
         require(self.max_upload_mb > 0, "max_upload_mb", "must be > 0")
         require(self.top_k > 0, "top_k", "must be > 0")
         require(self.backend in BACKENDS, "backend", f"must be one of {', '.join(BACKENDS)}")
+        require(self.faces in FACE_MODES, "faces", f"must be one of {', '.join(FACE_MODES)}")
+        require(self.align_style in STYLES, "align_style", f"must be one of {', '.join(STYLES)}")
 
 
+# ------------------------------------------------------------- API schema
+class PatchOut(BaseModel):
+    box: list[int]                       # [top, left, bottom, right], uploaded-image px
+    p_fake: float
+    crop: str                            # PNG data URL of that box
+
+
+class FaceOut(BaseModel):
+    index: int                           # 0 = largest face
+    p_fake: float
+    verdict: Literal["fake", "real"]
+    face_box: list[int]                  # [top, left, bottom, right], uploaded-image px
+    quad: list[list[float]] | None       # aligned square's corners (x, y), found faces only
+    top_patches: list[PatchOut]
+    overlay: str                         # PNG data URL: the examined face beside its heatmap
+
+
+class DetectOut(BaseModel):
+    filename: str
+    model: str
+    threshold: str
+    p_fake_threshold: float
+    width: int
+    height: int
+    input: Literal["aligned", "found"]   # taken as one aligned face, or faces found and aligned
+    faces: list[FaceOut]                 # empty: no face found, no verdict
+    message: str | None                  # "no face found: no verdict" when faces is empty
+    overlay: str | None                  # found faces: the upload with every face's heatmap on it
+
+
+class InfoOut(BaseModel):
+    model: str
+    architecture: str
+    backend: str
+    threshold: str
+    p_fake_threshold: float
+    thresholds_p_fake: dict[str, float]
+    faces: str
+    align_style: str
+    input_size: int
+    heatmap: str
+    max_upload_bytes: int
+
+
+class ErrorOut(BaseModel):
+    error: str
+
+
+# ------------------------------------------------------------- service
 def png_data_url(image: Image.Image) -> str:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
@@ -70,23 +139,29 @@ def png_data_url(image: Image.Image) -> str:
 
 
 class DetectService:
-    """Decodes uploads and scores them with one :class:`Detector` (one request at a time)."""
+    """Decodes uploads and scores every face in them with one :class:`Detector` (one request at a time)."""
 
-    def __init__(self, detector: Detector, max_upload_bytes: int, top_k: int = 3):
+    def __init__(self, detector: Detector, max_upload_bytes: int, top_k: int = 3, faces: str = "auto"):
+        require(faces in FACE_MODES, "faces", f"must be one of {', '.join(FACE_MODES)}")
         self.detector = detector
         self.max_upload_bytes = max_upload_bytes
         self.top_k = top_k
-        self._lock = threading.Lock()     # the CPU is the bottleneck; interleaving buys nothing
+        self.faces = faces
+        self._lock = threading.Lock()
 
     def info(self) -> dict:
         card = self.detector.card
         return {"model": card.name, "architecture": card.architecture, "backend": self.detector.engine.backend,
                 "threshold": self.detector.threshold_name, "p_fake_threshold": self.detector.p_fake_threshold,
                 "thresholds_p_fake": {k: card.p_fake_threshold(k) for k in card.thresholds},
-                "heatmap": SCALE_TEXT, "max_upload_bytes": self.max_upload_bytes}
+                "faces": self.faces, "align_style": self.detector.align_style,
+                "input_size": card.transform().load_size, "heatmap": SCALE_TEXT,
+                "max_upload_bytes": self.max_upload_bytes}
 
-    def analyze_bytes(self, data: bytes, filename: str = "upload") -> dict:
-        """Score one uploaded file; raises :class:`ImageLoadError` for a non-image."""
+    def analyze_bytes(self, data: bytes, filename: str = "upload", faces: str | None = None) -> dict:
+        """Score every face of one uploaded file (``faces``: a :data:`FACE_MODES` value,
+        default the service's); the :class:`DetectOut` fields. Raises
+        :class:`ImageLoadError` for a non-image."""
         # decode through load_rgb (EXIF, odd modes, size guard) via a private temp file
         with tempfile.TemporaryDirectory(prefix="patchforensics-upload-") as tmp:
             path = Path(tmp) / "upload"
@@ -96,86 +171,174 @@ class DetectService:
             except ImageLoadError as e:
                 raise ImageLoadError(filename, e.reason) from None
         with self._lock:
-            a = self.detector.analyze([image], self.top_k)[0]
-        verdict = "fake" if a.is_fake else "real"
-        w = a.window
-        return {
-            "p_fake": a.p_fake, "verdict": verdict, "threshold": self.detector.threshold_name,
-            "p_fake_threshold": self.detector.p_fake_threshold, "model": self.detector.card.name,
-            "width": image.width, "height": image.height,
-            "window": list(w.to_original((0, 0, w.side, w.side))),
-            "top_patches": [{"box": list(p.box), "p_fake": p.p_fake,
-                             "crop": png_data_url(image.crop((p.box[1], p.box[0], p.box[3], p.box[2])))}
-                            for p in a.top_patches],
-            "overlay": png_data_url(render_overlay(a)),
-        }
+            screened = self.detector.screen([image], faces or self.faces, self.top_k)[0]
+        out = []
+        for row, a in zip(face_results(screened), screened.faces):
+            out.append({**row.to_dict(), "top_patches": [
+                {"box": list(p.box), "p_fake": p.p_fake,
+                 "crop": png_data_url(image.crop((p.box[1], p.box[0], p.box[3], p.box[2])))}
+                for p in a.top_patches], "overlay": png_data_url(render_overlay(a))})
+        found = screened.mode == "found" and screened.faces
+        return {"filename": filename, "model": self.detector.card.name, "threshold": self.detector.threshold_name,
+                "p_fake_threshold": self.detector.p_fake_threshold, "width": image.width, "height": image.height,
+                "input": screened.mode, "faces": out,
+                "message": None if screened.faces else "no face found: no verdict",
+                "overlay": png_data_url(render_on_original(image, screened.faces,
+                                                           [face_caption(i, a) for i, a in enumerate(screened.faces)]))
+                if found else None}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    service: DetectService          # set on the subclass made by make_server
-    server_version = "patchforensics"
+# ------------------------------------------------------------- app
+def _capped(receive, cap: int):
+    """An ASGI ``receive`` that refuses (HTTP 413) a body growing past ``cap`` bytes."""
+    seen = 0
 
-    def log_message(self, fmt, *args) -> None:   # keep the terminal for errors only
-        pass
+    async def wrapped():
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > cap:
+                raise HTTPException(413, f"upload is over the limit of {cap / 1e6:.0f} MB")
+        return message
+    return wrapped
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        self.wfile.write(body)
 
-    def _json(self, status: int, obj: dict) -> None:
-        self._send(status, json.dumps(obj).encode("utf-8"), "application/json")
+_UPLOAD_BODY = {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
 
-    def do_GET(self) -> None:
-        if self.path in ("/", "/index.html"):
-            self._send(HTTPStatus.OK, PAGE.encode("utf-8"), "text/html; charset=utf-8")
-        elif self.path == "/api/info":
-            self._json(HTTPStatus.OK, self.service.info())
+
+def create_app(service: DetectService) -> FastAPI:
+    """The page and the JSON API over ``service`` (``app.state.service``)."""
+    app = FastAPI(title="patchforensics", version="1", summary="Is this face generated? Patch-classifier screening.")
+    app.state.service = service
+    cap = service.max_upload_bytes
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code,
+                            headers={"Cache-Control": "no-store"})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": errors}, status_code=422)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return PAGE
+
+    @app.get("/api/info", response_model=InfoOut)
+    async def info() -> dict:
+        """The model, its thresholds (as p(fake) cuts), the face mode and the upload cap."""
+        return service.info()
+
+    @app.post("/api/detect", response_model=DetectOut, openapi_extra={"requestBody": _UPLOAD_BODY},
+              responses={400: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+    async def api_detect(request: Request, faces: FaceMode | None = Query(
+            None, description="auto: an image of the model's input size is one aligned face, others are "
+                              "searched; find: always find faces; aligned: score the image as it is")) -> dict:
+        """Score every face of one image: a multipart upload (field `file`) or the raw request body."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:      # refused before the body is read
+            raise HTTPException(413, f"upload is {int(declared) / 1e6:.1f} MB; the limit is {cap / 1e6:.0f} MB")
+        body = Request(request.scope, _capped(request.receive, cap))
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            async with body.form(max_files=1, max_fields=16, max_part_size=cap) as form:
+                upload = form.get("file")
+                if not isinstance(upload, UploadFile):
+                    raise HTTPException(400, "no file in the form: send the image in the field 'file' "
+                                             "(curl -F file=@photo.jpg)")
+                data, name = await upload.read(), upload.filename or "upload"
         else:
-            self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page {self.path}; try / or POST /api/detect"})
-
-    def do_POST(self) -> None:
-        if self.path != "/api/detect":
-            self._json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {self.path}; POST images to /api/detect"})
-            return
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self._json(HTTPStatus.LENGTH_REQUIRED, {"error": "send the image as the request body with a Content-Length"})
-            return
-        n, cap = int(length), self.service.max_upload_bytes
-        if n > cap:
-            self.close_connection = True      # do not read a body we refuse
-            self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                       {"error": f"upload is {n / 1e6:.1f} MB; the limit is {cap / 1e6:.0f} MB"})
-            return
-        if n == 0:
-            self._json(HTTPStatus.BAD_REQUEST, {"error": "empty upload: choose an image file"})
-            return
-        data = self.rfile.read(n)
-        name = unquote(self.headers.get("X-Filename", "upload"))[:200]
+            data, name = await body.body(), unquote(request.headers.get("x-filename", "upload"))
+        name = name[:200]
+        if not data:
+            raise HTTPException(400, "empty upload: choose an image file")
         try:
-            self._json(HTTPStatus.OK, self.service.analyze_bytes(data, name))
+            return await run_in_threadpool(service.analyze_bytes, data, name, faces)
         except ImageLoadError as e:
-            self._json(HTTPStatus.BAD_REQUEST, {"error": f"{name} is not an image we can read ({e.reason}); "
-                                                         "upload a PNG, JPEG, WebP, BMP or TIFF file"})
+            raise HTTPException(400, f"{name} is not an image we can read ({e.reason}); "
+                                     "upload a PNG, JPEG, WebP, BMP or TIFF file") from None
+
+    return app
 
 
-def make_server(cfg: ServeConfig, detector: Detector | None = None) -> ThreadingHTTPServer:
-    """A ready (not yet serving) HTTP server; ``server.server_address`` has the bound port."""
+class PortInUseError(ConfigError):
+    """The address cannot be bound (in use, or not allowed)."""
+
+
+class Server:
+    """The app on its bound socket, served by uvicorn; ``server_address`` is
+    ``(host, port)`` as bound (``port=0`` picks a free one)."""
+
+    def __init__(self, app: FastAPI, sock: socket.socket):
+        self.app = app
+        self.socket = sock
+        self.server_address = self.socket.getsockname()[:2]
+        self._uvicorn = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                                      timeout_graceful_shutdown=5))
+
+    @property
+    def service(self) -> DetectService:
+        return self.app.state.service
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    def serve_forever(self) -> None:
+        """Serve until :meth:`shutdown` (from another thread) or Ctrl-C."""
+        self._uvicorn.run(sockets=[self.socket])
+
+    def shutdown(self) -> None:
+        self._uvicorn.should_exit = True
+
+    def close(self) -> None:
+        self.socket.close()
+        self.service.detector.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise PortInUseError(f"port {port} on {host} is already in use; choose another with --port "
+                                 "(--port 0 picks a free one)") from None
+        if e.errno == errno.EACCES:
+            raise PortInUseError(f"not allowed to bind port {port} on {host}; choose a port above 1023 "
+                                 "with --port") from None
+        raise PortInUseError(f"cannot bind {host}:{port} ({e.strerror}); check --host and --port") from None
+
+
+def make_server(cfg: ServeConfig, detector: Detector | None = None) -> Server:
+    """A ready (bound, not yet serving) :class:`Server`; raises :class:`PortInUseError`
+    (one line saying what to do) when the address cannot be bound."""
     cfg.validate()
-    if detector is None:
-        detector = open_detector(cfg.model, cfg.which_epoch, cfg.backend, cfg.device, cfg.threshold)
     if not _is_loopback(cfg.host):
         warnings.warn(f"serving on {cfg.host}: anyone who can reach this address can upload images", stacklevel=2)
-    service = DetectService(detector, int(cfg.max_upload_mb * 1e6), cfg.top_k)
-    handler = type("Handler", (_Handler,), {"service": service})
-    server = ThreadingHTTPServer((cfg.host, cfg.port), handler)
-    server.daemon_threads = True
-    return server
+    sock = _bind(cfg.host, cfg.port)     # a port in use fails here, before the model loads
+    try:
+        if detector is None:
+            detector = open_detector(cfg.model, cfg.which_epoch, cfg.backend, cfg.device, cfg.threshold,
+                                     cfg.align_style)
+        service = DetectService(detector, int(cfg.max_upload_mb * 1e6), cfg.top_k, cfg.faces)
+        return Server(create_app(service), sock)
+    except BaseException:
+        sock.close()
+        raise
 
 
 def _is_loopback(host: str) -> bool:
@@ -191,58 +354,70 @@ PAGE = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>patchforensics — is this face generated?</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
- body{font-family:system-ui,sans-serif;max-width:820px;margin:2em auto;padding:0 1em;color:#222}
+ body{font-family:system-ui,sans-serif;max-width:880px;margin:2em auto;padding:0 1em;color:#222}
  h1{font-size:1.4em} #drop{border:2px dashed #888;border-radius:10px;padding:2em;text-align:center;cursor:pointer}
  #drop.over{background:#eef5ff;border-color:#3a7bd5} #error{color:#b00020;margin:1em 0;font-weight:600}
- #result{display:none;margin-top:1.5em} .verdict{font-size:2em;font-weight:700}
- .fake{color:#c62828} .real{color:#2e7d32} #overlay{max-width:100%;image-rendering:pixelated;border:1px solid #ccc}
- #patches{display:flex;gap:1em;flex-wrap:wrap} #patches figure{margin:0;text-align:center;font-size:.85em}
- #patches img{width:96px;height:96px;object-fit:contain;image-rendering:pixelated;border:1px solid #ccc}
+ #result{display:none;margin-top:1.5em} .verdict{font-size:1.8em;font-weight:700}
+ .fake{color:#c62828} .real{color:#2e7d32} .none{color:#555}
+ img.heat{max-width:100%;image-rendering:pixelated;border:1px solid #ccc}
+ .face{border-top:1px solid #ddd;margin-top:1em;padding-top:.5em}
+ .patches{display:flex;gap:1em;flex-wrap:wrap} .patches figure{margin:0;text-align:center;font-size:.85em}
+ .patches img{width:96px;height:96px;object-fit:contain;image-rendering:pixelated;border:1px solid #ccc}
  .muted{color:#666;font-size:.9em}
 </style></head><body>
 <h1>Is this face generated?</h1>
 <p class="muted" id="model">loading model…</p>
+<form id="form" action="/api/detect" method="post" enctype="multipart/form-data">
 <div id="drop">Drop an image here or <label><u>choose a file</u>
- <input id="file" type="file" accept="image/*" hidden></label></div>
+ <input id="file" name="file" type="file" accept="image/*" hidden></label></div></form>
 <div id="error" role="alert"></div>
 <div id="result" aria-live="polite">
- <div><span class="verdict" id="verdict"></span> &nbsp; p(fake) = <b id="pfake"></b>
-  <span class="muted" id="thr"></span></div>
+ <p id="summary" class="verdict"></p>
  <p class="muted" id="name"></p>
- <h3>Heatmap</h3>
- <p class="muted">Left: what the model examined; right: per-patch p(fake) (red = fake-looking, blue = real-looking),
- most suspicious patch outlined in white; the colour bar at the right gives the scale.</p>
- <img id="overlay" alt="heatmap overlay">
- <h3>Most suspicious patches</h3><div id="patches"></div>
+ <div id="whole"><p class="muted">Every face found, outlined, with its per-patch p(fake) laid back over the
+ photo (red = fake-looking, blue = real-looking; the colour bar at the right gives the scale).</p>
+ <img id="overlay" class="heat" alt="faces and heatmaps on the photo"></div>
+ <div id="faces"></div>
 </div>
 <script>
 const $ = id => document.getElementById(id);
+const el = (tag, props = {}, ...kids) => { const e = Object.assign(document.createElement(tag), props); e.append(...kids); return e; };
 fetch('/api/info').then(r => r.json()).then(i => {
-  $('model').textContent = `model ${i.model} (${i.architecture}); fake when p(fake) ≥ ${i.p_fake_threshold.toFixed(3)} (${i.threshold}); uploads up to ${Math.round(i.max_upload_bytes/1e6)} MB`;
+  $('model').textContent = `model ${i.model} (${i.architecture}); fake when p(fake) ≥ ${i.p_fake_threshold.toFixed(3)} (${i.threshold}); faces: ${i.faces} (an image of ${i.input_size}×${i.input_size} px is taken as one aligned face, others are searched for faces); uploads up to ${Math.round(i.max_upload_bytes/1e6)} MB`;
 });
+function faceCard(f, aligned) {
+  const title = aligned ? 'The image (taken as one aligned face)' : `Face #${f.index}`;
+  const patches = el('div', {className: 'patches'});
+  f.top_patches.forEach((p, k) => patches.append(el('figure', {},
+    el('img', {src: p.crop, alt: 'patch ' + (k + 1)}),
+    el('figcaption', {textContent: `#${k + 1} p(fake) ${p.p_fake.toFixed(2)} at [${p.box}]`}))));
+  return el('div', {className: 'face'},
+    el('h3', {textContent: title}),
+    el('div', {}, el('span', {className: 'verdict ' + f.verdict, textContent: f.verdict.toUpperCase()}),
+       ' p(fake) = ', el('b', {className: 'pfake', textContent: f.p_fake.toFixed(3)}),
+       el('span', {className: 'muted', textContent: `  face box [top,left,bottom,right] = [${f.face_box}]`})),
+    el('p', {className: 'muted', textContent: 'Left: what the model examined; right: per-patch p(fake), most suspicious patch outlined in white.'}),
+    el('img', {className: 'heat face-overlay', src: f.overlay, alt: 'heatmap of ' + title}),
+    el('h4', {textContent: 'Most suspicious patches'}), patches);
+}
 async function send(file) {
   $('error').textContent = ''; $('result').style.display = 'none';
-  $('verdict').textContent = ''; $('name').textContent = 'analysing ' + file.name + '…';
+  $('name').textContent = 'analysing ' + file.name + '…';
+  const form = new FormData(); form.append('file', file);
   let r, body;
-  try {
-    r = await fetch('/api/detect', {method: 'POST', body: file,
-                                    headers: {'Content-Type': 'application/octet-stream', 'X-Filename': encodeURIComponent(file.name)}});
-    body = await r.json();
-  } catch (e) { $('error').textContent = 'request failed: ' + e; return; }
+  try { r = await fetch('/api/detect', {method: 'POST', body: form}); body = await r.json(); }
+  catch (e) { $('error').textContent = 'request failed: ' + e; return; }
   if (!r.ok) { $('error').textContent = body.error || ('error ' + r.status); $('name').textContent = ''; return; }
-  $('verdict').textContent = body.verdict.toUpperCase();
-  $('verdict').className = 'verdict ' + body.verdict;
-  $('pfake').textContent = body.p_fake.toFixed(3);
-  $('thr').textContent = `(threshold ${body.p_fake_threshold.toFixed(3)}, ${body.threshold})`;
-  $('name').textContent = `${file.name}: ${body.width}×${body.height} px; examined [top,left,bottom,right] = [${body.window}]`;
-  $('overlay').src = body.overlay;
-  const box = $('patches'); box.replaceChildren();
-  body.top_patches.forEach((p, k) => {
-    const f = document.createElement('figure'), im = document.createElement('img'), c = document.createElement('figcaption');
-    im.src = p.crop; im.alt = 'patch ' + (k + 1);
-    c.textContent = `#${k + 1} p(fake) ${p.p_fake.toFixed(2)} at [${p.box}]`;
-    f.append(im, c); box.append(f);
-  });
+  const n = body.faces.length, fakes = body.faces.filter(f => f.verdict === 'fake').length;
+  $('summary').className = 'verdict ' + (n ? (fakes ? 'fake' : 'real') : 'none');
+  $('summary').textContent = n ? `${n} face${n > 1 ? 's' : ''}: ${fakes} fake, ${n - fakes} real`
+                               : 'No face found: no verdict';
+  $('name').textContent = `${file.name}: ${body.width}×${body.height} px; ` +
+    (body.input === 'aligned' ? 'taken as one aligned face' : `${n} face${n === 1 ? '' : 's'} found and aligned`) +
+    `; fake when p(fake) ≥ ${body.p_fake_threshold.toFixed(3)} (${body.threshold})`;
+  $('whole').style.display = body.overlay ? 'block' : 'none';
+  if (body.overlay) $('overlay').src = body.overlay;
+  $('faces').replaceChildren(...body.faces.map(f => faceCard(f, body.input === 'aligned')));
   $('result').style.display = 'block';
 }
 const drop = $('drop');
@@ -251,5 +426,6 @@ drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', e => { e.preventDefault(); drop.classList.remove('over');
   if (e.dataTransfer.files.length) send(e.dataTransfer.files[0]); });
 $('file').addEventListener('change', e => { if (e.target.files.length) send(e.target.files[0]); });
+$('form').addEventListener('submit', e => { e.preventDefault(); if ($('file').files.length) send($('file').files[0]); });
 </script></body></html>
 """
