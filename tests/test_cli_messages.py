@@ -36,7 +36,7 @@ def test_every_command_stops_on_a_missing_gpu_before_writing(no_cuda, command, f
     image = str(faces / listed("ffhq/test", 1)[0])
     bundled = str(REPO / "src" / "patchforensics" / "bundled")
     argv = {"detect": ["detect", image, "--heatmaps", str(tmp_path / "out")],
-            "calibrate": ["calibrate", bundled, "--which-epoch", "weights"],
+            "calibrate": ["calibrate", bundled, "--which-epoch", "weights", "--force"],
             "train": ["train", "--real", str(faces / "ffhq"), "--fake", str(faces / "stylegan1"),
                       "--checkpoints-dir", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")]}[command]
     for device in ("cuda", "gpu"):

@@ -444,7 +444,8 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     if main:
         # decision thresholds on the validation split, scored as the validation passes were
         calibrate(ckpt_dir, Engine.load(ckpt_dir, "bestval", fast, device, ctx.local_world_size), val_samples,
-                  batch_size=max(cfg.batch_size, 64), num_workers=cfg.num_workers, progress=progress)
+                  batch_size=max(cfg.batch_size, 64), num_workers=cfg.num_workers, progress=progress,
+                  force=True)     # this run's own weights: an earlier run's thresholds go to 'previous'
     return _result(name, ckpt_dir, progress_state, skipped)
 
 
