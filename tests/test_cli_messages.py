@@ -31,14 +31,17 @@ def test_a_device_this_machine_lacks_is_a_one_line_error(no_cuda, name, message)
     assert resolve_device("auto") == resolve_device("cpu") == torch.device("cpu")
 
 
-@pytest.mark.parametrize("command", ["detect", "calibrate", "train"])
+@pytest.mark.parametrize("command", ["detect", "calibrate", "train", "regions", "sample"])
 def test_every_command_stops_on_a_missing_gpu_before_writing(no_cuda, command, faces, tmp_path, capsys):
     image = str(faces / listed("ffhq/test", 1)[0])
     bundled = str(REPO / "src" / "patchforensics" / "bundled")
     argv = {"detect": ["detect", image, "--heatmaps", str(tmp_path / "out")],
             "calibrate": ["calibrate", bundled, "--which-epoch", "weights", "--force"],
             "train": ["train", "--real", str(faces / "ffhq"), "--fake", str(faces / "stylegan1"),
-                      "--checkpoints-dir", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")]}[command]
+                      "--checkpoints-dir", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")],
+            # mediapipe and ONNX networks run on the CPU, but a device this machine lacks is still refused
+            "regions": ["regions", str(tmp_path / "patches"), "-o", str(tmp_path / "out")],
+            "sample": ["sample", str(tmp_path / "gen.onnx"), str(tmp_path / "out")]}[command]
     for device in ("cuda", "gpu"):
         assert main([*argv, "--device", device]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -210,6 +210,9 @@ def write_generated_dataset(out: Path, n: int, generate: Callable[[np.ndarray], 
 
 
 def _validate_output_options(cfg) -> None:
+    from ..core.device import resolve_device
+
+    resolve_device(cfg.device)      # a device this machine lacks fails here, even for ONNX networks (CPU)
     require(cfg.size is None or cfg.size >= 8, "size", "must be at least 8 pixels")
     require(cfg.jpeg_quality is None or 1 <= cfg.jpeg_quality <= 100, "jpeg_quality", "must be between 1 and 100")
     require(cfg.batch_size > 0, "batch_size", "must be > 0")

@@ -390,6 +390,7 @@ class RegionsConfig:
     normalise: str = "class"        # class: the seed's per-class normalisation; region: group first
 
     def validate(self) -> None:
+        resolve_device(self.device)     # a device this machine lacks fails here, even for mediapipe (CPU)
         require(self.segmenter in SEGMENTERS, "segmenter", f"choose one of {', '.join(SEGMENTERS)}")
         require(self.normalise in NORMALISE, "normalise", f"choose one of {', '.join(NORMALISE)}")
         require(self.bisenet_size >= 32, "bisenet_size", "must be >= 32 pixels")
