@@ -188,3 +188,24 @@ def test_cli(nets, tmp_path, capsys):
     assert main(["invert", str(nets["root"] / "enc.onnx"), str(nets["root"] / "gen.onnx"), str(real),
                  str(tmp_path / "i"), "--input-size", "16", "--size", "0"]) == 0
     assert Image.open(tmp_path / "i" / "a.png").size == (RES, RES)
+
+
+def test_a_wrong_input_shape_is_a_message_and_leaves_nothing(nets, tmp_path, capsys):
+    """A latent or image shape the network cannot take: one line saying what to pass,
+    exit 2, and no half-written folder blocking the rerun."""
+    root = nets["root"]
+    for gen in ("gen.onnx", "gen.pt"):
+        out = tmp_path / f"s_{gen}"
+        assert main(["sample", str(root / gen), str(out), "-n", "3", "--latent-shape", "7", "--device", "cpu"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{gen} failed on an input of shape (7,)" in err[0] and "--latent-shape" in err[0]
+        assert not out.exists() and list(tmp_path.iterdir()) == []
+    real = tmp_path / "r"
+    real.mkdir()
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(real / "a.png")
+    argv = ["invert", str(root / "enc.onnx"), str(root / "gen.onnx"), str(real), str(tmp_path / "i")]
+    assert main([*argv, "--input-size", "20"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "enc.onnx failed on an input of shape (3, 20, 20)" in err[0] and "--input-size" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+    assert main([*argv, "--input-size", "16"]) == 0            # the rerun needs no --force

@@ -108,7 +108,7 @@ def test_crc32c_matches_reference_vectors_and_bitwise_crc():
     assert crc32c(bytes(range(32))) == 0x46DD794E
     assert crc32c(b"") == 0
     rng = np.random.default_rng(0)
-    for n in (1, 8191, 8192, 20011):                    # both the byte loop and the lane-parallel path
+    for n in (1, 8191, 8192, 20011):
         data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
         assert crc32c(data) == bitwise_crc32c(data), n
     assert masked_crc32c(b"abc") == mask(bitwise_crc32c(b"abc"))
@@ -121,6 +121,19 @@ def test_parse_example_handles_packed_unpacked_negative_and_float():
     assert parse_example(example({"shape": ("int64", [3, 1024, 1024])}))["shape"] == [3, 1024, 1024]
     with pytest.raises(ValueError):
         parse_example(b"\x0a\xff\x01")                   # a length running past the end
+
+
+def test_example_descriptors_are_tensorflows_wire_format():
+    """The Example class built from descriptors serializes exactly as the independent
+    hand-assembled encoder above (TensorFlow's field numbers, packed int64 and float)."""
+    from patchforensics.data.tfrecord import _example_class
+
+    message = _example_class()()
+    message.features.feature["data"].bytes_list.value.append(b"\x00\xff" * 3)
+    message.features.feature["f"].float_list.value.extend([0.5, -2.0])
+    message.features.feature["shape"].int64_list.value.extend([3, 1024, -5])
+    assert message.SerializeToString(deterministic=True) == example(
+        {"data": ("bytes", [b"\x00\xff" * 3]), "f": ("float", [0.5, -2.0]), "shape": ("int64", [3, 1024, -5])})
 
 
 def test_export_highest_level_is_byte_exact(tfr_dir, tmp_path):

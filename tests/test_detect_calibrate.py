@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import patchforensics
 from patchforensics.core import fileio
 from patchforensics.evaluation.calibrate import (CALIBRATION_FILE, CalibrateConfig, choose_thresholds,
-                                      equal_error_threshold, fpr_name, fpr_threshold, run_calibration)
+                                      equal_error_threshold, fpr_name, fpr_threshold, run_calibration,
+                                                 store_calibration)
 from patchforensics.evaluation.evaluate import read_scores_csv
 from patchforensics.models.checkpoint import load_model
 from patchforensics.cli import main
+
+from conftest import listed
 
 
 def errors(p_real, labels, t):
@@ -93,17 +98,35 @@ def test_train_stores_thresholds_and_test_reports_them(trained_checkpoint, small
 def test_calibrate_command_recomputes_and_stores(trained_checkpoint, small_face_dirs, tmp_path, capsys):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(trained_checkpoint, ckpt)
-    assert main(["calibrate", str(ckpt), "--target-fpr", "0.05",
-                 "--real", str(small_face_dirs["real"]), "--fake", str(small_face_dirs["fake"]),
-                 "--partition", "test"]) == 0
-    assert "fpr5pct" in capsys.readouterr().out
-    config = fileio.read_yaml(ckpt / "config.yaml")
-    assert set(config["thresholds"]) == {"eer", "fpr5pct"}
+    argv = ["calibrate", str(ckpt), "--target-fpr", "0.05", "--real", str(small_face_dirs["real"]),
+            "--fake", str(small_face_dirs["fake"]), "--partition", "test"]
     before = fileio.read_yaml(trained_checkpoint / "config.yaml")
+    old_report = json.loads((trained_checkpoint / CALIBRATION_FILE).read_text())
+    # the test split only when asked for; train's thresholds replaced only with --force
+    assert main(argv) == 2
+    assert "--allow-test-split" in capsys.readouterr().err
+    assert main([*argv, "--allow-test-split"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds thresholds eer" in err and "--force" in err and len(err.splitlines()) == 1
+    assert fileio.read_yaml(ckpt / "config.yaml") == before
+    assert main([*argv, "--allow-test-split", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "fpr5pct" in out and "fpr1pct" in out and "under 'previous'" in out
+    config = fileio.read_yaml(ckpt / "config.yaml")
+    # fpr1pct is not recalibrated, so it stays
+    assert set(config["thresholds"]) == {"eer", "fpr1pct", "fpr5pct"}
+    assert config["thresholds"]["fpr1pct"] == before["thresholds"]["fpr1pct"]
     assert {k: v for k, v in config.items() if k != "thresholds"} == \
         {k: v for k, v in before.items() if k != "thresholds"}          # the rest is untouched
     report = json.loads((ckpt / CALIBRATION_FILE).read_text())
     assert report["n_real"] == report["n_fake"] == 30 and report["partition"] == "test"
+    assert report["kept"] == {"fpr1pct": before["thresholds"]["fpr1pct"]}
+    # the replaced thresholds and their report are kept
+    assert len(report["previous"]) == 1
+    assert report["previous"][0]["thresholds"] == before["thresholds"]
+    assert report["previous"][0]["report"] == old_report
+    # printed with enough decimals to tell thresholds apart
+    assert f"P(real) <= {config['thresholds']['eer']:.6f}" in out
 
     # the stored errors are those of the stored thresholds on the same images
     from patchforensics.data.dataset import collect_samples
@@ -111,6 +134,8 @@ def test_calibrate_command_recomputes_and_stores(trained_checkpoint, small_face_
     preds = Engine.load(ckpt).predict(collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], "test"),
                                       progress=False)
     for name, t in config["thresholds"].items():
+        if name in report["kept"]:
+            continue
         re, fe = errors(preds.scores["after_softmax"], preds.labels, t)
         assert report["thresholds"][name]["real_error"] == pytest.approx(re)
         assert report["thresholds"][name]["fake_error"] == pytest.approx(fe)
@@ -124,3 +149,59 @@ def test_calibrate_rejects_bad_options_before_work(trained_checkpoint, tmp_path,
     assert "not a checkpoint folder" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--real and --fake"):
         run_calibration(CalibrateConfig(str(trained_checkpoint), real=["x"]))
+
+
+def test_degenerate_thresholds_and_chance_ap_are_warned():
+    p = np.array([0.2, 0.4, 0.6, 0.8] * 2)
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0])            # reals and fakes score alike: AP at chance
+    report = choose_thresholds(p, y, 0.0).report
+    assert report["ap"] == pytest.approx(report["ap_chance"]) == pytest.approx(0.5)
+    warnings = report["warnings"]
+    assert any("near chance" in w for w in warnings)
+    # no real may be flagged at a 0% target, and every score is shared with a fake: it flags nothing
+    assert any(w.startswith("threshold fpr0pct flags no image") for w in warnings)
+    assert choose_thresholds([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]).report["warnings"] == []
+
+
+def bundled_copy(tmp_path):
+    """The bundled detector's card, weights and calibration in a folder of its own."""
+    ckpt = tmp_path / "bundled"
+    shutil.copytree(Path(patchforensics.__file__).parent / "bundled", ckpt)
+    return ckpt
+
+
+def test_calibrate_refuses_to_replace_and_keeps_a_backup(tmp_path):
+    ckpt = bundled_copy(tmp_path)
+    before = fileio.read_yaml(ckpt / "config.yaml")["thresholds"]
+    old_report = json.loads((ckpt / CALIBRATION_FILE).read_text())
+    cal = choose_thresholds([0.1, 0.2, 0.3, 0.7, 0.8, 0.9], [0, 0, 0, 1, 1, 1], target_fpr=0.1)
+    with pytest.raises(fileio.OutputExistsError, match="already holds thresholds eer; pass --force"):
+        store_calibration(ckpt, cal)
+    assert fileio.read_yaml(ckpt / "config.yaml")["thresholds"] == before
+    store_calibration(ckpt, cal, force=True)
+    stored = fileio.read_yaml(ckpt / "config.yaml")["thresholds"]
+    assert stored == {**before, "eer": 0.5, "fpr10pct": 0.5}            # fpr1pct kept
+    report = json.loads((ckpt / CALIBRATION_FILE).read_text())
+    assert report["kept"] == {"fpr1pct": before["fpr1pct"]}
+    assert report["previous"] == [{"replaced": report["previous"][0]["replaced"], "thresholds": before,
+                                   "report": old_report}]
+    # a second replacement appends: the history is oldest first, never nested
+    store_calibration(ckpt, cal, force=True)
+    report = json.loads((ckpt / CALIBRATION_FILE).read_text())
+    assert [h["thresholds"] for h in report["previous"]] == [before, stored]
+    assert "previous" not in report["previous"][1]["report"]
+
+
+def test_calibrate_warns_when_the_model_cannot_tell_the_images_apart(tmp_path, faces, capsys):
+    """The same images as reals and as fakes: AP is at chance, and the command says so."""
+    ckpt = bundled_copy(tmp_path)
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in listed("ffhq/val", 6):
+        (images / Path(name).name).symlink_to(faces / name)
+    assert main(["calibrate", str(ckpt), "--which-epoch", "weights", "--real", str(images), "--fake", str(images),
+                 "--backend", "torch", "--force"]) == 0
+    captured = capsys.readouterr()
+    assert "patchforensics calibrate: warning: AP" in captured.err and "near chance" in captured.err
+    report = json.loads((ckpt / CALIBRATION_FILE).read_text())
+    assert any("near chance" in w for w in report["warnings"])

@@ -31,8 +31,13 @@ def mediapipe_segmenter():
 def test_mediapipe_regions_are_plausible_on_a_real_face(faces, mediapipe_segmenter):
     # a face with a plain wall on the left (the most uniform top-left corner and left edge)
     rgb = np.asarray(load_rgb(plain_background_face()))
-    labels = mediapipe_segmenter.segment(rgb)
-    assert labels is not None and labels.shape == rgb.shape[:2]
+    classes = mediapipe_segmenter.segment(rgb)
+    assert classes is not None and classes.shape == rgb.shape[:2]
+    # one eye (and one brow) each side of the nose
+    for left, right in (("l_eye", "r_eye"), ("l_brow", "r_brow")):
+        cols_of = [np.nonzero(classes == mediapipe_segmenter.classes.index(c))[1] for c in (left, right)]
+        assert min(len(c) for c in cols_of) > 10 and abs(cols_of[0].mean() - cols_of[1].mean()) > 15
+    labels = mediapipe_segmenter.region_of[classes]
     ids = {name: i for i, name in enumerate(mediapipe_segmenter.regions)}
     rows, cols = np.indices(labels.shape)
 
@@ -67,9 +72,25 @@ def test_assignment_normalises_by_region_size():
     labels[2:4, 2:4] = 1                        # ... but a small region 1 of 4 pixels
     box = (0, 0, 6, 6)                          # holds all of region 1 and 32 of region 0's 396 pixels
     np.testing.assert_allclose(region_shares(labels, box, 2), [32 / 396, 1.0])
-    assert assign_region(labels, box, 2) == 1
-    assert assign_region(labels, (10, 10, 16, 16), 2) == 0
-    assert assign_region(labels, (-3, -3, 3, 3), 2) == 1      # padding counts for no region
+    assert assign_region(labels, box, np.arange(2)) == 1
+    assert assign_region(labels, (10, 10, 16, 16), np.arange(2)) == 0
+    assert assign_region(labels, (-3, -3, 3, 3), np.arange(2)) == 1      # padding counts for no region
+
+
+def test_the_seed_normalises_each_fine_class_before_grouping():
+    """A patch holding all of one eye (4 px) and 4 of the nose's 6 px: the left eye's share
+    (4/4) beats the nose's (4/6), so the seed calls it "eye"; grouped first, both eyes
+    (8 px) give 4/8, and the nose wins."""
+    skin, l_eye, r_eye, nose = 0, 1, 2, 3
+    region_of = np.array([0, 1, 1, 2])              # skin, eye (both eyes), nose
+    labels = np.full((20, 20), skin, np.uint8)
+    labels[2:4, 2:4] = l_eye
+    labels[2:4, 12:14] = r_eye
+    labels[4:6, 2:5] = nose                          # 6 px, the patch below holds 4 of them
+    box = (0, 0, 6, 4)
+    np.testing.assert_allclose(region_shares(labels, box, 4)[1:], [1.0, 0.0, 4 / 6])
+    assert assign_region(labels, box, region_of) == assign_region(labels, box, region_of, "class") == 1
+    assert assign_region(labels, box, region_of, "region") == 2
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +116,7 @@ def face_patches(tmp_path_factory, faces):
 def test_regions_counts_top_and_random_patches(face_patches, mediapipe_segmenter, capsys):
     out = run_regions(RegionsConfig(str(face_patches)), segmenter=mediapipe_segmenter, progress=False)
     summary = json.loads((out / "regions.json").read_text())
+    assert summary["normalise"] == "class"
     for cls, c in summary["classes"].items():
         tops = sum(k["top"] for k in c["counts"].values())
         randoms = sum(k["random"] for k in c["counts"].values())
@@ -138,7 +160,8 @@ def test_bisenet_checkpoint_loads_and_segments(tmp_path, face_patches, faces):
                            "hair", "hat")
     labels = seg.segment(np.asarray(load_rgb(plain_background_face())))
     assert labels is not None and labels.shape == (128, 128)
-    assert (labels == seg.regions.index("nose")).all()
+    assert (labels == CELEBAMASK_CLASSES.index("nose")).all()
+    assert (seg.region_of[labels] == seg.regions.index("nose")).all()
     out = run_regions(RegionsConfig(str(face_patches), segmenter="bisenet", bisenet_weights="unused"),
                       segmenter=seg, progress=False)
     assert out.name == "regions_bisenet"

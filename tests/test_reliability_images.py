@@ -18,7 +18,7 @@ from PIL import Image
 
 from patchforensics.cli import main as cli_main
 from patchforensics.data.dataset import REAL, ImageDataset, Sample
-from patchforensics.core.imageio import ImageLoadError, SkipLog, list_images, load_rgb
+from patchforensics.core.imageio import MAX_PIXELS, ImageLoadError, SkipLog, list_images, load_rgb
 from patchforensics.data.transforms import TransformConfig, eval_transform
 from reliability_support import one_thread  # noqa: F401 (fixture)
 
@@ -50,11 +50,12 @@ def with_orientation(im: Image.Image, orientation: int, fmt: str) -> bytes:
     return encoded(stored, fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
 
 
-def png_claiming(width: int, height: int) -> bytes:
-    """A small PNG whose header claims ``width x height`` pixels."""
+def png_claiming(width: int, height: int, bit_depth: int = 8, colour_type: int = 2) -> bytes:
+    """A small PNG whose header claims ``width x height`` pixels (RGB unless told)."""
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
 
 
@@ -178,6 +179,27 @@ def test_bad_files_are_named_and_explained(face, tmp_path):
         assert info.value.path == str(tmp_path / name) and reason in info.value.reason, (name, info.value)
     with pytest.raises(ImageLoadError, match="is a folder"):
         load_rgb(tmp_path / "folder.png")
+
+
+def test_the_pixel_limit_is_the_one_stated(tmp_path):
+    """Exactly MAX_PIXELS is accepted, one row more is refused, and far above it (where
+    Pillow refuses by itself, at twice its own threshold) the message states the same limit."""
+    w, h = 6235, 14351                       # w * h == MAX_PIXELS (5 * 29 * 43 * 113 * 127)
+    assert w * h == MAX_PIXELS == Image.MAX_IMAGE_PIXELS
+    cases = {"at_limit.png": (w, h), "one_row_over.png": (w, h + 1), "pillow_refuses.png": (3 * w, 3 * h)}
+    reasons = {}
+    for name, size in cases.items():
+        # 1-bit greyscale: the accepted one allocates 1 byte per pixel before failing on the missing data
+        (tmp_path / name).write_bytes(png_claiming(*size, bit_depth=1, colour_type=0))
+        with pytest.raises(ImageLoadError) as info:
+            load_rgb(tmp_path / name)
+        reasons[name] = info.value.reason
+    assert "too large" not in reasons["at_limit.png"] and "truncated" in reasons["at_limit.png"]
+    assert reasons["one_row_over.png"].startswith(f"too large: {w}x{h + 1} = {w * (h + 1)} pixels, above the "
+                                                  f"{MAX_PIXELS}-pixel limit")
+    assert reasons["pillow_refuses.png"].startswith(f"too large: {9 * MAX_PIXELS} pixels, above the "
+                                                    f"{MAX_PIXELS}-pixel limit")
+    assert str(2 * MAX_PIXELS) not in reasons["pillow_refuses.png"]
 
 
 def test_symlinked_folders_are_followed_but_loops_end(face, tmp_path):

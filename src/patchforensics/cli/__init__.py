@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # command name -> module of patchforensics.cli that registers it
@@ -58,7 +59,16 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()     # a closed pipe shows here, not at exit where it cannot be handled
+        return status
+    except BrokenPipeError:
+        # the reader went away (``patchforensics models | head -1``): stop quietly, as the
+        # Python docs advise (signal module, "Note on SIGPIPE"): point stdout at devnull so
+        # that the interpreter's final flush does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except (ConfigError, FileNotFoundError, NotADirectoryError, OutputExistsError, ValueError) as e:
         print(f"patchforensics {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .common import add_backend_option
 
@@ -20,6 +21,12 @@ def register(sub, name: str) -> None:
                    help="calibrate on these folders instead of the checkpoint's validation split")
     p.add_argument("--fake", action="append", default=[], metavar="DIR")
     p.add_argument("--partition", default="val", help="subfolder of --real/--fake to use if present (default val)")
+    p.add_argument("--allow-test-split", action="store_true",
+                   help="calibrate on --partition test all the same (refused by default: thresholds chosen on "
+                        "the test images make the test numbers optimistic)")
+    p.add_argument("--force", action="store_true",
+                   help="replace stored thresholds (the old ones are kept in calibration.json under 'previous'; "
+                        "thresholds of other names stay)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -34,8 +41,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = CalibrateConfig(checkpoint=args.checkpoint, which_epoch=args.which_epoch, real=args.real,
                           fake=args.fake, partition=args.partition, target_fpr=args.target_fpr,
                           batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
-                          backend=getattr(args, "backend", "auto"))
+                          backend=getattr(args, "backend", "auto"), force=args.force,
+                          allow_test_split=args.allow_test_split)
     calibration = run_calibration(cfg, progress=progress_enabled())
     print(calibration.describe())
     print(f"stored in {args.checkpoint}/config.yaml")
+    if calibration.report.get("previous"):
+        print(f"the replaced thresholds are kept in {args.checkpoint}/calibration.json under 'previous'")
+    for warning in calibration.report["warnings"]:
+        print(f"patchforensics calibrate: warning: {warning}", file=sys.stderr)
     return 0

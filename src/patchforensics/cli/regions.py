@@ -10,7 +10,7 @@ from ..explain.regions import SEGMENTERS
 def register(sub, name: str) -> None:
     p = sub.add_parser(name, help="which face regions hold the most predictive patches",
                        description="Segment each source image of a 'patches' folder into face regions, assign "
-                                   "every top patch (and a random baseline patch) to the region holding the largest "
+                                   "every top patch (and a random baseline patch) to the region of the class holding the largest "
                                    "size-normalised share of its pixels; counts, grids and a histogram.")
     p.add_argument("patches_dir", metavar="PATCHES_DIR",
                    help="results/<name>/<partition>/epoch_<which>/<dataset>/patches")
@@ -22,6 +22,10 @@ def register(sub, name: str) -> None:
     p.add_argument("-o", "--output", metavar="DIR", help="output folder (default PATCHES_DIR/regions[_bisenet])")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline patches")
     p.add_argument("--grid-max", type=int, default=225, help="patches shown per region grid (default 225)")
+    p.add_argument("--normalise", choices=["class", "region"], default="class",
+                   help="divide a patch's pixels of each fine class (left eye, right eye, …) by that class's size, "
+                        "then take the winner's region (class, the seed's rule, default); or group the classes "
+                        "into regions first and divide by the region's size (region)")
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=run)
@@ -33,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = RegionsConfig(patches_dir=args.patches_dir, segmenter=args.segmenter, bisenet_weights=args.bisenet_weights,
                         bisenet_size=args.bisenet_size, output=args.output, seed=args.seed, grid_max=args.grid_max,
-                        device=args.device, force=args.force)
+                        device=args.device, force=args.force, normalise=args.normalise)
     out = run_regions(cfg, progress=progress_enabled())
     print(format_regions(json.loads((out / "regions.json").read_text())))
     print(f"regions in {out}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import warnings
 from dataclasses import dataclass, field
@@ -35,8 +36,10 @@ Image.init()   # register every Pillow plugin now: ``Image.open(formats=…)`` l
 #: Pillow decoders tried on every file, whatever its extension. These are all
 #: in-process decoders; EPS/PDF (external programs) and rarely-seen formats are left out.
 DECODERS = tuple(f for f in ("PNG", "JPEG", "MPO", "WEBP", "BMP", "DIB", "TIFF", "GIF") if f in Image.OPEN)
-#: Refuse images above this many pixels (decompression-bomb guard; Pillow's own
-#: warning threshold, about 9459 x 9459).
+#: Refuse images with more than this many pixels (decompression-bomb guard, about
+#: 9459 x 9459; exactly this many is accepted). It is Pillow's default
+#: ``Image.MAX_IMAGE_PIXELS``, above which Pillow only warns (silenced here); Pillow
+#: itself refuses above twice that, and :func:`load_rgb` reports both with this limit.
 MAX_PIXELS = 89_478_485
 #: Refuse images whose shorter side is below this (nothing left to analyse).
 MIN_SIDE = 16
@@ -173,7 +176,10 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageLoadError(path, f"not a supported image (decoders tried: {', '.join(DECODERS)})") from None
     except Image.DecompressionBombError as e:
-        raise ImageLoadError(path, f"too large ({e}); downscale it first") from None
+        # Pillow refuses by itself above twice its warning threshold, before _check_geometry
+        # sees the size; say it with this package's limit, not Pillow's doubled one
+        claimed = re.search(r"\((\d+) pixels\)", str(e))
+        raise ImageLoadError(path, _too_large(f"{claimed.group(1)} pixels" if claimed else "its size")) from None
     except MemoryError:
         raise ImageLoadError(path, "out of memory while decoding") from None
     except OSError as e:  # truncated or corrupt data, unsupported codec, I/O error
@@ -206,13 +212,17 @@ def _check_file(path: Path) -> None:
 
 def _check_geometry(path: Path, w: int, h: int) -> None:
     if w * h > MAX_PIXELS:
-        raise ImageLoadError(path, f"too large: {w}x{h} = {w * h} pixels, above the {MAX_PIXELS}-pixel "
-                                   "limit (decompression-bomb guard); downscale it first")
+        raise ImageLoadError(path, _too_large(f"{w}x{h} = {w * h} pixels"))
     if min(w, h) < MIN_SIDE:
         raise ImageLoadError(path, f"too small: {w}x{h} pixels; need at least {MIN_SIDE} on each side")
     if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
         raise ImageLoadError(path, f"too elongated: {w}x{h} pixels, aspect ratio above "
                                    f"{MAX_ASPECT_RATIO:g}:1; crop it first")
+
+
+def _too_large(size: str) -> str:
+    return (f"too large: {size}, above the {MAX_PIXELS}-pixel limit (decompression-bomb guard); "
+            "downscale it first")
 
 
 def _apply_exif_orientation(im: Image.Image) -> Image.Image:

@@ -27,7 +27,7 @@ import csv
 import hashlib
 import io
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -103,8 +103,17 @@ class Network:
             y = y[0]
         return y.float().cpu().numpy()
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self._run(np.ascontiguousarray(x, dtype=np.float32)), dtype=np.float32)
+    def __call__(self, x: np.ndarray, hint: str = "") -> np.ndarray:
+        """Run the network on a batch; an input it cannot take (wrong latent or image
+        shape) raises ``ValueError`` naming the shape, the runtime's reason and ``hint``."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        try:
+            y = self._run(x)
+        except Exception as e:  # noqa: BLE001 - ONNX Runtime and TorchScript raise their own types
+            reason = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            raise ValueError(f"{self.path.name} failed on an input of shape {tuple(x.shape[1:])} per sample "
+                             f"({reason[:300]}){'; ' + hint if hint else ''}") from None
+        return np.asarray(y, dtype=np.float32)
 
 
 def to_unit_range(images: np.ndarray, value_range: tuple[float, float], layout: str) -> np.ndarray:
@@ -201,6 +210,9 @@ def write_generated_dataset(out: Path, n: int, generate: Callable[[np.ndarray], 
 
 
 def _validate_output_options(cfg) -> None:
+    from ..core.device import resolve_device
+
+    resolve_device(cfg.device)      # a device this machine lacks fails here, even for ONNX networks (CPU)
     require(cfg.size is None or cfg.size >= 8, "size", "must be at least 8 pixels")
     require(cfg.jpeg_quality is None or 1 <= cfg.jpeg_quality <= 100, "jpeg_quality", "must be between 1 and 100")
     require(cfg.batch_size > 0, "batch_size", "must be > 0")
@@ -258,17 +270,20 @@ def sample(cfg: SampleConfig, progress: bool = True) -> SampleResult:
         require(shape is not None, "latent_shape",
                 f"{net.path.name} does not declare its input size; pass --latent-shape, e.g. 512")
         latents = np.random.default_rng(cfg.seed).standard_normal((cfg.n, *shape)).astype(np.float32)
-    fileio.ensure_new_output(cfg.out, cfg.force)
-    n = len(latents)
-    return write_generated_dataset(
-        Path(cfg.out), n, lambda idx: to_unit_range(net(latents[idx]), cfg.value_range, cfg.layout),
-        size=cfg.size, jpeg_quality=cfg.jpeg_quality, split=cfg.split, seed=cfg.seed,
-        batch_size=cfg.batch_size, arrays={"latents": latents},
-        summary={"generator": str(net.path), "generator_sha256": _sha256(net.path),
-                 "value_range": list(cfg.value_range), "layout": cfg.layout,
-                 "latent_shape": list(latents.shape[1:]),
-                 "latent_source": cfg.latents or f"standard normal, seed {cfg.seed}"},
-        progress=progress, desc="sample")
+    hint = (f"the latents in {cfg.latents} do not fit it" if cfg.latents else
+            "pass the generator's latent shape with --latent-shape, e.g. 512 or 512,1,1")
+    # built in a temp folder that takes OUT's place when complete: a failure leaves nothing behind
+    with fileio.atomic_dir(cfg.out, cfg.force) as tmp:
+        result = write_generated_dataset(
+            tmp, len(latents), lambda idx: to_unit_range(net(latents[idx], hint), cfg.value_range, cfg.layout),
+            size=cfg.size, jpeg_quality=cfg.jpeg_quality, split=cfg.split, seed=cfg.seed,
+            batch_size=cfg.batch_size, arrays={"latents": latents},
+            summary={"generator": str(net.path), "generator_sha256": _sha256(net.path),
+                     "value_range": list(cfg.value_range), "layout": cfg.layout,
+                     "latent_shape": list(latents.shape[1:]),
+                     "latent_source": cfg.latents or f"standard normal, seed {cfg.seed}"},
+            progress=progress, desc="sample")
+    return replace(result, out=Path(cfg.out))
 
 
 # ---------------------------------------------------------------- inversion
@@ -319,7 +334,22 @@ def invert(cfg: InvertConfig, progress: bool = True) -> SampleResult:
         input_size = dims[0] if dims[0] == dims[1] else None
     require(input_size is not None, "input_size",
             f"{encoder.path.name} does not declare a square input size; pass --input-size")
-    fileio.ensure_new_output(out, cfg.force)
+    # built in a temp folder that takes OUT's place when complete: a failure leaves nothing behind
+    with fileio.atomic_dir(out, cfg.force) as tmp:
+        counts, skipped = _invert_into(tmp, cfg, paths, encoder, generator, input_size, progress)
+        fileio.write_json(tmp / "summary.json", {
+            "source": str(real), "encoder": str(encoder.path), "encoder_sha256": _sha256(encoder.path),
+            "generator": str(generator.path), "generator_sha256": _sha256(generator.path),
+            "input_size": input_size, "size": cfg.size, "jpeg_quality": cfg.jpeg_quality, "resampler": "lanczos",
+            "value_range": list(cfg.value_range), "layout": cfg.layout, "counts": counts,
+            "skipped": skipped.as_list()})
+    return SampleResult(out, counts, skipped.as_list())
+
+
+def _invert_into(out: Path, cfg: InvertConfig, paths: list[Path], encoder: Network, generator: Network,
+                 input_size: int, progress: bool) -> tuple[dict[str, int], SkipLog]:
+    """The images, ``latents.npy`` and ``manifest.csv`` of :func:`invert`, written under ``out``."""
+    real = Path(cfg.real)
     counts: dict[str, int] = {}
     skipped, rows, latent_rows = SkipLog(), [], []
     for start in tqdm(range(0, len(paths), cfg.batch_size), desc="invert", disable=not progress, unit="batch"):
@@ -334,8 +364,11 @@ def invert(cfg: InvertConfig, progress: bool = True) -> SampleResult:
             names.append(path)
         if not batch:
             continue
-        latents = encoder(from_unit_range(np.stack(batch), cfg.value_range, cfg.layout))
-        images = to_unit_range(generator(latents), cfg.value_range, cfg.layout)
+        latents = encoder(from_unit_range(np.stack(batch), cfg.value_range, cfg.layout),
+                          "pass the encoder's input side with --input-size, and check --layout")
+        images = to_unit_range(generator(latents, "the encoder's latents do not fit the generator; check that "
+                                                  "the two networks belong together"),
+                               cfg.value_range, cfg.layout)
         for path, latent, image in zip(names, latents, images):
             rel = path.relative_to(real) if path != real else Path(path.name)
             if not np.isfinite(image).all():
@@ -355,10 +388,4 @@ def invert(cfg: InvertConfig, progress: bool = True) -> SampleResult:
             with open(tmp, "wb") as f:
                 np.save(f, np.stack(latent_rows).astype(np.float32), allow_pickle=False)
     _write_csv(out / "manifest.csv", ["source", "latent_row", "output"], rows)
-    fileio.write_json(out / "summary.json", {
-        "source": str(real), "encoder": str(encoder.path), "encoder_sha256": _sha256(encoder.path),
-        "generator": str(generator.path), "generator_sha256": _sha256(generator.path),
-        "input_size": input_size, "size": cfg.size, "jpeg_quality": cfg.jpeg_quality, "resampler": "lanczos",
-        "value_range": list(cfg.value_range), "layout": cfg.layout, "counts": counts,
-        "skipped": skipped.as_list()})
-    return SampleResult(out, counts, skipped.as_list())
+    return counts, skipped

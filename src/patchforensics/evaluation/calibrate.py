@@ -20,11 +20,21 @@ when ``P(real) > t`` and fake otherwise, i.e. fake when ``p(fake) = 1 - P(real)
 ``thresholds:``, through :class:`~patchforensics.models.card.ModelCard`; ``test``
 then reports ``acc@<name>``, ``detect`` and ``visualize`` decide with them), with
 the details in ``calibration.json`` beside it.
+
+Stored thresholds are replaced only with ``force``; the replaced ones (and their
+report) are kept in ``calibration.json`` under ``previous``, and thresholds this
+run does not choose (``fpr1pct`` when calibrating ``--target-fpr 0.1``) stay. A
+threshold that flags no image or every image, or scores whose AP is near chance,
+get a warning, printed and recorded under ``warnings``. The test split is refused
+unless asked for explicitly: thresholds chosen on the test images make the test
+numbers measured on them optimistic.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -36,11 +46,13 @@ from ..data.dataset import FAKE, REAL, Sample, collect_samples, split_samples
 from ..models.card import ModelCard
 from ..scoring.engine import Engine
 from ..scoring.fastpath import FastPath
-from ..scoring.metrics import Predictions
+from ..scoring.metrics import Predictions, binary_metrics
 
 CALIBRATION_FILE = "calibration.json"
 AGGREGATION = "after_softmax"
 EER = "eer"
+#: warn when the AP (fakes positive) is less than this above chance (the fraction of fakes)
+AP_MARGIN = 0.05
 
 
 def fpr_name(target_fpr: float) -> str:
@@ -113,10 +125,12 @@ class Calibration:
 
     def describe(self) -> str:
         lines = [f"calibrated on {self.report['n_real']} real + {self.report['n_fake']} fake "
-                 f"{self.report['partition']} images ({AGGREGATION} score)"]
+                 f"{self.report['partition']} images ({AGGREGATION} score, AP {self.report['ap']:.6f})"]
         for name, r in self.report["thresholds"].items():
-            lines.append(f"  {name:<10} P(real) <= {r['p_real']:.4f}  (p(fake) >= {r['p_fake']:.4f}) -> fake;  "
-                         f"reals called fake {r['real_error']:.1%}, fakes called real {r['fake_error']:.1%}")
+            lines.append(f"  {name:<10} P(real) <= {r['p_real']:.6f}  (p(fake) >= {r['p_fake']:.6f}) -> fake;  "
+                         f"reals called fake {r['real_error']:.2%}, fakes called real {r['fake_error']:.2%}")
+        for name, t in self.report.get("kept", {}).items():
+            lines.append(f"  {name:<10} P(real) <= {t:.6f}  kept from an earlier calibration")
         return "\n".join(lines)
 
 
@@ -127,24 +141,69 @@ def choose_thresholds(p_real, labels, target_fpr: float = 0.01, partition: str =
                   fpr_name(target_fpr): fpr_threshold(p_real, labels, target_fpr)}
     names = list(thresholds)
     real_err, fake_err = _error_rates(p_real, labels, np.array([thresholds[n] for n in names]))
+    n_real, n_fake = int(np.sum(labels == REAL)), int(np.sum(labels == FAKE))
+    ap, chance = binary_metrics(p_real, labels)["ap"], n_fake / len(labels)
     report = {
         "aggregation": AGGREGATION, "partition": partition, "target_fpr": target_fpr,
-        "n_real": int(np.sum(labels == REAL)), "n_fake": int(np.sum(labels == FAKE)),
+        "n_real": n_real, "n_fake": n_fake, "ap": ap, "ap_chance": chance,
         "rule": "fake when P(real) <= p_real, i.e. when p(fake) >= p_fake",
         "thresholds": {n: {"p_real": thresholds[n], "p_fake": 1.0 - thresholds[n],
                            "real_error": float(real_err[i]), "fake_error": float(fake_err[i])}
                        for i, n in enumerate(names)},
     }
+    report["warnings"] = degeneracy_warnings(p_real, report)
     return Calibration(thresholds, report)
 
 
-def store_calibration(ckpt_dir: str | os.PathLike, calibration: Calibration) -> None:
+def degeneracy_warnings(p_real: np.ndarray, report: dict) -> list[str]:
+    """What makes these thresholds useless: one that flags no image or every image,
+    and scores that rank fakes hardly better than chance (AP within :data:`AP_MARGIN`)."""
+    out = []
+    for name, r in report["thresholds"].items():
+        flagged = int(np.sum(p_real <= r["p_real"]))
+        if flagged in (0, len(p_real)):
+            what = "no image" if flagged == 0 else "every image"
+            out.append(f"threshold {name} flags {what} as fake on the {len(p_real)} calibration images "
+                       "(the scores do not separate the classes there); do not screen with it")
+    if report["ap"] < report["ap_chance"] + AP_MARGIN:
+        out.append(f"AP {report['ap']:.6f} is near chance ({report['ap_chance']:.6f}, the fraction of fakes): "
+                   "the model hardly ranks these fakes above these reals, so no threshold will be useful")
+    return out
+
+
+def refuse_replacing(card: ModelCard, ckpt_dir: str | os.PathLike, names, force: bool) -> None:
+    """Raise :class:`~patchforensics.core.fileio.OutputExistsError` when the card already
+    holds a threshold of one of ``names`` and ``force`` is off."""
+    clash = sorted(set(names) & set(card.thresholds))
+    if clash and not force:
+        raise fileio.OutputExistsError(
+            f"{Path(ckpt_dir) / 'config.yaml'} already holds thresholds {', '.join(clash)}; pass --force to "
+            f"replace them (the old ones are kept in {CALIBRATION_FILE} under 'previous')")
+
+
+def store_calibration(ckpt_dir: str | os.PathLike, calibration: Calibration, force: bool = False) -> None:
     """Write the thresholds into the checkpoint's card (``config.yaml``) and the report
-    to ``calibration.json`` (both atomically; the card's other keys are kept)."""
+    to ``calibration.json`` (both atomically; the card's other keys are kept).
+
+    Replacing stored thresholds needs ``force``; the card's thresholds and the report
+    they came from are then appended to the new report's ``previous`` list (oldest
+    first), and stored thresholds of other names are kept (listed under ``kept``).
+    """
     ckpt_dir = Path(ckpt_dir)
     card = ModelCard.read(ckpt_dir)
-    fileio.write_json(ckpt_dir / CALIBRATION_FILE, calibration.report)
-    card.with_thresholds(calibration.thresholds).write(ckpt_dir)
+    refuse_replacing(card, ckpt_dir, calibration.thresholds, force)
+    report = dict(calibration.report)
+    if card.thresholds:
+        path = ckpt_dir / CALIBRATION_FILE
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        previous = old.pop("previous", [])
+        previous.append({"replaced": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                         "thresholds": dict(card.thresholds), "report": old or None})
+        report["kept"] = {k: v for k, v in card.thresholds.items() if k not in calibration.thresholds}
+        report["previous"] = previous
+    calibration.report = report
+    fileio.write_json(ckpt_dir / CALIBRATION_FILE, report)
+    card.with_thresholds({**card.thresholds, **calibration.thresholds}).write(ckpt_dir)
 
 
 def calibrate_predictions(preds: Predictions, target_fpr: float = 0.01, partition: str = "val") -> Calibration:
@@ -170,9 +229,15 @@ class CalibrateConfig:
     num_workers: int = 0
     device: str = "auto"
     backend: str = "auto"               # auto | torch | onnx, as everywhere
+    force: bool = False                 # replace stored thresholds (the old ones go to 'previous')
+    allow_test_split: bool = False      # calibrate on a 'test' partition all the same
 
     def validate(self) -> None:
         require(0 <= self.target_fpr < 1, "target_fpr", "is a fraction in [0, 1), e.g. 0.01 for 1%")
+        require(self.partition != "test" or self.allow_test_split, "partition",
+                "refusing to calibrate on the test split: thresholds chosen on the test images make every "
+                "number later measured on them optimistic; use val (or other held-out images), or pass "
+                "--allow-test-split if that is really what you want")
         require(bool(self.real) == bool(self.fake), "real",
                 "give both --real and --fake, or neither to use the checkpoint's validation split")
         require(self.batch_size > 0, "batch_size", "must be > 0")
@@ -183,6 +248,7 @@ def run_calibration(cfg: CalibrateConfig, progress: bool = True) -> Calibration:
     """Score the calibration images with the checkpoint, choose and store thresholds."""
     cfg.validate()
     card = ModelCard.read(cfg.checkpoint)
+    refuse_replacing(card, cfg.checkpoint, (EER, fpr_name(cfg.target_fpr)), cfg.force)   # before any scoring
     if cfg.real:
         samples, partition = collect_samples(cfg.real, cfg.fake, split=cfg.partition), cfg.partition
     else:
@@ -190,17 +256,17 @@ def run_calibration(cfg: CalibrateConfig, progress: bool = True) -> Calibration:
         partition = "val"
     engine = Engine.load(cfg.checkpoint, cfg.which_epoch, FastPath(backend=cfg.backend, cache_mb=0), cfg.device)
     return calibrate(cfg.checkpoint, engine, samples, cfg.target_fpr, partition, cfg.batch_size,
-                     cfg.num_workers, progress)
+                     cfg.num_workers, progress, cfg.force)
 
 
 def calibrate(ckpt_dir: str | os.PathLike, engine: Engine, samples: Sequence[Sample], target_fpr: float = 0.01,
               partition: str = "val", batch_size: int = 64, num_workers: int = 0,
-              progress: bool = True) -> Calibration:
+              progress: bool = True, force: bool = False) -> Calibration:
     """Score ``samples`` with ``engine`` (the checkpoint's weights to calibrate), choose
-    the thresholds and store them in ``ckpt_dir``."""
+    the thresholds and store them in ``ckpt_dir`` (see :func:`store_calibration` for ``force``)."""
     preds = engine.predict(samples, batch_size=batch_size, num_workers=num_workers, progress=progress,
                            desc="calibrate")
     calibration = calibrate_predictions(preds, target_fpr, partition)
     calibration.report["skipped"] = preds.skipped.as_list()
-    store_calibration(ckpt_dir, calibration)
+    store_calibration(ckpt_dir, calibration, force)
     return calibration

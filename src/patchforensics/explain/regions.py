@@ -1,9 +1,12 @@
 """``regions``: which face parts hold the most predictive patches.
 
-Each source image of a ``patches`` folder is segmented into face regions and
-every top patch goes to the region holding the largest share of its pixels,
-*normalised by that region's size in the image* (the seed's rule: a small
-region such as an eye wins when a patch covers much of it). The same is done
+Each source image of a ``patches`` folder is segmented into fine classes
+(left eye, right eye, left brow, …) and every top patch goes to the class
+holding the largest share of its pixels, *normalised by that class's size in
+the image*, then to that class's region (both eyes -> ``eye``): the seed's rule,
+under which a small part such as one eye wins when a patch covers much of it.
+``normalise="region"`` groups the classes first and normalises by the whole
+region's size instead (both eyes together), which favours large regions. The same is done
 for one random patch position drawn in the same image for every top patch,
 the baseline a uniform-random detector would give (with ``patches --unique``
 that is exactly one random patch per image).
@@ -61,15 +64,20 @@ from .common import CLASS_DIRS
 SEGMENTERS = ("mediapipe", "bisenet")
 
 
+NORMALISE = ("class", "region")
+
+
 class Segmenter(Protocol):
-    """Turns an RGB image into a region label map."""
+    """Turns an RGB image into a map of fine classes, each belonging to one region."""
 
     name: str
-    regions: tuple[str, ...]        # label id -> region name
-    face_regions: frozenset[int]    # ids whose presence means "a face was found"
+    classes: tuple[str, ...]        # label id -> fine class name (l_eye, r_eye, …)
+    region_of: np.ndarray           # label id -> region id, (len(classes),) integers
+    regions: tuple[str, ...]        # region id -> region name (eye, …)
+    face_regions: frozenset[int]    # region ids whose presence means "a face was found"
 
     def segment(self, rgb: np.ndarray) -> np.ndarray | None:
-        """``(H, W, 3)`` uint8 -> ``(H, W)`` uint8 label ids, or ``None`` when no face is found."""
+        """``(H, W, 3)`` uint8 -> ``(H, W)`` uint8 class ids, or ``None`` when no face is found."""
 
 
 # ----------------------------------------------------------------- mediapipe
@@ -104,7 +112,10 @@ class MediapipeSegmenter:
     """Face regions from mediapipe's face mesh + selfie segmentation (bundled models, CPU)."""
 
     name = "mediapipe"
+    classes = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "hair",
+               "neck_clothes")
     regions = ("background", "skin", "brows", "eye", "nose", "mouth", "hair", "neck_clothes")
+    region_of = np.array([0, 1, 2, 2, 3, 3, 4, 5, 6, 7])
     face_regions = frozenset({1, 2, 3, 4, 5})
 
     def __init__(self, min_detection_confidence: float = 0.3):
@@ -117,14 +128,14 @@ class MediapipeSegmenter:
         self._selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
         vertices = (lambda edges: sorted({v for e in edges for v in e}))
         self._oval = vertices(mesh.FACEMESH_FACE_OVAL)
-        # (region id, landmark indices, convex?) painted in this order over the skin
+        # (class id, landmark indices, convex?) painted in this order over the skin
         self._parts = [
-            (4, vertices(mesh.FACEMESH_NOSE), True),
-            (5, vertices(mesh.FACEMESH_LIPS), True),
+            (6, vertices(mesh.FACEMESH_NOSE), True),
+            (7, vertices(mesh.FACEMESH_LIPS), True),
             (2, _band_polygon(mesh.FACEMESH_LEFT_EYEBROW), False),
-            (2, _band_polygon(mesh.FACEMESH_RIGHT_EYEBROW), False),
-            (3, vertices(mesh.FACEMESH_LEFT_EYE), True),
-            (3, vertices(mesh.FACEMESH_RIGHT_EYE), True),
+            (3, _band_polygon(mesh.FACEMESH_RIGHT_EYEBROW), False),
+            (4, vertices(mesh.FACEMESH_LEFT_EYE), True),
+            (5, vertices(mesh.FACEMESH_RIGHT_EYE), True),
         ]
 
     @staticmethod
@@ -146,11 +157,11 @@ class MediapipeSegmenter:
         labels = np.zeros((h, w), np.uint8)
         chin_row = pts[self._oval, 1].max()
         below_chin = (np.arange(h) > chin_row)[:, None]
-        labels[person & ~below_chin] = 6
-        labels[person & below_chin] = 7
+        labels[person & ~below_chin] = 8
+        labels[person & below_chin] = 9
         labels[self._fill((h, w), pts[self._oval], True)] = 1
-        for region, idx, convex in self._parts:
-            labels[self._fill((h, w), pts[idx], convex)] = region
+        for cls, idx, convex in self._parts:
+            labels[self._fill((h, w), pts[idx], convex)] = cls
         return labels
 
     def close(self) -> None:
@@ -312,14 +323,14 @@ class BiSeNetSegmenter:
     """Face regions from a BiSeNet face parser, grouped as in the paper."""
 
     name = "bisenet"
+    classes = CELEBAMASK_CLASSES
     regions = _BISENET_REGIONS
+    region_of = np.array([_BISENET_REGIONS.index(CELEBAMASK_GROUPS[c]) for c in CELEBAMASK_CLASSES])
     face_regions = frozenset(_BISENET_REGIONS.index(r) for r in ("skin", "brows", "eye", "nose", "mouth"))
 
     def __init__(self, net: BiSeNet, input_size: int = 512, device: str | torch.device = "cpu"):
         self.net = net.to(device).eval()
         self.input_size, self.device = input_size, torch.device(device)
-        self._group_of = np.array([self.regions.index(CELEBAMASK_GROUPS[c]) for c in CELEBAMASK_CLASSES],
-                                  dtype=np.uint8)
 
     @torch.inference_mode()
     def segment(self, rgb: np.ndarray) -> np.ndarray | None:
@@ -328,8 +339,8 @@ class BiSeNetSegmenter:
         x = F.interpolate(x, (self.input_size, self.input_size), mode="bilinear", align_corners=False)
         x = ((x - _IMAGENET_MEAN) / _IMAGENET_STD).to(self.device)
         classes = self.net(x)[0].argmax(0).byte().cpu().numpy()
-        labels = cv2.resize(self._group_of[classes], (w, h), interpolation=cv2.INTER_NEAREST)
-        if not np.isin(labels, list(self.face_regions)).any():
+        labels = cv2.resize(classes, (w, h), interpolation=cv2.INTER_NEAREST)
+        if not np.isin(self.region_of[labels], list(self.face_regions)).any():
             return None
         return labels
 
@@ -338,21 +349,27 @@ class BiSeNetSegmenter:
 
 
 # ------------------------------------------------------------- assignment
-def region_shares(labels: np.ndarray, box, n_regions: int) -> np.ndarray:
-    """Per region: (pixels of the region inside ``box``) / (pixels of the region in the image).
+def region_shares(labels: np.ndarray, box, n_labels: int) -> np.ndarray:
+    """Per label: (pixels of the label inside ``box``) / (pixels of the label in the image).
 
-    ``labels``: ``(H, W)`` region ids; ``box``: (top, left, bottom, right), may leave the
-    image (outside pixels count for no region). Returns ``(n_regions,)`` in [0, 1].
+    ``labels``: ``(H, W)`` label ids; ``box``: (top, left, bottom, right), may leave the
+    image (outside pixels count for no label). Returns ``(n_labels,)`` in [0, 1].
     """
     patch = cut_box(labels.astype(np.int16), box, -1)
-    inside = np.bincount(patch[patch >= 0].ravel(), minlength=n_regions)
-    total = np.bincount(labels.ravel(), minlength=n_regions)
+    inside = np.bincount(patch[patch >= 0].ravel(), minlength=n_labels)
+    total = np.bincount(labels.ravel(), minlength=n_labels)
     return inside / np.maximum(total, 1)
 
 
-def assign_region(labels: np.ndarray, box, n_regions: int) -> int:
-    """The region with the largest size-normalised share of ``box`` (the seed's rule)."""
-    return int(np.argmax(region_shares(labels, box, n_regions)))
+def assign_region(labels: np.ndarray, box, region_of: np.ndarray, normalise: str = "class") -> int:
+    """The region of ``box``: the fine class (``labels``' ids) with the largest share of
+    its own pixels inside the box, mapped to its region by ``region_of`` (the seed's
+    rule, ``normalise="class"``); or, with ``normalise="region"``, the region with the
+    largest share of its pixels after grouping (both eyes counted as one region)."""
+    region_of = np.asarray(region_of)
+    if normalise == "class":
+        return int(region_of[np.argmax(region_shares(labels, box, len(region_of)))])
+    return int(np.argmax(region_shares(region_of[labels], box, int(region_of.max()) + 1)))
 
 
 # ----------------------------------------------------------------- config
@@ -370,9 +387,12 @@ class RegionsConfig:
     examples: int = 4
     device: str = "auto"
     force: bool = False
+    normalise: str = "class"        # class: the seed's per-class normalisation; region: group first
 
     def validate(self) -> None:
+        resolve_device(self.device)     # a device this machine lacks fails here, even for mediapipe (CPU)
         require(self.segmenter in SEGMENTERS, "segmenter", f"choose one of {', '.join(SEGMENTERS)}")
+        require(self.normalise in NORMALISE, "normalise", f"choose one of {', '.join(NORMALISE)}")
         require(self.bisenet_size >= 32, "bisenet_size", "must be >= 32 pixels")
         require(self.grid_max > 0, "grid_max", "must be > 0")
         require(self.examples >= 0, "examples", "must be >= 0")
@@ -412,10 +432,9 @@ def run_regions(cfg: RegionsConfig, segmenter: Segmenter | None = None, progress
     boxes = np.load(Path(cfg.patches_dir) / "boxes.npy", allow_pickle=False)    # (H', W', 4)
     grid_h, grid_w = boxes.shape[:2]
     rng = np.random.default_rng(cfg.seed)
-    n_regions = len(segmenter.regions)
     skipped = SkipLog()
     summary: dict = {"segmenter": segmenter.name, "regions": list(segmenter.regions), "seed": cfg.seed,
-                     "patches_dir": str(cfg.patches_dir), "classes": {}}
+                     "normalise": cfg.normalise, "patches_dir": str(cfg.patches_dir), "classes": {}}
     rows, examples = [], {}
     try:
         for cls, data in sets.items():
@@ -438,10 +457,11 @@ def run_regions(cfg: RegionsConfig, segmenter: Segmenter | None = None, progress
                     no_face.append(f)
                     continue
                 if len(examples.get(cls, [])) < cfg.examples:
-                    examples.setdefault(cls, []).append((rgb, labels))
+                    examples.setdefault(cls, []).append((rgb, segmenter.region_of[labels]))
                 for i in idx:
-                    top[i] = assign_region(labels, data["box"][i], n_regions)
-                    random[i] = assign_region(labels, boxes[tuple(random_pos[i])], n_regions)
+                    top[i] = assign_region(labels, data["box"][i], segmenter.region_of, cfg.normalise)
+                    random[i] = assign_region(labels, boxes[tuple(random_pos[i])], segmenter.region_of,
+                                              cfg.normalise)
             summary["classes"][cls] = class_summary(segmenter.regions, top, random, no_face, files)
             for i, f in enumerate(files):
                 rows.append([cls, i, f, *data["pos"][i], _name(segmenter.regions, top[i]), *random_pos[i],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,13 +117,17 @@ def read_legacy_pth(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 
 
 def _unpickler_reason(e: Exception) -> str:
-    """The informative line of torch's weights-only refusal, e.g. ``Trying to load
-    unsupported GLOBAL posix.system``, without its boilerplate."""
-    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
-    lines = [line.strip() for line in str(e).splitlines()
-             if line.strip() and not line.strip().startswith(boilerplate)]
-    detail = (lines[0] if lines else type(e).__name__).removeprefix("WeightsUnpickler error:").strip()
-    return (detail or type(e).__name__)[:200]
+    """The informative sentence of torch's weights-only refusal, e.g. ``Unsupported global:
+    GLOBAL posix.system was not an allowed global by default``: never torch's advice around
+    it (re-running with ``weights_only=False``, or allow-listing the global), which would
+    tell a user how to run the very code that was refused."""
+    text = str(e)
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    detail = found.group(1) if found else next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    detail = detail.split(". ")[0].strip().rstrip(".")
+    if not detail or re.search(r"weights_only|safe_globals|trust", detail):
+        detail = type(e).__name__
+    return detail[:200]
 
 
 def load_legacy_pth(path: str | os.PathLike) -> dict[str, torch.Tensor]:

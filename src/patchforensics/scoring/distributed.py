@@ -85,7 +85,7 @@ def _pick_device(device: str, local_rank: int) -> torch.device:
             raise ValueError(f"LOCAL_RANK {local_rank} has no GPU ({torch.cuda.device_count()} visible); "
                              "start at most one process per GPU (--nproc-per-node)")
         return torch.device("cuda", local_rank)
-    return torch.device(device)
+    return resolve_device(device)
 
 
 def setup(device: str = "auto") -> DistContext:

@@ -443,8 +443,11 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     write_summary("finished")
     if main:
         # decision thresholds on the validation split, scored as the validation passes were
-        calibrate(ckpt_dir, Engine.load(ckpt_dir, "bestval", fast, device, ctx.local_world_size), val_samples,
-                  batch_size=max(cfg.batch_size, 64), num_workers=cfg.num_workers, progress=progress)
+        calibration = calibrate(ckpt_dir, Engine.load(ckpt_dir, "bestval", fast, device, ctx.local_world_size),
+                                val_samples, batch_size=max(cfg.batch_size, 64), num_workers=cfg.num_workers,
+                                progress=progress, force=True)   # an earlier run's thresholds go to 'previous'
+        for warning in calibration.report["warnings"]:          # also in calibration.json
+            _log_line(f"calibration warning: {warning}", progress)
     return _result(name, ckpt_dir, progress_state, skipped)
 
 
