@@ -63,12 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()     # a closed pipe shows here, not at exit where it cannot be handled
         return status
     except BrokenPipeError:
-        # the reader went away (``patchforensics models | head -1``): stop quietly, as the
-        # Python docs advise (signal module, "Note on SIGPIPE"): point stdout at devnull so
-        # that the interpreter's final flush does not raise again
+        # the reader went away (``patchforensics models | head -1``): point stdout at devnull,
+        # as the Python docs advise (signal module, "Note on SIGPIPE"), so that the
+        # interpreter's final flush does not raise again; one line on stderr, exit 2 like
+        # every other stop the user can act on
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        print(f"patchforensics {args.command}: output closed early (broken pipe); the rest was not "
+              "written (send it to a file to keep all of it)", file=sys.stderr)
+        return 2
     except (ConfigError, FileNotFoundError, NotADirectoryError, OutputExistsError, ValueError) as e:
         print(f"patchforensics {args.command}: error: {e}", file=sys.stderr)
         return 2
