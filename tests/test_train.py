@@ -135,3 +135,36 @@ def test_default_training_crop_depends_on_the_kind_of_model():
     assert chosen.random_crop is False
     assert TrainConfig(model="xception_block2", load_size=48).fine_size == 48
     assert TrainConfig().experiment_name() == "xception_block2_size128"
+
+
+@pytest.fixture
+def leaky_dirs(small_face_dirs, tmp_path):
+    """The small subsets, with two real training images also present (renamed) in val/ and test/."""
+    root = tmp_path / "leaky"
+    for kind in ("real", "fake"):
+        for split in ("train", "val", "test"):
+            (root / kind / split).mkdir(parents=True)
+            for p in sorted((small_face_dirs[kind] / split).iterdir())[:12]:
+                (root / kind / split / p.name).symlink_to(p.resolve())
+    train_files = sorted((root / "real" / "train").iterdir())
+    (root / "real" / "val" / "zz_copy.png").write_bytes(train_files[0].read_bytes())
+    (root / "real" / "test" / "zz_copy.png").write_bytes(train_files[1].read_bytes())
+    return {"real": root / "real", "fake": root / "fake"}
+
+
+def test_training_refuses_images_also_held_out(leaky_dirs, tmp_path, capsys):
+    from patchforensics.cli import main as cli_main
+
+    cfg = _cfg(leaky_dirs, tmp_path, max_epochs=1, max_per_class=8, model="resnet18_layer1")
+    with pytest.raises(ValueError, match="2 training image.*zz_copy.png.*--allow-leak"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "ck").exists()                       # refused before anything was written
+    argv = ["train", "--real", str(leaky_dirs["real"]), "--fake", str(leaky_dirs["fake"]), "--model",
+            "resnet18_layer1", "--checkpoints-dir", str(tmp_path / "ck"), "--runs-dir", str(tmp_path / "runs")]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "real/val/zz_copy.png" in err and "real/test/zz_copy.png" in err
+    # --allow-leak: trains, with a warning naming the copies
+    train(_cfg(leaky_dirs, tmp_path, max_epochs=1, max_per_class=8, model="resnet18_layer1", allow_leak=True),
+          progress=False)
+    assert "warning: 2 training image(s)" in capsys.readouterr().err

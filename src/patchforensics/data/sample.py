@@ -27,7 +27,7 @@ import csv
 import hashlib
 import io
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -258,17 +258,18 @@ def sample(cfg: SampleConfig, progress: bool = True) -> SampleResult:
         require(shape is not None, "latent_shape",
                 f"{net.path.name} does not declare its input size; pass --latent-shape, e.g. 512")
         latents = np.random.default_rng(cfg.seed).standard_normal((cfg.n, *shape)).astype(np.float32)
-    fileio.ensure_new_output(cfg.out, cfg.force)
     n = len(latents)
-    return write_generated_dataset(
-        Path(cfg.out), n, lambda idx: to_unit_range(net(latents[idx]), cfg.value_range, cfg.layout),
-        size=cfg.size, jpeg_quality=cfg.jpeg_quality, split=cfg.split, seed=cfg.seed,
-        batch_size=cfg.batch_size, arrays={"latents": latents},
-        summary={"generator": str(net.path), "generator_sha256": _sha256(net.path),
-                 "value_range": list(cfg.value_range), "layout": cfg.layout,
-                 "latent_shape": list(latents.shape[1:]),
-                 "latent_source": cfg.latents or f"standard normal, seed {cfg.seed}"},
-        progress=progress, desc="sample")
+    with fileio.atomic_dir(cfg.out, cfg.force) as tmp:   # --force replaces OUT whole, never merges into it
+        result = write_generated_dataset(
+            tmp, n, lambda idx: to_unit_range(net(latents[idx]), cfg.value_range, cfg.layout),
+            size=cfg.size, jpeg_quality=cfg.jpeg_quality, split=cfg.split, seed=cfg.seed,
+            batch_size=cfg.batch_size, arrays={"latents": latents},
+            summary={"generator": str(net.path), "generator_sha256": _sha256(net.path),
+                     "value_range": list(cfg.value_range), "layout": cfg.layout,
+                     "latent_shape": list(latents.shape[1:]),
+                     "latent_source": cfg.latents or f"standard normal, seed {cfg.seed}"},
+            progress=progress, desc="sample")
+    return replace(result, out=Path(cfg.out))
 
 
 # ---------------------------------------------------------------- inversion

@@ -22,7 +22,8 @@ from ..core import fileio
 from ..core.config import ConfigError, require, to_dict
 from ..core.heatmap import heatmap_figure
 from ..core.imageio import ImageLoadError, NoUsableImagesError, SkipLog, load_rgb
-from ..data.dataset import FAKE, LABEL_NAMES, REAL, EpochSampler, collect_samples, make_loader, split_samples
+from ..data.dataset import (FAKE, LABEL_NAMES, REAL, EpochSampler, collect_samples, duplicate_pairs,
+                            held_out_samples, make_loader, split_samples)
 from ..data.transforms import TransformConfig, eval_transform, train_transform
 from ..evaluation.calibrate import calibrate
 from ..models import INIT_TYPES, SEED_INIT_GAIN, check_model_name, create_model, is_patch_model
@@ -98,6 +99,7 @@ class TrainConfig:
     cache_mb: int = 2048                              # decoded-image cache; 0 = decode every time
     threads: int = 0                                  # intra-op threads per process; 0 = one per core
     compile: bool = False                             # torch.compile the model (slow to compile on CPU)
+    allow_leak: bool = False                          # only warn when a training image is also held out
 
     def __post_init__(self) -> None:
         if self.fine_size is None or self.random_crop is None:
@@ -213,6 +215,21 @@ def check_inputs(cfg: TrainConfig) -> None:
     collect_samples(cfg.real, cfg.fake)
 
 
+def check_leaks(train_samples, held_out, allow: bool, report: bool = True) -> None:
+    """Refuse (``ValueError``), or with ``allow`` only warn on stderr, when a training file
+    is byte-identical to a validation or test file: its scores there would be inflated."""
+    pairs = duplicate_pairs(train_samples, held_out)
+    if not pairs:
+        return
+    shown = "; ".join(f"{a} = {b}" for a, b in pairs[:3]) + (" …" if len(pairs) > 3 else "")
+    what = f"{len(pairs)} training image(s) also in the validation/test folders (identical files): {shown}"
+    if not allow:
+        raise ValueError(f"{what}; remove the copies (e.g. rebuild the folders with 'prepare --force') "
+                         "or pass --allow-leak to train anyway")
+    if report:
+        print(f"warning: {what} (--allow-leak)", file=sys.stderr, flush=True)
+
+
 def patch_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of every patch against its image's label: logits ``(N, 2, H', W')``,
     labels ``(N,)``; the mean over all ``N * H' * W'`` patches."""
@@ -293,6 +310,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
             f"{ckpt_dir} already holds a run; pass --resume to continue it, --force to start over, "
             "or choose another --name/--suffix")
     train_samples, val_samples = split_samples(cfg.real, cfg.fake, cfg.max_per_class)
+    check_leaks(train_samples, val_samples + held_out_samples(cfg.real, cfg.fake), cfg.allow_leak, main)
     distributed.barrier(ctx)   # every process has seen the folder as it was before rank 0 writes
     device = ctx.device
     fast = cfg.fast_path()
