@@ -94,3 +94,36 @@ def test_models_lists_every_model_with_its_field(capsys):
             assert cells[1] == "full"
     assert rows["xception_block2"][2:] == ["43", "8", "12x12"]      # the README's field, at 96 px
     assert main(["models", "--size", "0"]) == 2
+
+
+@pytest.mark.parametrize("command", ["test", "patches", "visualize", "calibrate"])
+def test_unknown_partition_is_refused_naming_the_splits(command, small_face_dirs, trained_checkpoint, tmp_path,
+                                                        capsys):
+    """A misspelt --partition used to score every image of the folders, training images included."""
+    argv = [command, str(trained_checkpoint), "--real", str(small_face_dirs["real"]), "--fake",
+            str(small_face_dirs["fake"]), "--partition", "tset"]
+    if command != "calibrate":
+        argv += ["--dataset-name", "x", "--results-dir", str(tmp_path / "results")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"no subfolder 'tset' in {small_face_dirs['real']}; it has train, val, test" in err
+    assert err.count("\n") == 1 and not (tmp_path / "results").exists()
+
+
+def test_a_flat_folder_is_used_whole_and_a_partial_one_is_refused(small_face_dirs, tmp_path):
+    from patchforensics.data.dataset import collect_samples, split_samples
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in sorted((small_face_dirs["fake"] / "test").iterdir())[:5]:
+        (flat / p.name).symlink_to(p.resolve())
+    samples = collect_samples([small_face_dirs["real"]], [flat], split="test")
+    assert sum(s.label == 0 for s in samples) == 5                           # no split subfolders: used whole
+    assert sum(s.label == 1 for s in samples) == 30                          # the reals' test/ only
+    only_test = tmp_path / "only_test"
+    (only_test / "test").mkdir(parents=True)
+    (only_test / "test" / "a.png").symlink_to(next(flat.iterdir()).resolve())
+    with pytest.raises(ValueError, match="it has test"):
+        collect_samples([only_test], [flat], split="val")
+    with pytest.raises(ValueError, match="not both train/ and val/"):
+        split_samples([only_test], [flat])                                   # train must not read test/
