@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from patchforensics.cli import main
@@ -127,3 +128,32 @@ def test_a_flat_folder_is_used_whole_and_a_partial_one_is_refused(small_face_dir
         collect_samples([only_test], [flat], split="val")
     with pytest.raises(ValueError, match="not both train/ and val/"):
         split_samples([only_test], [flat])                                   # train must not read test/
+
+
+def test_results_record_and_are_keyed_on_the_effective_precision_and_backend(trained_checkpoint, small_face_dirs,
+                                                                            tmp_path, capsys):
+    """'test --bf16 off' after a bf16 run used to return the cached bf16 results without a word."""
+    from patchforensics.models.card import ModelCard
+    from patchforensics.scoring.fastpath import cpu_kind
+    from patchforensics.training.train import TrainConfig
+
+    args = ["test", str(trained_checkpoint), "--real", str(small_face_dirs["real"]), "--fake",
+            str(small_face_dirs["fake"]), "--dataset-name", "small", "--results-dir", str(tmp_path),
+            "--backend", "torch"]
+    metrics_file = tmp_path / trained_checkpoint.name / "test" / "epoch_bestval" / "small" / "metrics.json"
+    runs = {}
+    for bf16 in ("on", "off", "off"):
+        assert main(args + ["--bf16", bf16]) == 0
+        runs.setdefault(bf16, []).append((json.loads(metrics_file.read_text()), capsys.readouterr().err))
+    (bf16_run, err_on), = runs["on"]
+    (fp32_run, err_first), (again, err_again) = runs["off"]
+    assert bf16_run["runtime"] == {"precision": "bf16", "backend": "torch", "device": "cpu", "cpu": cpu_kind()}
+    assert fp32_run["runtime"]["precision"] == "fp32" and fp32_run["key"]["precision"] == "fp32"
+    assert fp32_run["metrics"] != bf16_run["metrics"]                   # recomputed, not the bf16 numbers
+    assert "reusing" not in err_on + err_first
+    assert again == fp32_run and "reusing the results in" in err_again and "fp32 on torch" in err_again
+    # config.yaml says what training really ran with, not just 'bf16: auto'
+    card = ModelCard.read(trained_checkpoint)
+    assert card.options["bf16"] == "auto" and card.runtime["cpu"] == cpu_kind()
+    assert card.runtime["precision"] == ("bf16" if cpu_kind().startswith(("amx_bf16", "avx512_bf16")) else "fp32")
+    assert TrainConfig(bf16="on").runtime(torch.device("cpu"))["precision"] == "bf16"

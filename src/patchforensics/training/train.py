@@ -32,7 +32,8 @@ from ..models.checkpoint import (RESUME_FILE, load_training_state, save_training
                                  weights_path)
 from ..scoring import distributed
 from ..scoring.engine import Engine
-from ..scoring.fastpath import FastPath, autocast, configure_runtime, make_dataset, memory_format
+from ..scoring.fastpath import (FastPath, autocast, configure_runtime, effective_precision, inference_backend,
+                                make_dataset, memory_format, runtime_info)
 from ..scoring.metrics import AGGREGATIONS
 
 LR_POLICIES = ("constant", "plateau", "cosine")
@@ -170,11 +171,18 @@ class TrainConfig:
                         backend=self.backend, cache_mb=self.cache_mb, threads=self.threads,
                         compile=self.compile)
 
-    def card(self, name: str) -> ModelCard:
-        """The model card of a run of this config named ``name`` (no thresholds yet)."""
+    def card(self, name: str, runtime: dict[str, str] | None = None) -> ModelCard:
+        """The model card of a run of this config named ``name`` (no thresholds yet);
+        ``runtime``: what it runs with (:meth:`runtime`)."""
         options = {k: v for k, v in to_dict(self).items() if k not in ("model", "load_size", "fine_size")}
         return ModelCard(name=name, architecture=self.model, load_size=self.load_size,
-                         fine_size=self.fine_size, options=options)
+                         fine_size=self.fine_size, options=options, runtime=runtime or {})
+
+    def runtime(self, device: torch.device) -> dict[str, str]:
+        """The effective training precision (``bf16`` resolved for ``device``), the backend of
+        the validation passes, the device and the CPU kind: results depend on them."""
+        fast = self.fast_path()
+        return runtime_info(effective_precision(fast, device), inference_backend(fast, device), device)
 
     def transform_config(self) -> TransformConfig:
         return TransformConfig(self.load_size, self.fine_size, self.flip, self.random_crop,
@@ -324,6 +332,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999),
                                   weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg)
+    card = cfg.card(name, cfg.runtime(device))
     progress_state: dict[str, Any] = {"epoch": 1, "step_in_epoch": 0, "global_step": 0,
                                       "best_metric": -math.inf, "best_epoch": 0, "history": []}
     if main:
@@ -331,14 +340,13 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     if resume:
         progress_state = load_training_state(resume_file, model, optimizer, scheduler)
     elif main:
-        cfg.card(name).write(ckpt_dir)
+        card.write(ckpt_dir)
         for stale in ckpt_dir.glob("*.safetensors"):   # --force: the old run's files go
             stale.unlink()
 
     from torch.utils.tensorboard import SummaryWriter
     writer = SummaryWriter(log_dir=str(Path(cfg.runs_dir) / name)) if main else _NoWriter()
     tcfg = cfg.transform_config()
-    card = cfg.card(name)
     dataset = make_dataset(train_samples, train_transform(tcfg), tcfg, fast, training=True,
                            seed=cfg.seed, progress=progress, desc="decode train")
     val_positions = distributed.shard(range(len(val_samples)), ctx)
