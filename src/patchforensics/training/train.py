@@ -6,6 +6,7 @@ broadcast to all output positions), as in the seed.
 """
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -27,7 +28,7 @@ from ..data.dataset import (FAKE, LABEL_NAMES, REAL, EpochSampler, collect_sampl
 from ..data.transforms import TransformConfig, eval_transform, train_transform
 from ..evaluation.calibrate import calibrate
 from ..models import INIT_TYPES, SEED_INIT_GAIN, check_model_name, create_model, is_patch_model
-from ..models.card import ModelCard
+from ..models.card import ModelCard, training_options
 from ..models.checkpoint import (RESUME_FILE, load_training_state, save_training_state, save_weights,
                                  weights_path)
 from ..scoring import distributed
@@ -190,6 +191,31 @@ class TrainConfig:
                                is_patch_model(self.model))
 
 
+#: options that may differ on ``--resume`` (docs/reliability.md): where and how fast the run goes,
+#: how often it saves, and how long it trains (``max_epochs``, except under the cosine schedule,
+#: which it lays out). Any other difference (data, model, recipe) is refused.
+RESUME_MAY_CHANGE = frozenset({"max_epochs", "num_workers", "threads", "cache_mb", "compile", "device",
+                               "checkpoints_dir", "runs_dir", "save_epoch_freq", "save_latest_freq",
+                               "allow_leak"})
+#: what ``--resume`` compares of what a run really ran with (the CPU model may change)
+RESUME_RUNTIME_KEYS = ("precision", "backend", "device")
+
+
+def resume_differences(cfg: TrainConfig, name: str, ckpt_dir: Path, runtime: dict[str, str]) -> list[str]:
+    """``option: old -> new`` for each option (or effective runtime) that ``cfg`` changes
+    against the run in ``ckpt_dir``. Options the stored config predates are not compared;
+    the name templates are not (they picked this folder)."""
+    stored = ModelCard.read(ckpt_dir)
+    old, new = (json.loads(json.dumps(training_options(card.to_dict()), default=str))
+                for card in (stored, cfg.card(name)))
+    may_change = RESUME_MAY_CHANGE - ({"max_epochs"} if cfg.lr_policy == "cosine" else set())
+    lines = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(old.keys() & new.keys())
+             if k not in may_change and k not in ("name", "suffix", "prefix") and old[k] != new[k]]
+    lines += [f"{k} (effective): {stored.runtime[k]} -> {runtime[k]}" for k in RESUME_RUNTIME_KEYS
+              if k in stored.runtime and stored.runtime[k] != runtime[k]]
+    return lines
+
+
 @dataclass
 class TrainResult:
     name: str
@@ -313,6 +339,13 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     resume_file = ckpt_dir / RESUME_FILE
     if resume and not resume_file.is_file():
         raise FileNotFoundError(f"--resume: {resume_file} not found; start without --resume")
+    runtime = cfg.runtime(ctx.device)
+    changed = resume_differences(cfg, name, ckpt_dir, runtime) if resume else []
+    if changed:
+        raise ConfigError(f"--resume: {ckpt_dir} was trained with other data or options; resume with the same "
+                          "ones (only " + ", ".join(sorted(RESUME_MAY_CHANGE)) + " may change), or start a new "
+                          "run (another --suffix, or --force):\n  " + "\n  ".join(changed))
+    finished = resume and _summary_status(ckpt_dir) == "finished"
     if not resume and ckpt_dir.exists() and any(ckpt_dir.glob("*.safetensors")) and not force:
         raise fileio.OutputExistsError(
             f"{ckpt_dir} already holds a run; pass --resume to continue it, --force to start over, "
@@ -332,7 +365,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999),
                                   weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg)
-    card = cfg.card(name, cfg.runtime(device))
+    card = cfg.card(name, runtime)
     progress_state: dict[str, Any] = {"epoch": 1, "step_in_epoch": 0, "global_step": 0,
                                       "best_metric": -math.inf, "best_epoch": 0, "history": []}
     if main:
@@ -367,13 +400,14 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
         if main:
             save_training_state(resume_file, model, optimizer, scheduler, progress_state)
 
-    def write_summary(status: str) -> None:
-        if not main:
-            return
+    def write_summary(status: str) -> bool:
+        if not main or (finished and status != "finished"):   # a failed resume leaves a finished run as it was
+            return False
         fileio.write_json(ckpt_dir / "train_summary.json", {
             "name": name, "status": status, "best_epoch": progress_state["best_epoch"],
             "best_metric": progress_state["best_metric"], "val_metric": cfg.val_metric,
             "history": progress_state["history"], "skipped": skipped.as_list()})
+        return True
 
     epoch = progress_state["epoch"]
     while cfg.max_epochs is None or epoch <= cfg.max_epochs:
@@ -474,6 +508,14 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     return _result(name, ckpt_dir, progress_state, skipped)
 
 
+def _summary_status(ckpt_dir: Path) -> str | None:
+    """The ``status`` of the run's ``train_summary.json`` (None when there is none)."""
+    try:
+        return json.loads((ckpt_dir / "train_summary.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def epoch_line(epoch: int, max_epochs: int | None, train_loss: float, val_metric: str, score: float,
                state: dict[str, Any], lr: float, seconds: float) -> str:
     """One log line per epoch: epoch, mean training loss, validation metric (and the
@@ -513,9 +555,11 @@ def _require_both_classes(labels_seen: set, what: str, skipped: SkipLog, write_s
     image of a class failed to load: there is nothing left to learn or measure."""
     missing = [LABEL_NAMES[c] for c in (REAL, FAKE) if c not in labels_seen]
     if missing:
-        write_summary("failed: no usable " + " or ".join(missing) + f" {what} images")
+        written = write_summary("failed: no usable " + " or ".join(missing) + f" {what} images")
+        where = "listed in train_summary.json" if written or not skipped.skipped else \
+            "e.g. " + ": ".join(skipped.skipped[0])
         raise NoUsableImagesError(f"no readable {' or '.join(missing)} {what} images "
-                                  f"({len(skipped)} files skipped, listed in train_summary.json)")
+                                  f"({len(skipped)} files skipped, {where})")
 
 
 def _split_metric(val_metric: str) -> tuple[str, str]:
