@@ -188,3 +188,21 @@ def test_cli(nets, tmp_path, capsys):
     assert main(["invert", str(nets["root"] / "enc.onnx"), str(nets["root"] / "gen.onnx"), str(real),
                  str(tmp_path / "i"), "--input-size", "16", "--size", "0"]) == 0
     assert Image.open(tmp_path / "i" / "a.png").size == (RES, RES)
+
+
+def test_force_replaces_sample_and_invert_outputs(nets, tmp_path):
+    from conftest import pngs
+
+    gen = str(nets["root"] / "gen.onnx")
+    assert main(["sample", gen, str(tmp_path / "s"), "-n", "8", "--size", "16", "--seed", "0"]) == 0
+    assert main(["sample", gen, str(tmp_path / "s"), "-n", "4", "--size", "16", "--seed", "1", "--force"]) == 0
+    assert len(pngs(tmp_path / "s")) == 4
+    real = tmp_path / "r"
+    real.mkdir()
+    for name in ("a", "b"):
+        Image.new("RGB", (40, 40), (200, 10, 10)).save(real / f"{name}.png")
+    args = ["invert", str(nets["root"] / "enc.onnx"), gen, str(real), str(tmp_path / "i"), "--input-size", "16"]
+    assert main(args) == 0
+    (real / "b.png").unlink()
+    assert main(args + ["--force"]) == 0
+    assert pngs(tmp_path / "i") == ["a.png"]

@@ -320,7 +320,14 @@ def invert(cfg: InvertConfig, progress: bool = True) -> SampleResult:
         input_size = dims[0] if dims[0] == dims[1] else None
     require(input_size is not None, "input_size",
             f"{encoder.path.name} does not declare a square input size; pass --input-size")
-    fileio.ensure_new_output(out, cfg.force)
+    with fileio.atomic_dir(out, cfg.force) as tmp:   # --force replaces OUT whole, never merges into it
+        result = _invert_into(cfg, paths, encoder, generator, input_size, tmp, progress)
+    return replace(result, out=out)
+
+
+def _invert_into(cfg: InvertConfig, paths: list[Path], encoder: Network, generator: Network, input_size: int,
+                 out: Path, progress: bool) -> SampleResult:
+    real = Path(cfg.real)
     counts: dict[str, int] = {}
     skipped, rows, latent_rows = SkipLog(), [], []
     for start in tqdm(range(0, len(paths), cfg.batch_size), desc="invert", disable=not progress, unit="batch"):
