@@ -152,6 +152,14 @@ def test_results_record_and_are_keyed_on_the_effective_precision_and_backend(tra
     assert fp32_run["metrics"] != bf16_run["metrics"]                   # recomputed, not the bf16 numbers
     assert "reusing" not in err_on + err_first
     assert again == fp32_run and "reusing the results in" in err_again and "fp32 on torch" in err_again
+    # visualize reuses test's scores.csv under the same rule
+    from patchforensics.explain.visualize import _stored_scores
+    from patchforensics.scoring.fastpath import FastPath
+
+    samples = collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], split="test")
+    for bf16, reused in (("off", True), ("on", False)):
+        engine = Engine.load(trained_checkpoint, fast=FastPath(backend="torch", bf16=bf16), device="cpu")
+        assert (_stored_scores(metrics_file.parent, engine, samples, []) is not None) == reused
     # config.yaml says what training really ran with, not just 'bf16: auto'
     card = ModelCard.read(trained_checkpoint)
     assert card.options["bf16"] == "auto" and card.runtime["cpu"] == cpu_kind()

@@ -84,6 +84,16 @@ def results_dir_for(results_root: str | os.PathLike, name: str, partition: str, 
 SCORE_CONVENTION = "p_fake; ap = fake positive; ap_real_positive = seed"
 
 
+#: what an engine ran with that scores depend on (bf16 vs fp32 moved a validation AP from 0.53
+#: to 0.77); part of the cache key, so results of another precision/backend/device are recomputed
+RUNTIME_KEYS = ("precision", "backend", "device", "cpu")
+
+
+def same_runtime(key: dict, engine: Engine) -> bool:
+    """Whether results stored under ``key`` were computed as ``engine`` would compute them."""
+    return all(key.get(k) == engine.runtime[k] for k in RUNTIME_KEYS)
+
+
 def run_test(cfg: TestConfig, engine: Engine | None = None, progress: bool = True) -> tuple[dict, Path]:
     """Evaluate one (real, fake) dataset; returns ``(metrics, results_folder)``.
 
@@ -111,8 +121,7 @@ def _run_test(cfg: TestConfig, ctx: distributed.DistContext, engine: Engine | No
     key = {"weights_sha256": fileio.file_sha256(engine.weights_file), "real": [str(r) for r in cfg.real],
            "fake": [str(f) for f in cfg.fake], "corruptions": [str(c) for c in corruptions],
            "thresholds": dict(card.thresholds), "convention": SCORE_CONVENTION,
-           # scores differ with them (bf16 vs fp32 moved a validation AP from 0.53 to 0.77)
-           **{k: runtime[k] for k in ("precision", "backend", "device", "cpu")}}
+           **{k: runtime[k] for k in RUNTIME_KEYS}}
     metrics_file = out_dir / "metrics.json"
     if metrics_file.is_file() and not cfg.force:
         old = json.loads(metrics_file.read_text())
