@@ -60,7 +60,7 @@ def data_dir(root: str | os.PathLike, split: str | None) -> Path:
         return root / split
     if split and split_subfolders(root):
         raise ValueError(f"no subfolder {split!r} in {root}; it has {', '.join(split_subfolders(root))}: "
-                         "pass one of those as --partition")
+                         "choose one of those")
     return root
 
 
@@ -258,9 +258,11 @@ def duplicate_pairs(train: Sequence[Sample], held_out: Sequence[Sample]) -> list
         out: dict[int, list[str]] = {}
         for s in samples:
             try:
-                out.setdefault(os.stat(s.path).st_size, []).append(s.path)
+                size = os.stat(s.path).st_size
             except OSError:          # unreadable: training reports it when it loads the file
-                pass
+                continue
+            if size:                 # empty files are no image (training reports them too)
+                out.setdefault(size, []).append(s.path)
         return out
 
     def digest(path: str) -> str | None:
