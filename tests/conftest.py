@@ -87,3 +87,8 @@ def plain_background_face() -> Path:
         a = np.asarray(Image.open(path).convert("L"), dtype=float)
         return float(a[:10, :10].std() + a[40:80, :6].std())
     return min(sorted((FACES / "ffhq" / "val").glob("*.png")), key=unevenness)
+
+
+def pngs(folder: Path) -> list[str]:
+    """Every PNG under ``folder``, as sorted paths relative to it (what a data builder left there)."""
+    return sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*.png"))

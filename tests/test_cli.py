@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from patchforensics.cli import main
@@ -94,3 +95,73 @@ def test_models_lists_every_model_with_its_field(capsys):
             assert cells[1] == "full"
     assert rows["xception_block2"][2:] == ["43", "8", "12x12"]      # the README's field, at 96 px
     assert main(["models", "--size", "0"]) == 2
+
+
+@pytest.mark.parametrize("command", ["test", "patches", "visualize", "calibrate"])
+def test_unknown_partition_is_refused_naming_the_splits(command, small_face_dirs, trained_checkpoint, tmp_path,
+                                                        capsys):
+    """A misspelt --partition used to score every image of the folders, training images included."""
+    argv = [command, str(trained_checkpoint), "--real", str(small_face_dirs["real"]), "--fake",
+            str(small_face_dirs["fake"]), "--partition", "tset"]
+    if command != "calibrate":
+        argv += ["--dataset-name", "x", "--results-dir", str(tmp_path / "results")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"no subfolder 'tset' in {small_face_dirs['real']}; it has train, val, test" in err
+    assert err.count("\n") == 1 and not (tmp_path / "results").exists()
+
+
+def test_a_flat_folder_is_used_whole_and_a_partial_one_is_refused(small_face_dirs, tmp_path):
+    from patchforensics.data.dataset import collect_samples, split_samples
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in sorted((small_face_dirs["fake"] / "test").iterdir())[:5]:
+        (flat / p.name).symlink_to(p.resolve())
+    samples = collect_samples([small_face_dirs["real"]], [flat], split="test")
+    assert sum(s.label == 0 for s in samples) == 5                           # no split subfolders: used whole
+    assert sum(s.label == 1 for s in samples) == 30                          # the reals' test/ only
+    only_test = tmp_path / "only_test"
+    (only_test / "test").mkdir(parents=True)
+    (only_test / "test" / "a.png").symlink_to(next(flat.iterdir()).resolve())
+    with pytest.raises(ValueError, match="it has test"):
+        collect_samples([only_test], [flat], split="val")
+    with pytest.raises(ValueError, match="not both train/ and val/"):
+        split_samples([only_test], [flat])                                   # train must not read test/
+
+
+def test_results_record_and_are_keyed_on_the_effective_precision_and_backend(trained_checkpoint, small_face_dirs,
+                                                                            tmp_path, capsys):
+    """'test --bf16 off' after a bf16 run used to return the cached bf16 results without a word."""
+    from patchforensics.models.card import ModelCard
+    from patchforensics.scoring.fastpath import cpu_kind
+    from patchforensics.training.train import TrainConfig
+
+    args = ["test", str(trained_checkpoint), "--real", str(small_face_dirs["real"]), "--fake",
+            str(small_face_dirs["fake"]), "--dataset-name", "small", "--results-dir", str(tmp_path),
+            "--backend", "torch"]
+    metrics_file = tmp_path / trained_checkpoint.name / "test" / "epoch_bestval" / "small" / "metrics.json"
+    runs = {}
+    for bf16 in ("on", "off", "off"):
+        assert main(args + ["--bf16", bf16]) == 0
+        runs.setdefault(bf16, []).append((json.loads(metrics_file.read_text()), capsys.readouterr().err))
+    (bf16_run, err_on), = runs["on"]
+    (fp32_run, err_first), (again, err_again) = runs["off"]
+    assert bf16_run["runtime"] == {"precision": "bf16", "backend": "torch", "device": "cpu", "cpu": cpu_kind()}
+    assert fp32_run["runtime"]["precision"] == "fp32" and fp32_run["key"]["precision"] == "fp32"
+    assert fp32_run["metrics"] != bf16_run["metrics"]                   # recomputed, not the bf16 numbers
+    assert "reusing" not in err_on + err_first
+    assert again == fp32_run and "reusing the results in" in err_again and "fp32 on torch" in err_again
+    # visualize reuses test's scores.csv under the same rule
+    from patchforensics.explain.visualize import _stored_scores
+    from patchforensics.scoring.fastpath import FastPath
+
+    samples = collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], split="test")
+    for bf16, reused in (("off", True), ("on", False)):
+        engine = Engine.load(trained_checkpoint, fast=FastPath(backend="torch", bf16=bf16), device="cpu")
+        assert (_stored_scores(metrics_file.parent, engine, samples, []) is not None) == reused
+    # config.yaml says what training really ran with, not just 'bf16: auto'
+    card = ModelCard.read(trained_checkpoint)
+    assert card.options["bf16"] == "auto" and card.runtime["cpu"] == cpu_kind()
+    assert card.runtime["precision"] == ("bf16" if cpu_kind().startswith(("amx_bf16", "avx512_bf16")) else "fp32")
+    assert TrainConfig(bf16="on").runtime(torch.device("cpu"))["precision"] == "bf16"

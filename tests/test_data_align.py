@@ -180,3 +180,18 @@ def test_cli_align(tmp_path, wild, capsys):
     assert "aligned 2 of 2 pictures (100.0%)" in capsys.readouterr().out
     assert len(list((tmp_path / "out" / "test").glob("*.png"))) == 2
     assert main(["align", str(src), str(tmp_path / "out")]) == 2         # exists, no --force
+
+
+def test_align_force_replaces_the_output(tmp_path, wild):
+    from conftest import pngs
+
+    src = tmp_path / "three"
+    src.mkdir()
+    for p in sorted(wild.iterdir())[:3]:
+        (src / p.name).symlink_to(p)
+    out = tmp_path / "out"
+    for seed, extra in (("0", []), ("1", ["--force"])):
+        assert main(["align", str(src), str(out), "--size", "32", "--split", "0.5,0,0.5", "--seed", seed,
+                     *extra]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert pngs(out) == sorted(f["output"] for im in report["images"] for f in im["faces"])

@@ -115,3 +115,19 @@ def test_cli_fit_and_sample_are_deterministic(small_face_dirs, tmp_path, capsys)
     assert main(["gmm-sample", str(tmp_path / "nowhere"), str(tmp_path / "d")]) == 2
     assert "gmm-fit" in capsys.readouterr().err
     assert main(["gmm-fit", real, str(tmp_path / "m2"), "--resolution", "2"]) == 2
+
+
+def test_gmm_sample_force_replaces_the_output(small_face_dirs, tmp_path):
+    import csv
+
+    from conftest import pngs
+
+    assert main(["gmm-fit", str(small_face_dirs["real"]), str(tmp_path / "m"), "--resolution", "8",
+                 "--components", "2", "--latent-dim", "2", "--iterations", "2", "--max-images", "20"]) == 0
+    out = tmp_path / "out"
+    assert main(["gmm-sample", str(tmp_path / "m"), str(out), "-n", "12", "--size", "16", "--seed", "0"]) == 0
+    assert main(["gmm-sample", str(tmp_path / "m"), str(out), "-n", "6", "--size", "16", "--seed", "1",
+                 "--force"]) == 0
+    with open(out / "manifest.csv") as f:
+        assert pngs(out) == sorted(r["output"] for r in csv.DictReader(f))
+    assert len(pngs(out)) == 6

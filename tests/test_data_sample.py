@@ -209,3 +209,21 @@ def test_a_wrong_input_shape_is_a_message_and_leaves_nothing(nets, tmp_path, cap
     assert len(err) == 1 and "enc.onnx failed on an input of shape (3, 20, 20)" in err[0] and "--input-size" in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
     assert main([*argv, "--input-size", "16"]) == 0            # the rerun needs no --force
+
+
+def test_force_replaces_sample_and_invert_outputs(nets, tmp_path):
+    from conftest import pngs
+
+    gen = str(nets["root"] / "gen.onnx")
+    assert main(["sample", gen, str(tmp_path / "s"), "-n", "8", "--size", "16", "--seed", "0"]) == 0
+    assert main(["sample", gen, str(tmp_path / "s"), "-n", "4", "--size", "16", "--seed", "1", "--force"]) == 0
+    assert len(pngs(tmp_path / "s")) == 4
+    real = tmp_path / "r"
+    real.mkdir()
+    for name in ("a", "b"):
+        Image.new("RGB", (40, 40), (200, 10, 10)).save(real / f"{name}.png")
+    args = ["invert", str(nets["root"] / "enc.onnx"), gen, str(real), str(tmp_path / "i"), "--input-size", "16"]
+    assert main(args) == 0
+    (real / "b.png").unlink()
+    assert main(args + ["--force"]) == 0
+    assert pngs(tmp_path / "i") == ["a.png"]

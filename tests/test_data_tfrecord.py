@@ -211,3 +211,14 @@ def test_cli(tfr_dir, tmp_path, capsys):
     assert bad_option.value.code == 2
     assert main(["export-tfrecord", str(tmp_path / "missing"), str(tmp_path / "out3")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_force_replaces_the_output_instead_of_merging_into_it(tfr_dir, tmp_path):
+    from conftest import pngs
+
+    folder, _ = tfr_dir
+    out = tmp_path / "out"
+    assert main(["export-tfrecord", str(folder), str(out), "--resolution", "16", "--seed", "0"]) == 0
+    assert main(["export-tfrecord", str(folder), str(out), "--resolution", "16", "--seed", "1", "--force"]) == 0
+    with open(out / "manifest.csv") as f:
+        assert pngs(out) == sorted(r["output"] for r in csv.DictReader(f))   # 12, not 12 + stale ones

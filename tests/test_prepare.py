@@ -11,6 +11,8 @@ from PIL import Image
 from patchforensics.core.fileio import OutputExistsError
 from patchforensics.data.prepare import PrepareConfig, prepare, standardize
 
+from conftest import pngs
+
 RAW = "tpdne-1024"
 
 
@@ -79,3 +81,36 @@ def test_reals_and_fakes_share_the_pipeline(faces):
 def test_bad_split_fails_with_a_hint(raw_with_junk, tmp_path):
     with pytest.raises(ValueError, match="0.7,0.1,0.2"):
         prepare(PrepareConfig(str(raw_with_junk), str(tmp_path / "o"), split=(0.5, 0.1, 0.1)), progress=False)
+
+
+def test_force_replaces_the_output_instead_of_merging_into_it(raw_with_junk, tmp_path):
+    """A second run with another seed and --force leaves exactly its own files: no image of the
+    first run's split survives in another split folder (the silent train/test leak)."""
+    out = tmp_path / "o"
+    prepare(PrepareConfig(str(raw_with_junk), str(out), size=32, seed=0), progress=False)
+    (out / "notes.txt").write_text("left by hand")
+    prepare(PrepareConfig(str(raw_with_junk), str(out), size=32, seed=1, force=True), progress=False)
+    assert pngs(out) == sorted(r["output"] for r in _rows(out))
+    assert len(pngs(out)) == 8 and not (out / "notes.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o", "src"]     # the old folder and temp are gone
+
+
+def test_failed_force_rebuild_keeps_the_old_output(raw_with_junk, tmp_path, monkeypatch):
+    import patchforensics.data.prepare as prepare_module
+
+    out = tmp_path / "o"
+    prepare(PrepareConfig(str(raw_with_junk), str(out), size=32, seed=0), progress=False)
+    before = {p: (out / p).read_bytes() for p in pngs(out) + ["manifest.csv"]}
+    calls = []
+
+    def crash_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("killed mid-build")
+        return standardize(*args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "standardize", crash_on_third)
+    with pytest.raises(RuntimeError, match="mid-build"):
+        prepare(PrepareConfig(str(raw_with_junk), str(out), size=32, seed=1, force=True), progress=False)
+    assert {p: (out / p).read_bytes() for p in pngs(out) + ["manifest.csv"]} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o", "src"]     # no half-built folder left

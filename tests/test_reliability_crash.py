@@ -17,7 +17,8 @@ import torch
 from patchforensics.core import fileio
 from patchforensics.models.card import ModelCard
 from patchforensics.models.checkpoint import RESUME_FILE, load_tensors
-from patchforensics.cli import main as cli_main
+from patchforensics.cli import build_parser, main as cli_main
+from patchforensics.cli.train import load_train_config
 from reliability_support import one_thread  # noqa: F401 (fixture)
 
 NAME = "crash"
@@ -145,7 +146,8 @@ def test_truncated_snapshot_is_refused_with_a_clear_error(small_face_dirs, tmp_p
     args = train_args(small_face_dirs, tmp_path) + ["--max-epochs", "1"]
     ckpt = tmp_path / "checkpoints" / NAME
     ckpt.mkdir(parents=True)
-    fileio.write_yaml(ckpt / "config.yaml", {"model": "xception_block1"})
+    # the config.yaml that train writes before any snapshot (--resume compares the options with it)
+    load_train_config(build_parser().parse_args(args)).card(NAME).write(ckpt)
     data = os.urandom(64)
     (ckpt / RESUME_FILE).write_bytes(data)
     with pytest.raises(ValueError, match="not a readable safetensors file"):

@@ -135,3 +135,90 @@ def test_default_training_crop_depends_on_the_kind_of_model():
     assert chosen.random_crop is False
     assert TrainConfig(model="xception_block2", load_size=48).fine_size == 48
     assert TrainConfig().experiment_name() == "xception_block2_size128"
+
+
+@pytest.fixture
+def leaky_dirs(small_face_dirs, tmp_path):
+    """The small subsets, with two real training images also present (renamed) in val/ and test/."""
+    root = tmp_path / "leaky"
+    for kind in ("real", "fake"):
+        for split in ("train", "val", "test"):
+            (root / kind / split).mkdir(parents=True)
+            for p in sorted((small_face_dirs[kind] / split).iterdir())[:12]:
+                (root / kind / split / p.name).symlink_to(p.resolve())
+    train_files = sorted((root / "real" / "train").iterdir())
+    (root / "real" / "val" / "zz_copy.png").write_bytes(train_files[0].read_bytes())
+    (root / "real" / "test" / "zz_copy.png").write_bytes(train_files[1].read_bytes())
+    return {"real": root / "real", "fake": root / "fake"}
+
+
+def test_training_refuses_images_also_held_out(leaky_dirs, tmp_path, capsys):
+    from patchforensics.cli import main as cli_main
+
+    cfg = _cfg(leaky_dirs, tmp_path, max_epochs=1, max_per_class=8, model="resnet18_layer1")
+    with pytest.raises(ValueError, match="2 training image.*zz_copy.png.*--allow-leak"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "ck").exists()                       # refused before anything was written
+    argv = ["train", "--real", str(leaky_dirs["real"]), "--fake", str(leaky_dirs["fake"]), "--model",
+            "resnet18_layer1", "--checkpoints-dir", str(tmp_path / "ck"), "--runs-dir", str(tmp_path / "runs")]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "real/val/zz_copy.png" in err and "real/test/zz_copy.png" in err
+    # --allow-leak: trains, with a warning naming the copies
+    train(_cfg(leaky_dirs, tmp_path, max_epochs=1, max_per_class=8, model="resnet18_layer1", allow_leak=True),
+          progress=False)
+    assert "warning: 2 training image(s)" in capsys.readouterr().err
+
+
+def _copy_dirs(dirs, root, n=12):
+    """Symlinked copies (first ``n`` per split) of the small subsets that a test may damage."""
+    for kind in ("real", "fake"):
+        for split in ("train", "val", "test"):
+            (root / kind / split).mkdir(parents=True)
+            for p in sorted((dirs[kind] / split).iterdir())[:n]:
+                (root / kind / split / p.name).symlink_to(p.resolve())
+    return {"real": root / "real", "fake": root / "fake"}
+
+
+def test_resume_refuses_other_data_or_recipe_and_lists_the_differences(small_face_dirs, tmp_path, capsys):
+    from patchforensics.cli import main as cli_main
+
+    other = _copy_dirs(small_face_dirs, tmp_path / "other")
+    cfg = _cfg(small_face_dirs, tmp_path, name="r", max_epochs=1, max_per_class=8, lr_policy="constant")
+    train(cfg, progress=False)
+    with pytest.raises(ConfigError) as refused:
+        train(_cfg(other, tmp_path, name="r", max_epochs=1, max_per_class=8, lr_policy="constant", lr=0.01),
+              resume=True, progress=False)
+    lines = str(refused.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == ["fake", "lr", "real"]
+    assert "lr: 0.001 -> 0.01" in str(refused.value) and str(other["real"]) in str(refused.value)
+    base = ["train", "--name", "r", "--real", str(small_face_dirs["real"]), "--fake", str(small_face_dirs["fake"]),
+            "--checkpoints-dir", str(tmp_path / "ck"), "--resume"]
+    assert cli_main(base + ["--model", "resnet18_layer1"]) == 2       # was a traceback (state of another net)
+    err = capsys.readouterr().err
+    assert "model: 'widenet_kw7_d1' -> 'resnet18_layer1'" in err and "Traceback" not in err
+    # what may change does: more epochs (constant lr), other threads/workers/runs folder
+    resumed = train(_cfg(small_face_dirs, tmp_path, name="r", max_epochs=2, max_per_class=8, lr_policy="constant",
+                         threads=1, runs_dir=str(tmp_path / "runs2")), resume=True, progress=False)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    train(_cfg(small_face_dirs, tmp_path, name="c", max_epochs=2, max_per_class=8), progress=False)
+    with pytest.raises(ConfigError, match="max_epochs: 2 -> 3"):   # the cosine schedule is laid out over them
+        train(_cfg(small_face_dirs, tmp_path, name="c", max_epochs=3, max_per_class=8), resume=True, progress=False)
+
+
+def test_a_failed_resume_leaves_a_finished_run_intact(small_face_dirs, tmp_path):
+    from patchforensics.core.imageio import NoUsableImagesError
+
+    dirs = _copy_dirs(small_face_dirs, tmp_path / "data")
+    cfg = _cfg(dirs, tmp_path, name="done", max_epochs=1, max_per_class=8, lr_policy="constant")
+    run = train(cfg, progress=False)
+    kept = {p.name: p.read_bytes() for p in run.checkpoint_dir.iterdir()
+            if p.name in ("train_summary.json", "config.yaml") or p.name.startswith(("latest", "bestval"))}
+    assert "finished" in kept["train_summary.json"].decode() and len(kept) >= 4
+    for p in (dirs["fake"] / "train").iterdir():                   # the fakes went bad since
+        p.unlink()
+        p.write_bytes(b"not an image")
+    with pytest.raises(NoUsableImagesError, match="fake training images.*e.g. .*train"):
+        train(_cfg(dirs, tmp_path, name="done", max_epochs=2, max_per_class=8, lr_policy="constant"),
+              resume=True, progress=False)
+    assert {name: (run.checkpoint_dir / name).read_bytes() for name in kept} == kept

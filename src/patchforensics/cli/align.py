@@ -18,7 +18,7 @@ def add_align_options(p: argparse.ArgumentParser, style: str, size: int) -> None
     p.add_argument("--seed", type=int, default=0, help="fixes the split (default 0)")
     p.add_argument("--max-faces", type=int, default=10, help="most faces looked for per picture (default 10)")
     p.add_argument("--min-confidence", type=float, default=0.5, help="face detector threshold (default 0.5)")
-    p.add_argument("--force", action="store_true", help="write into a non-empty OUT")
+    p.add_argument("--force", action="store_true", help="replace a non-empty OUT (kept until the new one is complete)")
 
 
 def register(sub, name: str) -> None:

@@ -64,7 +64,9 @@ def add_dataset_options(p: argparse.ArgumentParser,
     p.add_argument("--fake", action="append", required=True, metavar="DIR")
     p.add_argument("--dataset-name", required=True, help="name of this dataset in the results path")
     p.add_argument("--which-epoch", default="bestval", help="bestval (default) | latest | an epoch number")
-    p.add_argument("--partition", default="test", help="subfolder of --real/--fake to use if present (default test)")
+    p.add_argument("--partition", default="test",
+                   help="split subfolder of --real/--fake to use (default test); a folder with none of "
+                        "train/, val/, test/ is used whole, one without this split is refused")
     p.add_argument("--corrupt", action="append", default=[], metavar="SPEC",
                    help="test-time corruption, combinable: jpeg:75, blur:1.0, gamma:1.2, flip, resize:0.5")
     p.add_argument("--results-dir", default="results")

@@ -27,7 +27,7 @@ def register(sub, name: str) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N", help="export only the first N records")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the data checksums (faster; headers are always checked)")
-    p.add_argument("--force", action="store_true", help="write into a non-empty OUT")
+    p.add_argument("--force", action="store_true", help="replace a non-empty OUT (kept until the new one is complete)")
     p.set_defaults(func=run)
 
 

@@ -43,7 +43,7 @@ def _register_sample(sub, name: str) -> None:
     p.add_argument("--jpeg-quality", type=int, default=None, metavar="Q",
                    help="one JPEG round trip at quality Q before resizing, as the reals had (default: none)")
     p.add_argument("--split", type=split_fractions, default=(0.7, 0.1, 0.2), help="train,val,test fractions")
-    p.add_argument("--force", action="store_true", help="write into a non-empty OUT")
+    p.add_argument("--force", action="store_true", help="replace a non-empty OUT (kept until the new one is complete)")
     p.set_defaults(func=run_sample)
 
 

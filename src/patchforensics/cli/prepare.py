@@ -31,7 +31,7 @@ def register(sub, name: str) -> None:
     p.add_argument("--crop", choices=["center", "none"], default="center",
                    help="center: square centre crop (default); none: keep the aspect ratio")
     p.add_argument("--seed", type=int, default=0, help="fixes the split (default 0)")
-    p.add_argument("--force", action="store_true", help="write into a non-empty OUT")
+    p.add_argument("--force", action="store_true", help="replace a non-empty OUT (kept until the new one is complete)")
     p.set_defaults(func=run)
 
 

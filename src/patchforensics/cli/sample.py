@@ -35,7 +35,7 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
                    help="one JPEG round trip at quality Q before resizing, as the reals had (default: none)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto", help="for TorchScript networks: auto, cpu, cuda (default auto)")
-    p.add_argument("--force", action="store_true", help="replace a non-empty OUT (once the new one is complete)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty OUT (kept until the new one is complete)")
 
 
 def register(sub, name: str) -> None:

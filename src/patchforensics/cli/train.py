@@ -63,6 +63,8 @@ def register(sub, name: str) -> None:
     p.add_argument("--num-workers", dest="num_workers", type=int, help="data loader processes (default 0)")
     p.add_argument("--device", help="auto (default) | cpu | cuda | cuda:N")
     add_fast_path_options(p, training=True)
+    add_bool(p, "allow-leak", "only warn (instead of refusing) when a training image is byte-identical to a "
+                              "validation or test image")
     p.add_argument("--resume", action="store_true", default=False, help="continue the run from its latest snapshot")
     p.add_argument("--force", action="store_true", default=False, help="start over, replacing an existing run")
     p.set_defaults(func=run)

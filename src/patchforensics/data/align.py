@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -348,9 +348,14 @@ def align_images(cfg: AlignConfig, progress: bool = True) -> AlignResult:
     with ``faces='all'`` a ``_face<rank>`` suffix is added (0 = largest).
     """
     cfg.validate()
-    src, out = Path(cfg.src), Path(cfg.out)
-    paths = require_images(src)
-    fileio.ensure_new_output(out, cfg.force)
+    paths = require_images(cfg.src)
+    with fileio.atomic_dir(cfg.out, cfg.force) as tmp:   # --force replaces OUT whole, never merges into it
+        result = _align_images_into(cfg, paths, tmp, progress)
+    return replace(result, out=Path(cfg.out))
+
+
+def _align_images_into(cfg: AlignConfig, paths: list[Path], out: Path, progress: bool) -> AlignResult:
+    src = Path(cfg.src)
     style = STYLES[cfg.style]
     splits = assign_splits(len(paths), cfg.split, cfg.seed)
     counts = {s: 0 for s in SPLITS}
@@ -542,7 +547,13 @@ def align_videos(cfg: VideoAlignConfig, progress: bool = True) -> VideoAlignResu
     videos = list_videos(src)
     if not videos:
         raise ValueError(f"no videos found under {src} ({', '.join(sorted(VIDEO_EXTENSIONS))})")
-    fileio.ensure_new_output(out, cfg.force)
+    with fileio.atomic_dir(out, cfg.force) as tmp:   # --force replaces OUT whole, never merges into it
+        result = _align_videos_into(cfg, videos, tmp, progress)
+    return replace(result, out=out)
+
+
+def _align_videos_into(cfg: VideoAlignConfig, videos: list[Path], out: Path, progress: bool) -> VideoAlignResult:
+    src = Path(cfg.src)
     root = src if src.is_dir() else src.parent
     # originals first, so their landmarks are known when their manipulated versions come
     videos.sort(key=lambda p: (MANIPULATED_DIR in p.relative_to(root).parts, p))

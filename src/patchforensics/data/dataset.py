@@ -16,7 +16,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from ..core.fileio import file_sha256
 from ..core.imageio import ImageLoadError, list_images, load_rgb
+from .prepare import SPLITS
 
 FAKE, REAL = 0, 1
 LABEL_NAMES = {FAKE: "fake", REAL: "real"}
@@ -44,11 +46,21 @@ def default_data_root(explicit: str | os.PathLike | None = None) -> Path:
         "(see the README's 'Data' section)")
 
 
+def split_subfolders(root: str | os.PathLike) -> list[str]:
+    """The standard split subfolders (``train``, ``val``, ``test``) that ``root`` has."""
+    return [s for s in SPLITS if (Path(root) / s).is_dir()]
+
+
 def data_dir(root: str | os.PathLike, split: str | None) -> Path:
-    """``root/split`` if that folder exists, else ``root`` itself."""
+    """``root/split`` if that folder exists; ``root`` itself when it has no split
+    subfolder at all (a flat folder is used whole); otherwise ``ValueError`` naming
+    the splits it has, so that a misspelt partition never scores the training images."""
     root = Path(root)
     if split and (root / split).is_dir():
         return root / split
+    if split and split_subfolders(root):
+        raise ValueError(f"no subfolder {split!r} in {root}; it has {', '.join(split_subfolders(root))}: "
+                         "choose one of those")
     return root
 
 
@@ -200,8 +212,9 @@ def split_samples(real: Sequence, fake: Sequence, max_per_class: int | None = No
                   ) -> tuple[list[Sample], list[Sample]]:
     """Training and validation samples of ``real`` and ``fake`` folders, as ``train`` splits them.
 
-    A folder with ``train/`` and ``val/`` subfolders uses them; a plain folder
-    gives its last 10% (sorted by name) to validation. ``max_per_class`` caps the
+    A folder with ``train/`` and ``val/`` subfolders uses them; a folder without
+    any split subfolder gives its last 10% (sorted by name) to validation; one with
+    only some of them is refused. ``max_per_class`` caps the
     training images of each class (validation is never capped).
     """
     train: list[Sample] = []
@@ -212,6 +225,9 @@ def split_samples(real: Sequence, fake: Sequence, max_per_class: int | None = No
                 train.extend(Sample(str(p), label) for p in list_images(d / "train"))
                 val.extend(Sample(str(p), label) for p in list_images(d / "val"))
                 continue
+            if split_subfolders(d):      # a flat split of its images would mix the splits it has
+                raise ValueError(f"{d} has {', '.join(split_subfolders(d))} but not both train/ and val/; "
+                                 "add the missing split or pass a folder without split subfolders")
             paths = list_images(d)
             n_val = len(paths) // 10 if len(paths) >= 10 else min(1, len(paths) - 1)
             train.extend(Sample(str(p), label) for p in paths[:len(paths) - n_val])
@@ -225,6 +241,45 @@ def split_samples(real: Sequence, fake: Sequence, max_per_class: int | None = No
                 raise ValueError(f"no {kind} {what} images found under {real if label == REAL else fake}; "
                                  f"point --{kind} at a folder of images (or one with train/ and val/)")
     return train, val
+
+
+def held_out_samples(real: Sequence, fake: Sequence) -> list[Sample]:
+    """The ``test`` split images of ``real`` and ``fake`` folders that have one (``train``
+    never reads them; they must not hold training images either)."""
+    return [Sample(str(p), label) for dirs, label in ((real, REAL), (fake, FAKE))
+            for d in map(Path, dirs) if (d / "test").is_dir() for p in list_images(d / "test")]
+
+
+def duplicate_pairs(train: Sequence[Sample], held_out: Sequence[Sample]) -> list[tuple[str, str]]:
+    """``(training file, held-out file)`` pairs whose bytes are identical (SHA-256), i.e. the
+    same image file in both sets. Cheap: only files whose size occurs on both sides are hashed.
+    Byte identity: a re-encoded or resized copy of an image is not found."""
+    def sizes(samples):
+        out: dict[int, list[str]] = {}
+        for s in samples:
+            try:
+                size = os.stat(s.path).st_size
+            except OSError:          # unreadable: training reports it when it loads the file
+                continue
+            if size:                 # empty files are no image (training reports them too)
+                out.setdefault(size, []).append(s.path)
+        return out
+
+    def digest(path: str) -> str | None:
+        try:
+            return file_sha256(path)
+        except OSError:
+            return None
+
+    train_sizes, held_sizes = sizes(train), sizes(held_out)
+    pairs = []
+    for size in sorted(set(train_sizes) & set(held_sizes)):
+        by_hash: dict[str, str] = {}
+        for path in train_sizes[size]:
+            by_hash.setdefault(digest(path), path)
+        by_hash.pop(None, None)
+        pairs.extend((by_hash[h], path) for path in held_sizes[size] if (h := digest(path)) in by_hash)
+    return sorted(pairs)
 
 
 def _cap(samples: list[Sample], n: int) -> list[Sample]:

@@ -21,7 +21,7 @@ pickled.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -323,8 +323,9 @@ def gmm_sample(cfg: GMMSampleConfig, progress: bool = True) -> SampleResult:
     """``gmm-sample``: load a saved model and write a sampled dataset."""
     cfg.validate()
     model = load_gmm(cfg.model)
-    fileio.ensure_new_output(cfg.out, cfg.force)
-    return sample_gmm_dataset(model, cfg, str(cfg.model), progress)
+    with fileio.atomic_dir(cfg.out, cfg.force) as tmp:   # --force replaces OUT whole, never merges into it
+        result = sample_gmm_dataset(model, replace(cfg, out=str(tmp)), str(cfg.model), progress)
+    return replace(result, out=Path(cfg.out))
 
 
 def make_gmm_fakes(real_train_dir: str | Path, out_dir: str | Path, n_train: int = 350, n_val: int = 50,
@@ -343,12 +344,12 @@ def make_gmm_fakes(real_train_dir: str | Path, out_dir: str | Path, n_train: int
     paths = require_images(real_train_dir)
     with Image.open(paths[0]) as first:
         real_size = min(first.size)
-    fileio.ensure_new_output(out_dir, force)
-    fit_cfg = fit or GMMFitConfig(real=str(real_train_dir), out=str(out_dir / "model"), seed=seed)
-    model, info = fit_gmm(fit_cfg, progress)
-    save_gmm(model, out_dir / "model", info)
     cfg = GMMSampleConfig(model=str(out_dir / "model"), out=str(out_dir), n=n, size=real_size, seed=seed,
                           split=(n_train / n, n_val / n, n_test / n))
     cfg.validate()
-    sample_gmm_dataset(model, cfg, str(real_train_dir), progress)
+    with fileio.atomic_dir(out_dir, force) as tmp:   # force replaces out_dir whole, never merges into it
+        model, info = fit_gmm(fit or GMMFitConfig(real=str(real_train_dir), out=str(out_dir / "model"), seed=seed),
+                              progress)
+        save_gmm(model, tmp / "model", info)
+        sample_gmm_dataset(model, replace(cfg, out=str(tmp)), str(real_train_dir), progress)
     return out_dir

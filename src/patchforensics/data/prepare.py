@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -114,9 +114,15 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareResult:
     nested folders cannot collide. Exact duplicate files are skipped.
     """
     cfg.validate()
-    src, out = Path(cfg.src), Path(cfg.out)
+    src = Path(cfg.src)
     paths = require_images(src)
-    fileio.ensure_new_output(out, cfg.force)
+    with fileio.atomic_dir(cfg.out, cfg.force) as tmp:   # --force replaces OUT whole, never merges into it
+        result = _prepare_into(cfg, paths, tmp, progress)
+    return replace(result, out=Path(cfg.out))
+
+
+def _prepare_into(cfg: PrepareConfig, paths: list[Path], out: Path, progress: bool) -> PrepareResult:
+    src = Path(cfg.src)
     splits = assign_splits(len(paths), cfg.split, cfg.seed)
     rows, skipped, seen = [], SkipLog(), {}
     counts = {s: 0 for s in SPLITS}

@@ -28,7 +28,7 @@ import io
 import itertools
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -296,12 +296,16 @@ def export_tfrecord(cfg: ExportConfig, progress: bool = True) -> ExportResult:
     n, framing_error = count_records(path)
     if n == 0:
         raise ValueError(f"{path}: no readable records" + (f" ({framing_error.reason})" if framing_error else ""))
-    fileio.ensure_new_output(cfg.out, cfg.force)
+    with fileio.atomic_dir(cfg.out, cfg.force) as tmp:   # --force replaces OUT whole, never merges into it
+        result = _export_into(cfg, path, n, framing_error, tmp, progress)
+    return replace(result, out=Path(cfg.out))
+
+
+def _export_into(cfg: ExportConfig, path: Path, n: int, framing_error, out: Path, progress: bool) -> ExportResult:
     n = min(n, cfg.limit or n)
     splits = (assign_splits(n, cfg.split, cfg.seed) if cfg.split_order == "shuffled"
               else ordered_splits(n, cfg.split))
     width = max(5, len(str(n - 1)))
-    out = Path(cfg.out)
     rows, skipped = [], []
     counts = {s: 0 for s in SPLITS}
     # islice: never ask the reader for the record past the count (it may be the broken one)

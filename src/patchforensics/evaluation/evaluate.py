@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -83,6 +84,16 @@ def results_dir_for(results_root: str | os.PathLike, name: str, partition: str, 
 SCORE_CONVENTION = "p_fake; ap = fake positive; ap_real_positive = seed"
 
 
+#: what an engine ran with that scores depend on (bf16 vs fp32 moved a validation AP from 0.53
+#: to 0.77); part of the cache key, so results of another precision/backend/device are recomputed
+RUNTIME_KEYS = ("precision", "backend", "device", "cpu")
+
+
+def same_runtime(key: dict, engine: Engine) -> bool:
+    """Whether results stored under ``key`` were computed as ``engine`` would compute them."""
+    return all(key.get(k) == engine.runtime[k] for k in RUNTIME_KEYS)
+
+
 def run_test(cfg: TestConfig, engine: Engine | None = None, progress: bool = True) -> tuple[dict, Path]:
     """Evaluate one (real, fake) dataset; returns ``(metrics, results_folder)``.
 
@@ -106,13 +117,18 @@ def _run_test(cfg: TestConfig, ctx: distributed.DistContext, engine: Engine | No
     card = engine.card
     out_dir = results_dir_for(cfg.results_dir, card.name, cfg.partition, cfg.which_epoch,
                               cfg.dataset_name, corruptions)
+    runtime = engine.runtime
     key = {"weights_sha256": fileio.file_sha256(engine.weights_file), "real": [str(r) for r in cfg.real],
            "fake": [str(f) for f in cfg.fake], "corruptions": [str(c) for c in corruptions],
-           "thresholds": dict(card.thresholds), "convention": SCORE_CONVENTION}
+           "thresholds": dict(card.thresholds), "convention": SCORE_CONVENTION,
+           **{k: runtime[k] for k in RUNTIME_KEYS}}
     metrics_file = out_dir / "metrics.json"
     if metrics_file.is_file() and not cfg.force:
         old = json.loads(metrics_file.read_text())
         if old.get("key") == key:
+            if ctx.is_main:
+                print(f"reusing the results in {metrics_file} (same weights, data and options, "
+                      f"{runtime['precision']} on {runtime['backend']}); --force recomputes them", file=sys.stderr)
             return old, out_dir
     positions = distributed.shard(range(len(samples)), ctx)
     preds = engine.predict([samples[i] for i in positions], corruptions, cfg.batch_size, cfg.num_workers,
@@ -125,7 +141,7 @@ def _run_test(cfg: TestConfig, ctx: distributed.DistContext, engine: Engine | No
     result = {
         "name": card.name, "dataset": cfg.dataset_name, "partition": cfg.partition,
         "which_epoch": cfg.which_epoch, "corruptions": [str(c) for c in corruptions],
-        "weights_epoch": engine.meta.get("epoch"), "backend": engine.backend, "key": key,
+        "weights_epoch": engine.meta.get("epoch"), "backend": engine.backend, "runtime": runtime, "key": key,
         "convention": {"score": "p(fake) = 1 - P(real)", "ap": "fake images positive, ranked by p(fake)",
                        "ap_real_positive": "the seed's AP: real images positive, ranked by P(real)"},
         "metrics": preds.metrics(card.thresholds),

@@ -40,7 +40,7 @@ from ..core.heatmap import SCALE_TEXT, colorize, draw_border, overlay, with_colo
 from ..core.imageio import SkipLog
 from ..data.dataset import REAL, Sample
 from ..data.transforms import Corruption, to_image
-from ..evaluation.evaluate import SCORE_CONVENTION, TestConfig, read_scores_csv
+from ..evaluation.evaluate import SCORE_CONVENTION, TestConfig, read_scores_csv, same_runtime
 from ..models.card import ModelCard
 from ..scoring.engine import Engine
 from ..scoring.metrics import AGGREGATIONS, aggregate
@@ -86,7 +86,7 @@ def decision_threshold(card: ModelCard) -> tuple[str, float]:
 def _stored_scores(out_dir: Path, engine: Engine, samples: Sequence[Sample],
                    corruptions: Sequence[Corruption]) -> tuple[list[str], np.ndarray, dict] | None:
     """``test``'s p(fake) scores for these samples, if made from the same weights,
-    corruptions and backend under the current score convention."""
+    corruptions, precision, backend and device under the current score convention."""
     metrics_file, scores_file = out_dir / "metrics.json", out_dir / "scores.csv"
     if not (metrics_file.is_file() and scores_file.is_file()):
         return None
@@ -94,7 +94,7 @@ def _stored_scores(out_dir: Path, engine: Engine, samples: Sequence[Sample],
     key = stored.get("key", {})
     if (engine.weights_file is None or key.get("weights_sha256") != fileio.file_sha256(engine.weights_file)
             or key.get("corruptions") != [str(c) for c in corruptions]
-            or key.get("convention") != SCORE_CONVENTION or stored.get("backend") != engine.backend):
+            or key.get("convention") != SCORE_CONVENTION or not same_runtime(key, engine)):
         return None
     scores = read_scores_csv(scores_file)
     if scores is None:

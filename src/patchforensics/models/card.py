@@ -34,7 +34,7 @@ from .registry import check_model_name, is_patch_model
 
 CONFIG_FILE = "config.yaml"
 #: keys of ``config.yaml`` that describe the model rather than a training option
-CARD_KEYS = ("name", "class_ids", "created", "thresholds")
+CARD_KEYS = ("name", "class_ids", "created", "thresholds", "runtime")
 #: training options renamed since they were first written (old name -> new name)
 RENAMED_OPTIONS = {"inference_backend": "backend"}
 CLASS_IDS = {"fake": FAKE, "real": REAL}
@@ -61,6 +61,8 @@ class ModelCard:
     ``load_size`` square for patch models, ``fine_size`` for full-image ones).
     ``thresholds``: calibrated cut points on ``P(real)``, by name (``eer`` …).
     ``options``: the training options as written (provenance, training folders).
+    ``runtime``: what training really ran with (``precision`` fp32/bf16 as resolved from
+    the ``bf16`` option, validation ``backend``, ``device``, ``cpu`` kind); empty for imports.
     """
 
     name: str
@@ -70,6 +72,7 @@ class ModelCard:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     created: str | None = None
+    runtime: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_model_name(self.architecture)
@@ -137,6 +140,8 @@ class ModelCard:
         out = {**self.options, "model": self.architecture, "load_size": self.load_size,
                "fine_size": self.fine_size, "name": self.name, "class_ids": self.class_ids,
                "created": self.created or time.strftime("%Y-%m-%d %H:%M:%S")}
+        if self.runtime:
+            out["runtime"] = dict(self.runtime)
         if self.thresholds:
             out["thresholds"] = {k: float(v) for k, v in self.thresholds.items()}
         return out
@@ -156,7 +161,8 @@ class ModelCard:
             return cls(name=str(values.get("name") or default_name), architecture=str(values["model"]),
                        load_size=int(values["load_size"]), fine_size=int(values["fine_size"]),
                        thresholds={k: float(v) for k, v in (values.get("thresholds") or {}).items()},
-                       options=options, created=values.get("created"))
+                       options=options, created=values.get("created"),
+                       runtime={str(k): str(v) for k, v in (values.get("runtime") or {}).items()})
         except (KeyError, TypeError) as e:
             raise ValueError(f"{where}: missing or bad key {e}") from None
 

@@ -34,8 +34,8 @@ from ..data.dataset import ImageDataset, Sample, make_loader
 from ..data.transforms import Corruption, eval_image, eval_transform, to_tensor
 from ..models.card import ModelCard
 from ..models.checkpoint import BUNDLED_DIR, BUNDLED_WEIGHTS, load_model
-from .fastpath import (FastPath, TorchInference, configure_runtime, fold_batchnorm, inference_backend,
-                       memory_format)
+from .fastpath import (FastPath, TorchInference, configure_runtime, effective_precision, fold_batchnorm,
+                       inference_backend, memory_format, runtime_info)
 from .metrics import Predictions, ScoreAccumulator
 from .onnx_backend import is_onnx_file, load_onnx, onnx_runner
 
@@ -53,8 +53,9 @@ class Engine:
     """
 
     def __init__(self, card: ModelCard, runner: Runner, backend: str, device: torch.device,
-                 meta: dict[str, Any] | None = None, weights_file: Path | None = None):
+                 meta: dict[str, Any] | None = None, weights_file: Path | None = None, precision: str = "fp32"):
         self.card, self.runner, self.backend, self.device = card, runner, backend, device
+        self.precision = precision      # effective: fp32, or bf16 under autocast (PyTorch only)
         self.meta = dict(meta or {})
         self.weights_file = weights_file
 
@@ -84,7 +85,8 @@ class Engine:
                 log.warning("ONNX Runtime path unavailable (%s); using PyTorch", e)
         net = fold_batchnorm(model) if fast.fold_bn else copy.deepcopy(model).eval()
         net = net.to(device=device, memory_format=memory_format(fast))
-        return cls(card, TorchInference(net, fast, device).eval(), "torch", device, meta, weights_file)
+        return cls(card, TorchInference(net, fast, device).eval(), "torch", device, meta, weights_file,
+                   effective_precision(fast, device))
 
     @classmethod
     def load(cls, source: str | os.PathLike | None = None, which: str | None = None,
@@ -112,6 +114,11 @@ class Engine:
         which = which or (BUNDLED_WEIGHTS if source is None else "bestval")
         loaded = load_model(path, which)
         return cls.from_model(loaded.model, loaded.card, fast, device, loaded.meta, loaded.weights_file)
+
+    @property
+    def runtime(self) -> dict[str, str]:
+        """Effective precision, backend, device and CPU kind (scores depend on them)."""
+        return runtime_info(self.precision, self.backend, self.device)
 
     # ------------------------------------------------------------ scoring
     @property

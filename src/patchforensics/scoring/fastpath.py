@@ -102,6 +102,34 @@ def cpu_has_native_bf16() -> bool:
     return bool(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
 
 
+def cpu_kind() -> str:
+    """What the CPU computes natively, then its model name: ``amx_bf16``, ``avx512_bf16``,
+    ``avx512f``, ``avx2`` or the machine type (e.g. ``avx2 (AMD EPYC 7B13)``). Results in fp32
+    agree across kinds to a few decimals; bf16 autocast with ``bf16="auto"`` runs only on the first two."""
+    import platform
+
+    flags = _cpu_flags()
+    isa = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), platform.machine())
+    name = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        name = platform.processor()
+    return f"{isa} ({name})" if name else isa
+
+
+def runtime_info(precision: str, backend: str, device: torch.device) -> dict[str, str]:
+    """What a run really used, for ``config.yaml`` and ``metrics.json``: the effective
+    ``precision`` (``fp32`` | ``bf16``), ``backend`` (``torch`` | ``onnx``), ``device`` and CPU kind."""
+    return {"precision": precision, "backend": backend, "device": str(device), "cpu": cpu_kind()}
+
+
+def effective_precision(fast: FastPath, device: torch.device) -> str:
+    """The effective precision of PyTorch computations under ``fast`` on ``device``."""
+    return "bf16" if use_bf16(fast.bf16, device) else "fp32"
+
+
 def use_bf16(setting: str, device: torch.device) -> bool:
     """Resolve ``bf16`` (auto/on/off) for ``device``."""
     if setting == "off":

@@ -6,6 +6,7 @@ broadcast to all output positions), as in the seed.
 """
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -22,16 +23,18 @@ from ..core import fileio
 from ..core.config import ConfigError, require, to_dict
 from ..core.heatmap import heatmap_figure
 from ..core.imageio import ImageLoadError, NoUsableImagesError, SkipLog, load_rgb
-from ..data.dataset import FAKE, LABEL_NAMES, REAL, EpochSampler, collect_samples, make_loader, split_samples
+from ..data.dataset import (FAKE, LABEL_NAMES, REAL, EpochSampler, collect_samples, duplicate_pairs,
+                            held_out_samples, make_loader, split_samples)
 from ..data.transforms import TransformConfig, eval_transform, train_transform
 from ..evaluation.calibrate import calibrate
 from ..models import INIT_TYPES, SEED_INIT_GAIN, check_model_name, create_model, is_patch_model
-from ..models.card import ModelCard
+from ..models.card import ModelCard, training_options
 from ..models.checkpoint import (RESUME_FILE, load_training_state, save_training_state, save_weights,
                                  weights_path)
 from ..scoring import distributed
 from ..scoring.engine import Engine
-from ..scoring.fastpath import FastPath, autocast, configure_runtime, make_dataset, memory_format
+from ..scoring.fastpath import (FastPath, autocast, configure_runtime, effective_precision, inference_backend,
+                                make_dataset, memory_format, runtime_info)
 from ..scoring.metrics import AGGREGATIONS
 
 LR_POLICIES = ("constant", "plateau", "cosine")
@@ -98,6 +101,7 @@ class TrainConfig:
     cache_mb: int = 2048                              # decoded-image cache; 0 = decode every time
     threads: int = 0                                  # intra-op threads per process; 0 = one per core
     compile: bool = False                             # torch.compile the model (slow to compile on CPU)
+    allow_leak: bool = False                          # only warn when a training image is also held out
 
     def __post_init__(self) -> None:
         if self.fine_size is None or self.random_crop is None:
@@ -168,16 +172,48 @@ class TrainConfig:
                         backend=self.backend, cache_mb=self.cache_mb, threads=self.threads,
                         compile=self.compile)
 
-    def card(self, name: str) -> ModelCard:
-        """The model card of a run of this config named ``name`` (no thresholds yet)."""
+    def card(self, name: str, runtime: dict[str, str] | None = None) -> ModelCard:
+        """The model card of a run of this config named ``name`` (no thresholds yet);
+        ``runtime``: what it runs with (:meth:`runtime`)."""
         options = {k: v for k, v in to_dict(self).items() if k not in ("model", "load_size", "fine_size")}
         return ModelCard(name=name, architecture=self.model, load_size=self.load_size,
-                         fine_size=self.fine_size, options=options)
+                         fine_size=self.fine_size, options=options, runtime=runtime or {})
+
+    def runtime(self, device: torch.device) -> dict[str, str]:
+        """The effective training precision (``bf16`` resolved for ``device``), the backend of
+        the validation passes, the device and the CPU kind: results depend on them."""
+        fast = self.fast_path()
+        return runtime_info(effective_precision(fast, device), inference_backend(fast, device), device)
 
     def transform_config(self) -> TransformConfig:
         return TransformConfig(self.load_size, self.fine_size, self.flip, self.random_crop,
                                self.random_resized_crop, self.color_jitter, self.cnn_aug_prob,
                                is_patch_model(self.model))
+
+
+#: options that may differ on ``--resume`` (docs/reliability.md): where and how fast the run goes,
+#: how often it saves, and how long it trains (``max_epochs``, except under the cosine schedule,
+#: which it lays out). Any other difference (data, model, recipe) is refused.
+RESUME_MAY_CHANGE = frozenset({"max_epochs", "num_workers", "threads", "cache_mb", "compile", "device",
+                               "checkpoints_dir", "runs_dir", "save_epoch_freq", "save_latest_freq",
+                               "allow_leak"})
+#: what ``--resume`` compares of what a run really ran with (the CPU model may change)
+RESUME_RUNTIME_KEYS = ("precision", "backend", "device")
+
+
+def resume_differences(cfg: TrainConfig, name: str, ckpt_dir: Path, runtime: dict[str, str]) -> list[str]:
+    """``option: old -> new`` for each option (or effective runtime) that ``cfg`` changes
+    against the run in ``ckpt_dir``. Options the stored config predates are not compared;
+    the name templates are not (they picked this folder)."""
+    stored = ModelCard.read(ckpt_dir)
+    old, new = (json.loads(json.dumps(training_options(card.to_dict()), default=str))
+                for card in (stored, cfg.card(name)))
+    may_change = RESUME_MAY_CHANGE - ({"max_epochs"} if cfg.lr_policy == "cosine" else set())
+    lines = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(old.keys() & new.keys())
+             if k not in may_change and k not in ("name", "suffix", "prefix") and old[k] != new[k]]
+    lines += [f"{k} (effective): {stored.runtime[k]} -> {runtime[k]}" for k in RESUME_RUNTIME_KEYS
+              if k in stored.runtime and stored.runtime[k] != runtime[k]]
+    return lines
 
 
 @dataclass
@@ -211,6 +247,21 @@ def check_inputs(cfg: TrainConfig) -> None:
         if not Path(d).is_dir():
             raise FileNotFoundError(f"{d} is not a folder; pass an existing folder of images")
     collect_samples(cfg.real, cfg.fake)
+
+
+def check_leaks(train_samples, held_out, allow: bool, report: bool = True) -> None:
+    """Refuse (``ValueError``), or with ``allow`` only warn on stderr, when a training file
+    is byte-identical to a validation or test file: its scores there would be inflated."""
+    pairs = duplicate_pairs(train_samples, held_out)
+    if not pairs:
+        return
+    shown = "; ".join(f"{a} = {b}" for a, b in pairs[:3]) + (" …" if len(pairs) > 3 else "")
+    what = f"{len(pairs)} training image(s) also in the validation/test folders (identical files): {shown}"
+    if not allow:
+        raise ValueError(f"{what}; remove the copies (e.g. rebuild the folders with 'prepare --force') "
+                         "or pass --allow-leak to train anyway")
+    if report:
+        print(f"warning: {what} (--allow-leak)", file=sys.stderr, flush=True)
 
 
 def patch_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -288,11 +339,19 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     resume_file = ckpt_dir / RESUME_FILE
     if resume and not resume_file.is_file():
         raise FileNotFoundError(f"--resume: {resume_file} not found; start without --resume")
+    runtime = cfg.runtime(ctx.device)
+    changed = resume_differences(cfg, name, ckpt_dir, runtime) if resume else []
+    if changed:
+        raise ConfigError(f"--resume: {ckpt_dir} was trained with other data or options; resume with the same "
+                          "ones (only " + ", ".join(sorted(RESUME_MAY_CHANGE)) + " may change), or start a new "
+                          "run (another --suffix, or --force):\n  " + "\n  ".join(changed))
+    finished = resume and _summary_status(ckpt_dir) == "finished"
     if not resume and ckpt_dir.exists() and any(ckpt_dir.glob("*.safetensors")) and not force:
         raise fileio.OutputExistsError(
             f"{ckpt_dir} already holds a run; pass --resume to continue it, --force to start over, "
             "or choose another --name/--suffix")
     train_samples, val_samples = split_samples(cfg.real, cfg.fake, cfg.max_per_class)
+    check_leaks(train_samples, val_samples + held_out_samples(cfg.real, cfg.fake), cfg.allow_leak, main)
     distributed.barrier(ctx)   # every process has seen the folder as it was before rank 0 writes
     device = ctx.device
     fast = cfg.fast_path()
@@ -306,6 +365,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999),
                                   weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg)
+    card = cfg.card(name, runtime)
     progress_state: dict[str, Any] = {"epoch": 1, "step_in_epoch": 0, "global_step": 0,
                                       "best_metric": -math.inf, "best_epoch": 0, "history": []}
     if main:
@@ -313,14 +373,13 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     if resume:
         progress_state = load_training_state(resume_file, model, optimizer, scheduler)
     elif main:
-        cfg.card(name).write(ckpt_dir)
+        card.write(ckpt_dir)
         for stale in ckpt_dir.glob("*.safetensors"):   # --force: the old run's files go
             stale.unlink()
 
     from torch.utils.tensorboard import SummaryWriter
     writer = SummaryWriter(log_dir=str(Path(cfg.runs_dir) / name)) if main else _NoWriter()
     tcfg = cfg.transform_config()
-    card = cfg.card(name)
     dataset = make_dataset(train_samples, train_transform(tcfg), tcfg, fast, training=True,
                            seed=cfg.seed, progress=progress, desc="decode train")
     val_positions = distributed.shard(range(len(val_samples)), ctx)
@@ -341,13 +400,14 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
         if main:
             save_training_state(resume_file, model, optimizer, scheduler, progress_state)
 
-    def write_summary(status: str) -> None:
-        if not main:
-            return
+    def write_summary(status: str) -> bool:
+        if not main or (finished and status != "finished"):   # a failed resume leaves a finished run as it was
+            return False
         fileio.write_json(ckpt_dir / "train_summary.json", {
             "name": name, "status": status, "best_epoch": progress_state["best_epoch"],
             "best_metric": progress_state["best_metric"], "val_metric": cfg.val_metric,
             "history": progress_state["history"], "skipped": skipped.as_list()})
+        return True
 
     epoch = progress_state["epoch"]
     while cfg.max_epochs is None or epoch <= cfg.max_epochs:
@@ -451,6 +511,14 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     return _result(name, ckpt_dir, progress_state, skipped)
 
 
+def _summary_status(ckpt_dir: Path) -> str | None:
+    """The ``status`` of the run's ``train_summary.json`` (None when there is none)."""
+    try:
+        return json.loads((ckpt_dir / "train_summary.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def epoch_line(epoch: int, max_epochs: int | None, train_loss: float, val_metric: str, score: float,
                state: dict[str, Any], lr: float, seconds: float) -> str:
     """One log line per epoch: epoch, mean training loss, validation metric (and the
@@ -490,9 +558,11 @@ def _require_both_classes(labels_seen: set, what: str, skipped: SkipLog, write_s
     image of a class failed to load: there is nothing left to learn or measure."""
     missing = [LABEL_NAMES[c] for c in (REAL, FAKE) if c not in labels_seen]
     if missing:
-        write_summary("failed: no usable " + " or ".join(missing) + f" {what} images")
+        written = write_summary("failed: no usable " + " or ".join(missing) + f" {what} images")
+        where = "listed in train_summary.json" if written or not skipped.skipped else \
+            "e.g. " + ": ".join(skipped.skipped[0])
         raise NoUsableImagesError(f"no readable {' or '.join(missing)} {what} images "
-                                  f"({len(skipped)} files skipped, listed in train_summary.json)")
+                                  f"({len(skipped)} files skipped, {where})")
 
 
 def _split_metric(val_metric: str) -> tuple[str, str]:
