@@ -103,7 +103,9 @@ def test_unknown_partition_is_refused_naming_the_splits(command, small_face_dirs
     """A misspelt --partition used to score every image of the folders, training images included."""
     argv = [command, str(trained_checkpoint), "--real", str(small_face_dirs["real"]), "--fake",
             str(small_face_dirs["fake"]), "--partition", "tset"]
-    if command != "calibrate":
+    if command == "calibrate":
+        argv += ["--force"]          # the checkpoint holds train's thresholds; --force must not skip the check
+    else:
         argv += ["--dataset-name", "x", "--results-dir", str(tmp_path / "results")]
     assert main(argv) == 2
     err = capsys.readouterr().err
