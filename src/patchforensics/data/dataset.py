@@ -253,7 +253,8 @@ def held_out_samples(real: Sequence, fake: Sequence) -> list[Sample]:
 def duplicate_pairs(train: Sequence[Sample], held_out: Sequence[Sample]) -> list[tuple[str, str]]:
     """``(training file, held-out file)`` pairs whose bytes are identical (SHA-256), i.e. the
     same image file in both sets. Cheap: only files whose size occurs on both sides are hashed.
-    Byte identity: a re-encoded or resized copy of an image is not found."""
+    Byte identity: a re-encoded or resized copy of an image is not found. A file that is no
+    usable image (the same junk file in every split) is no leak: training skips it."""
     def sizes(samples):
         out: dict[int, list[str]] = {}
         for s in samples:
@@ -279,7 +280,16 @@ def duplicate_pairs(train: Sequence[Sample], held_out: Sequence[Sample]) -> list
             by_hash.setdefault(digest(path), path)
         by_hash.pop(None, None)
         pairs.extend((by_hash[h], path) for path in held_sizes[size] if (h := digest(path)) in by_hash)
-    return sorted(pairs)
+    usable = {path: _decodes(path) for path in {t for t, _ in pairs}}   # only the (few) matches are decoded
+    return sorted(p for p in pairs if usable[p[0]])
+
+
+def _decodes(path: str) -> bool:
+    try:
+        load_rgb(path)
+    except ImageLoadError:
+        return False
+    return True
 
 
 def _cap(samples: list[Sample], n: int) -> list[Sample]:
