@@ -35,6 +35,7 @@ COMMANDS = {
     "patches": "patches",
     "regions": "regions",
     "report": "report",
+    "experiment": "experiment",
 }
 
 
