@@ -35,5 +35,6 @@ def run(args: argparse.Namespace) -> int:
                                              devices=args.device or ["auto"], force=args.force),
                             progress=progress_enabled())
     print((result.findings_dir / "findings.md").read_text())
-    print(f"table: {result.findings_dir / 'table.csv'}; report: patchforensics report {result.out / 'results'}")
+    print(f"{result.cells} cells, {result.trained} run by this call; table: {result.findings_dir / 'table.csv'}; "
+          f"report: patchforensics report {result.out / 'results'}")
     return 0

@@ -34,7 +34,6 @@ from ..models import create_model, is_patch_model, receptive_field
 from .grid import Grid
 
 AGGREGATION = "after_softmax"
-METRICS = ("ap", "ap_real_positive", "roc_auc", "acc")
 _CLEAN = "none"
 
 

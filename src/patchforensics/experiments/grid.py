@@ -112,7 +112,6 @@ class Cell:
 @dataclass
 class Grid:
     config: GridConfig
-    source: str                      # the grid file (or bundled name)
     data_root: Path
     cells: list[Cell]
     suites: list[Suite]
@@ -258,4 +257,4 @@ def load_grid(path_or_name: str | os.PathLike, overrides: list[str] | None = Non
         suites.append(suite)
     names = [s.name for s in suites]
     require(len(set(names)) == len(names), "suites", f"{path}: two suites are named alike ({names})")
-    return Grid(cfg, str(path_or_name), root, cells, suites, out)
+    return Grid(cfg, root, cells, suites, out)
