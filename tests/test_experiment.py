@@ -106,11 +106,19 @@ def test_experiment_end_to_end_then_nothing_is_retrained(tmp_path, tiny_data, ca
     assert mtimes(out) == before
     assert len(table(out)) == 32
 
-    # another grid into the same folder is refused (naming what differs), before any work
+    # changing a finished cell's training options is refused (naming what differs), before any work
     other = write_grid(tmp_path, tiny_data, base__max_epochs=2)
     assert main(["experiment", str(other), "--out", str(out)]) == 2
-    assert "differs in base" in capsys.readouterr().err
+    assert "differ in max_epochs" in capsys.readouterr().err
     assert mtimes(out) == before
+
+    # growing the grid by a model runs only the new cell
+    bigger = write_grid(tmp_path, tiny_data, regions={"models": ["widenet_kw7_d1"], "seeds": [0], "topn": 8},
+                        vary={"model": [*MODELS, "widenet_kw5_d1"]})
+    assert main(["experiment", str(bigger), "--out", str(out)]) == 0
+    assert "2 finished, 1 to run" in capsys.readouterr().err
+    assert mtimes(out) == before
+    assert len(table(out)) == 48
 
 
 def test_a_killed_grid_continues_where_it_stopped(tmp_path, tiny_data):

@@ -2,7 +2,7 @@
 
 Layout of ``--out`` (default ``experiments``; several grids may share it)::
 
-    grids/<grid>.yaml               the effective grid (after --set); a changed grid is refused without --force
+    grids/<grid>.yaml               the effective grid of the latest run (after --set)
     checkpoints/<model>_<fakes>_seed<s>_<hash>/   train's checkpoint folder (resume.safetensors while
                                     half-trained); the hash covers the training options, so grids in
                                     the same folder share identical runs instead of training them twice
@@ -13,7 +13,9 @@ Layout of ``--out`` (default ``experiments``; several grids may share it)::
     results/experiment-<grid>/      the long table, figures and experiment.json (read by ``report``)
 
 A cell is finished when its record exists; it is never retrained unless
-``force``. A killed run continues where it stopped: a half-trained checkpoint
+``force``, and a grid that changes a finished cell's training options is refused
+without ``force`` (growing a grid by seeds, models, datasets or corruptions only runs
+what is new). A killed run continues where it stopped: a half-trained checkpoint
 resumes from its ``resume.safetensors`` (train's ``--resume``), a trained one is
 only tested, and ``test`` itself skips datasets whose results are up to date.
 With ``workers > 1`` that many processes each take the next unfinished cell
@@ -39,7 +41,7 @@ from ..models import is_patch_model
 from ..models.checkpoint import RESUME_FILE
 from ..training.train import train
 from .findings import write_findings
-from .grid import Cell, Grid, load_grid
+from .grid import RESOURCE_KEYS, Cell, Grid, load_grid
 
 
 @dataclass
@@ -69,20 +71,22 @@ class ExperimentResult:
 
 def prepare(cfg: ExperimentConfig) -> tuple[Grid, Path]:
     """Check the options and the grid (every cell's config, suites, folders) and the output
-    folder; nothing is trained. Refuses an output folder that holds another grid unless ``force``."""
+    folder; nothing is trained. A grid may grow (more seeds, models …: only the new cells run),
+    but a finished cell whose training options changed is refused unless ``force``."""
     cfg.validate()
     grid = load_grid(cfg.grid, cfg.overrides, cfg.data_root, cfg.out)
-    out = grid.out
-    spec = grid.spec()
-    old_file = out / "grids" / f"{grid.config.name}.yaml"
-    if old_file.is_file() and not cfg.force:
-        old = fileio.read_yaml(old_file)
-        changed = sorted(k for k in set(old) | set(spec) if old.get(k) != spec.get(k))
-        if changed:
+    cells_dir = grid.out / "cells" / grid.config.name
+    for cell in grid.cells if not cfg.force else []:
+        record = _read_json(cells_dir / f"{cell.name}.json")
+        if record and Path(record["checkpoint"]).name != cell.train.name:
+            new = to_dict(cell.train)
+            changed = sorted(k for k in set(new) | set(record["train_config"]) if k not in RESOURCE_KEYS
+                             and new.get(k) != record["train_config"].get(k))
             raise fileio.OutputExistsError(
-                f"{out} holds another version of grid {grid.config.name} (it differs in {', '.join(changed)}); "
-                "pass --force to rerun every cell with this one, or choose another --out")
-    return grid, out
+                f"{grid.out}: cell {cell.name} of grid {grid.config.name} was finished with other training "
+                f"options (base/vary differ in {', '.join(changed) or 'the data'}); pass --force to rerun "
+                "the grid's cells with these, or choose another --out")
+    return grid, grid.out
 
 
 def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentResult:
@@ -96,7 +100,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentRe
     if cfg.force:                  # every cell again: the old records go, the locks of live workers stay
         for record in cells_dir.glob("*.json"):
             record.unlink()
-    todo = [c for c in grid.cells if not (cells_dir / f"{c.name}.json").is_file()]
+    todo = [c for c in grid.cells if not finished(grid, c)]
     _log(f"experiment {grid.config.name}: {len(grid.cells)} cells, {len(grid.cells) - len(todo)} finished, "
          f"{len(todo)} to run, {cfg.workers} worker(s); output {out}")
     if cfg.workers == 1 or len(todo) <= 1:
@@ -114,7 +118,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentRe
         if failed:
             raise RuntimeError(f"experiment: {', '.join(failed)} failed (see above); rerun to continue")
         worked = len(todo)
-    missing = [c.name for c in grid.cells if not (cells_dir / f"{c.name}.json").is_file()]
+    missing = [c.name for c in grid.cells if not finished(grid, c)]
     if missing:
         raise RuntimeError(f"experiment: {len(missing)} cells unfinished ({', '.join(missing[:5])}…); rerun to continue")
     records = [json.loads((cells_dir / f"{c.name}.json").read_text()) for c in grid.cells]
@@ -132,12 +136,12 @@ def run_worker(grid: Grid, out: Path, worker: int, device: str, force: bool, pro
     for cell in grid.cells:
         record = cells_dir / f"{cell.name}.json"
         lock = Path(cell.train.checkpoints_dir) / f"{cell.train.name}.lock"
-        if record.is_file() or not _acquire(lock):
+        if finished(grid, cell) or not _acquire(lock):
             continue
         try:
-            if record.is_file():         # finished by another worker between the check and the lock
+            if finished(grid, cell):     # finished by another worker between the check and the lock
                 continue
-            left = sum(not (cells_dir / f"{c.name}.json").is_file() for c in grid.cells)
+            left = sum(not finished(grid, c) for c in grid.cells)
             index = grid.cells.index(cell) + 1
             _log(f"{tag}cell {index}/{len(grid.cells)} ({left} left, this one included): {cell.label()}")
             start = time.perf_counter()
@@ -152,6 +156,25 @@ def run_worker(grid: Grid, out: Path, worker: int, device: str, force: bool, pro
         finally:
             lock.unlink(missing_ok=True)
     return done
+
+
+def finished(grid: Grid, cell: Cell) -> bool:
+    """The cell's record exists, is of this checkpoint and holds every suite dataset × corruption of the grid."""
+    record = _read_json(grid.out / "cells" / grid.config.name / f"{cell.name}.json")
+    if not record or Path(record["checkpoint"]).name != cell.train.name:
+        return False
+    have = {(r["suite"], r["dataset"], r["corruption"]) for r in record["rows"]}
+    datasets = [d.name for s in grid.suites for d in s.datasets]
+    return all((s.name, d.name, ",".join(c) or "none") in have
+               for s in grid.suites for d in s.datasets for c in s.corruptions) \
+        and (not wants_regions(grid, cell) or set(datasets) <= set(record.get("regions", {})))
+
+
+def wants_regions(grid: Grid, cell: Cell) -> bool:
+    """Whether the grid's ``regions`` spec picks this cell (patch models only)."""
+    spec, tcfg = grid.config.regions, cell.train
+    return spec is not None and is_patch_model(tcfg.model) and (not spec.models or tcfg.model in spec.models) \
+        and tcfg.seed in spec.seeds
 
 
 def run_cell(grid: Grid, cell: Cell, out: Path, device: str, force: bool, progress: bool) -> dict[str, Any]:
@@ -179,8 +202,7 @@ def run_cell(grid: Grid, cell: Cell, out: Path, device: str, force: bool, progre
                  for r in result.rows]
     regions = {}
     spec = grid.config.regions
-    if spec is not None and is_patch_model(tcfg.model) and (not spec.models or tcfg.model in spec.models) \
-            and tcfg.seed in spec.seeds:
+    if wants_regions(grid, cell):
         for suite in grid.suites:
             for ds in suite.datasets:
                 pcfg = PatchesConfig(checkpoint=str(ckpt), real=[ds.real], fake=[ds.fake], dataset_name=ds.name,
