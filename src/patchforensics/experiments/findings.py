@@ -245,7 +245,7 @@ def plot_ap_vs_rf(path: Path, rows: list[dict], train_fake: str) -> None:
         models = [m for m in _model_order(rows) if _family(m) == fam]
         rf = {r["model"]: r["rf"] for r in rows}
         x = np.arange(len(models))
-        labels = [f"{m.removeprefix(fam + '_') if m != fam else 'full'}\n{rf[m]}" for m in models]
+        labels = [f"{m.removeprefix(fam + '_')}\n{rf[m]} px" if m != fam else "full\n(whole image)" for m in models]
         for mi, (metric, mname) in enumerate(metrics):
             for ci, corr in enumerate(corruptions):
                 ax = axes[fi * 2 + mi, ci]
