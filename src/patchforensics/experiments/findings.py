@@ -294,7 +294,7 @@ def plot_cross(path: Path, rows: list[dict]) -> None:
         ax.set_yticks(range(len(fakes)), fakes if ax is axes[0][0] else [""] * len(fakes), fontsize=7)
         ax.set_title(m, fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="AP")
-    fig.suptitle(f"AP ({AGGREGATION}, clean): trained on (rows) × tested on (columns)", fontsize=9)
+    fig.suptitle(f"AP ({AGGREGATION}, clean): trained on (rows) × tested on (columns)", fontsize=9, y=1.04)
     fileio.save_figure(fig, path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
