@@ -5,8 +5,8 @@ folder finds it (``experiment.json`` lists the tables and figures; the report
 renders them without importing this module)::
 
     table.csv, table.md      cell options × dataset × corruption × aggregation × AP/seed AP/AUC/acc
-    ap_vs_rf[_<fake>].png    AP and ROC-AUC against receptive-field size, mean ± sd over seeds,
-                             one line per test dataset (when the grid varies the model)
+    ap_vs_rf.png             AP and ROC-AUC against receptive-field size, mean ± sd over seeds,
+                             one line per test dataset (when the grid varies the model, not the fakes)
     cross_generator.png      AP per train set × test set, per model (when the grid varies the fakes)
     regions.png              fakes' top patches vs random patches per face region, per test dataset
     findings.md              the summary tables in Markdown
@@ -267,8 +267,8 @@ def plot_ap_vs_rf(path: Path, rows: list[dict], train_fake: str) -> None:
                 if fi == 0 and mi == 0 and ci == 0:
                     ax.legend(fontsize=7)
     n_seeds = max(s[2] for s in pooled(rows, "ap").values())
-    fig.suptitle(f"trained on {train_fake}: {AGGREGATION} AP / ROC-AUC against receptive field (px; full = whole "
-                 f"image), mean ± sd over {n_seeds} seeds", fontsize=9)
+    fig.suptitle(f"trained on {train_fake}: {AGGREGATION} AP / ROC-AUC against receptive field, "
+                 f"mean ± sd over {n_seeds} seeds", fontsize=9, wrap=True)
     fig.tight_layout()
     fileio.save_figure(fig, path, dpi=90)
     plt.close(fig)
@@ -325,7 +325,14 @@ def plot_regions(path: Path, summary: dict) -> None:
 
 # ------------------------------------------------------------------ write
 def write_findings(grid: Grid, records: list[dict], out_dir: Path) -> Path:
-    """Write the long table, the summary tables and figures and ``experiment.json`` into ``out_dir``."""
+    """Write the long table, the summary tables and figures and ``experiment.json`` into ``out_dir``
+    (replaced as a whole: it is derived from the cell records, which stay)."""
+    with fileio.atomic_dir(out_dir, force=True) as tmp:
+        _write_findings(grid, records, tmp)
+    return out_dir
+
+
+def _write_findings(grid: Grid, records: list[dict], out_dir: Path) -> None:
     rows = long_rows(grid, records)
     tables, figures = [], []
     models = _ordered(r["model"] for r in rows)
@@ -336,13 +343,12 @@ def write_findings(grid: Grid, records: list[dict], out_dir: Path) -> Path:
     pvf = patch_vs_full_table(rows)
     if pvf:
         tables.append(pvf)
-    if len(models) > 1:
-        for fake in fakes:
-            name = "ap_vs_rf.png" if len(fakes) == 1 else f"ap_vs_rf_{fake}.png"
-            plot_ap_vs_rf(out_dir / name, [r for r in rows if r["train_fake"] == fake], fake)
-            figures.append({"file": name, "caption": f"AP and ROC-AUC ({AGGREGATION}) against receptive field, "
-                                                     f"trained on {fake}: mean ± sd over seeds, one line per test set"})
-            tables += [rf_table(rows, fake, c) for c in corruptions]
+    if len(models) > 1 and len(fakes) == 1:       # a receptive-field ablation (cross-generator grids: below)
+        plot_ap_vs_rf(out_dir / "ap_vs_rf.png", rows, fakes[0])
+        figures.append({"file": "ap_vs_rf.png", "caption": f"AP and ROC-AUC ({AGGREGATION}) against receptive "
+                                                           f"field, trained on {fakes[0]}: mean ± sd over seeds, "
+                                                           "one line per test set"})
+        tables += [rf_table(rows, fakes[0], c) for c in corruptions]
     if len(fakes) > 1:
         plot_cross(out_dir / "cross_generator.png", rows)
         figures.append({"file": "cross_generator.png",
@@ -368,4 +374,3 @@ def write_findings(grid: Grid, records: list[dict], out_dir: Path) -> Path:
         md += [f"## {t['title']}\n", _md(t["columns"], t["rows"])]
     fileio.write_text(out_dir / "findings.md", "\n".join(md))
     fileio.write_json(out_dir / "experiment.json", info)
-    return out_dir
