@@ -27,13 +27,19 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments.runner import ExperimentConfig, run_experiment
+    import sys
+
+    from ..experiments.runner import ExperimentConfig, ExperimentIncomplete, run_experiment
     from .common import progress_enabled
 
-    result = run_experiment(ExperimentConfig(grid=args.grid, overrides=args.overrides, out=args.out,
-                                             data_root=args.data_root, workers=args.workers,
-                                             devices=args.device or ["auto"], force=args.force),
-                            progress=progress_enabled())
+    try:
+        result = run_experiment(ExperimentConfig(grid=args.grid, overrides=args.overrides, out=args.out,
+                                                 data_root=args.data_root, workers=args.workers,
+                                                 devices=args.device or ["auto"], force=args.force),
+                                progress=progress_enabled())
+    except ExperimentIncomplete as e:
+        print(f"patchforensics experiment: {e}", file=sys.stderr)
+        return 1
     print((result.findings_dir / "findings.md").read_text())
     print(f"{result.cells} cells, {result.trained} run by this call; table: {result.findings_dir / 'table.csv'}; "
           f"report: patchforensics report {result.out / 'results'}")

@@ -62,6 +62,11 @@ class ExperimentConfig:
 
 
 @dataclass
+class ExperimentIncomplete(RuntimeError):
+    """A worker process failed: some cells are not finished (a rerun continues them)."""
+
+
+@dataclass
 class ExperimentResult:
     out: Path
     findings_dir: Path
@@ -104,11 +109,11 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentRe
     _log(f"experiment {grid.config.name}: {len(grid.cells)} cells, {len(grid.cells) - len(todo)} finished, "
          f"{len(todo)} to run, {cfg.workers} worker(s); output {out}")
     if cfg.workers == 1 or len(todo) <= 1:
-        worked = run_worker(grid, out, 0, cfg.devices[0], cfg.force, progress)
+        worked = run_worker(grid, out, "", cfg.devices[0], cfg.force, progress)
     else:
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=run_worker, args=(grid, out, i, cfg.devices[i % len(cfg.devices)],
-                                                      cfg.force, False), name=f"worker{i}")
+        procs = [ctx.Process(target=run_worker, args=(grid, out, f"[worker {i}] ", cfg.devices[i % len(cfg.devices)],
+                                                      cfg.force, False), name=f"worker {i}")
                  for i in range(cfg.workers)]
         for p in procs:
             p.start()
@@ -116,23 +121,22 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentRe
             p.join()
         failed = [p.name for p in procs if p.exitcode != 0]
         if failed:
-            raise RuntimeError(f"experiment: {', '.join(failed)} failed (see above); rerun to continue")
+            raise ExperimentIncomplete(f"{', '.join(failed)} failed (see above); rerun to continue")
         worked = len(todo)
     missing = [c.name for c in grid.cells if not finished(grid, c)]
     if missing:
-        raise RuntimeError(f"experiment: {len(missing)} cells unfinished ({', '.join(missing[:5])}…); rerun to continue")
+        raise ExperimentIncomplete(f"{len(missing)} cells unfinished ({', '.join(missing[:5])}); rerun to continue")
     records = [json.loads((cells_dir / f"{c.name}.json").read_text()) for c in grid.cells]
     findings_dir = write_findings(grid, records, out / "results" / f"experiment-{grid.config.name}")
     _log(f"experiment {grid.config.name}: table and figures in {findings_dir}")
     return ExperimentResult(out, findings_dir, len(grid.cells), worked)
 
 
-def run_worker(grid: Grid, out: Path, worker: int, device: str, force: bool, progress: bool) -> int:
+def run_worker(grid: Grid, out: Path, tag: str, device: str, force: bool, progress: bool) -> int:
     """Take the unfinished cells one after another (skipping those another process holds);
-    returns how many this worker finished."""
+    returns how many this worker finished. ``tag`` starts its log lines."""
     cells_dir = out / "cells" / grid.config.name
     done = 0
-    tag = f"[worker {worker}] " if worker else ""
     for cell in grid.cells:
         record = cells_dir / f"{cell.name}.json"
         lock = Path(cell.train.checkpoints_dir) / f"{cell.train.name}.lock"
