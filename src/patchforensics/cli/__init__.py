@@ -36,6 +36,7 @@ COMMANDS = {
     "patches": "patches",
     "regions": "regions",
     "report": "report",
+    "experiment": "experiment",
 }
 
 

@@ -10,6 +10,11 @@ under ``results/<name>/<partition>/epoch_<which>/<dataset>/``:
   galleries, the top-patch grids, and the region histograms with their counts
   and per-region patch grids (the seed's histograms notebook).
 
+When the folder holds experiments (``experiment-<grid>/experiment.json``, written by
+``patchforensics experiment``), a "Findings" section comes first: the figures and
+summary tables that file lists (AP against receptive field, the cross-generator
+table, region histograms per test generator).
+
 Images are inlined as ``data:`` URIs, styles are inlined and nothing is
 fetched from the network, so the page can be mailed or opened offline; only
 the gallery links point to files next to it (relative links).
@@ -258,6 +263,45 @@ def regions_section(regions_dir: Path) -> str:
             f'<div class="figs">{"".join(grids)}</div>')
 
 
+# ---------------------------------------------------------------- findings
+def find_experiments(root: str | Path) -> list[tuple[Path, dict]]:
+    """``(folder, experiment.json)`` of every experiment written into ``root``
+    (``root/experiment-<grid>/``, by ``patchforensics experiment``)."""
+    found = []
+    for path in sorted(Path(root).glob("experiment-*/experiment.json")):
+        info = _read_json(path)
+        if info and isinstance(info.get("tables"), list) and isinstance(info.get("figures"), list):
+            found.append((path.parent, info))
+    return found
+
+
+def findings_section(folder: Path, info: dict, page_dir: Path) -> str:
+    """An experiment's summary figures and tables, as listed in its experiment.json."""
+    anchor = f"findings-{html.escape(str(info.get('name', folder.name)))}"
+    parts = [f'<h2 id="{anchor}">Findings: experiment {html.escape(str(info.get("name", "")))}</h2>',
+             f'<p class="meta">{info.get("cells", "?")} cells, seeds {html.escape(str(info.get("seeds", "")))}, '
+             f'{info.get("minutes", "?")} min in all; models {html.escape(", ".join(info.get("models", [])))}; '
+             f'trained on {html.escape(", ".join(info.get("train_fakes", [])))}. AP: fakes positive, '
+             f'{html.escape(str(info.get("aggregation", "")))} aggregation. Every row: '
+             f'<a href="{_href(folder / str(info.get("table", "table.csv")), page_dir)}">the long table</a>.</p>']
+    figs = [_figure(_img(folder / f["file"], f["file"], wide=True), html.escape(f["caption"]))
+            for f in info["figures"] if (folder / f["file"]).is_file()]
+    if figs:
+        parts.append(f'<div class="figs">{"".join(figs)}</div>')
+    for t in info["tables"]:
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in t["columns"])
+        rows = "\n".join("<tr>" + "".join(_findings_cell(i, v) for i, v in enumerate(row)) + "</tr>"
+                         for row in t["rows"])
+        parts.append(f'<h3>{html.escape(t["title"])}</h3>\n<table class="findings" id="{html.escape(t["id"])}">'
+                     f"<tr>{head}</tr>\n{rows}\n</table>")
+    return "\n".join(parts)
+
+
+def _findings_cell(column: int, value) -> str:
+    cls = ' class="text"' if column == 0 else ""
+    return f"<td{cls}>{html.escape(str(value))}</td>"
+
+
 def build_report(results: list[DatasetResult], page_dir: Path, title: str, root: Path) -> str:
     toc = " · ".join(f'<a href="#r{i}">{html.escape(r.label)}</a>' for i, r in enumerate(results))
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -265,8 +309,9 @@ def build_report(results: list[DatasetResult], page_dir: Path, title: str, root:
             f'<p class="meta">{len(results)} result folders under <code>{html.escape(str(root))}</code>, '
             f"generated {now}. Scores are p(fake); AP treats the fakes as the positive class (the seed's "
             f"real-positive AP is <code>ap_real_positive</code> in metrics.json). Heatmaps: "
-            f"{html.escape(SCALE_TEXT)}. {toc}</p>",
-            "<h2>Detection metrics</h2>", metrics_table(results), ap_pivot(results)]
+            f"{html.escape(SCALE_TEXT)}. {toc}</p>"]
+    body += [findings_section(folder, info, page_dir) for folder, info in find_experiments(root)]
+    body += ["<h2>Detection metrics</h2>", metrics_table(results), ap_pivot(results)]
     body += [dataset_section(r, page_dir, f"r{i}") for i, r in enumerate(results)]
     return html_page(title, "\n".join(body), with_lightbox=False)
 

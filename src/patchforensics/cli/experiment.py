@@ -1,0 +1,46 @@
+"""``patchforensics experiment``."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub, name: str) -> None:
+    p = sub.add_parser(name, help="train and test a grid of cells (models x seeds x fake sets ...) into one table",
+                       description="Trains every cell of GRID that is not finished (a half-trained cell resumes, "
+                                   "a finished one is never retrained without --force), runs the grid's suites, "
+                                   "and writes one long table (CSV and Markdown) plus summary figures under "
+                                   "OUT/results/experiment-<grid>/, where 'report OUT/results' shows them.")
+    p.add_argument("grid", metavar="GRID", help="grid YAML, or a bundled grid name (rf-ablation, cross-generator)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a grid key (dotted path, YAML value), e.g. --set base.max_epochs=4 "
+                        "--set vary.seed=[0,1]; repeatable")
+    p.add_argument("--out", help="output folder (default experiments/<grid name>)")
+    p.add_argument("--data-root", help="folder the grid's real/fake/suite folders start from "
+                                       "(default: the grid's data_root, $PATCHFORENSICS_DATA, ../shared/data/faces128)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes, each taking the next unfinished cell (a lock file per cell; default 1)")
+    p.add_argument("--device", action="append", default=None, metavar="DEVICE",
+                   help="device of the cells (auto, cpu, cuda:0 ...); repeat to give worker i the i-th "
+                        "(round robin), e.g. --workers 2 --device cuda:0 --device cuda:1")
+    p.add_argument("--force", action="store_true", help="retrain and retest every cell")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..experiments.runner import ExperimentConfig, ExperimentIncomplete, run_experiment
+    from .common import progress_enabled
+
+    try:
+        result = run_experiment(ExperimentConfig(grid=args.grid, overrides=args.overrides, out=args.out,
+                                                 data_root=args.data_root, workers=args.workers,
+                                                 devices=args.device or ["auto"], force=args.force),
+                                progress=progress_enabled())
+    except ExperimentIncomplete as e:
+        print(f"patchforensics experiment: {e}", file=sys.stderr)
+        return 1
+    print((result.findings_dir / "findings.md").read_text())
+    print(f"{result.cells} cells, {result.trained} run by this call; table: {result.findings_dir / 'table.csv'}; "
+          f"report: patchforensics report {result.out / 'results'}")
+    return 0

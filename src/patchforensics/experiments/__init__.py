@@ -1,0 +1,1 @@
+"""Grids of training runs (models × seeds × fake sets …), their suites, one long table and the findings."""

@@ -1,0 +1,260 @@
+"""A grid file: one base training config, lists of options to vary, the suites to test on.
+
+::
+
+    name: rf-ablation
+    data_root: null              # default: --data-root, $PATCHFORENSICS_DATA, ../shared/data/faces128
+    base:                        # TrainConfig keys; real/fake are folders under the data root
+      real: [ffhq]
+      fake: [tpdne-stylegan2]
+      max_epochs: 30
+    vary:                        # every combination is one cell
+      model: [xception_block1, xception_block2, xception]
+      seed: [0, 1, 2]
+    suites: [faces128]           # bundled names or YAML files (relative to the grid file)
+    corruptions: [[], [jpeg:75], [blur:1]]   # replaces the suites' own list; [] = clean
+    regions: {models: [xception_block2], seeds: [0, 1], topn: 100}   # optional (claim c)
+
+:func:`load_grid` checks everything (keys, types, model names, folders, corruptions)
+and builds every cell's :class:`TrainConfig` before anything is trained, so a
+broken grid fails in one line naming the key.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..core.config import ConfigError, from_dict, load_yaml_file, require, to_dict
+from ..data.dataset import default_data_root
+from ..data.transforms import parse_corruptions
+from ..evaluation.suite import Suite, load_suite
+from ..models import is_patch_model
+from ..training.train import TrainConfig
+
+#: TrainConfig keys the experiment sets itself (one checkpoint folder per cell)
+RESERVED_KEYS = ("name", "suffix", "prefix", "checkpoints_dir", "runs_dir")
+#: TrainConfig keys that do not change what is trained (left out of a checkpoint's identity)
+RESOURCE_KEYS = (*RESERVED_KEYS, "device", "num_workers", "threads", "cache_mb")
+
+
+@dataclass
+class RegionsSpec:
+    """Which cells also get region histograms of their top patches (claim c), on every clean suite dataset."""
+
+    models: list[str] = field(default_factory=list)   # empty: every patch model of the grid
+    seeds: list[int] = field(default_factory=lambda: [0])
+    topn: int = 100                                    # top patches per class, one per image
+
+    def validate(self) -> None:
+        require(self.topn > 0, "regions.topn", "must be > 0")
+        for m in self.models:
+            try:
+                require(is_patch_model(m), "regions.models", f"{m} is a full-image model; regions need patches")
+            except ValueError as e:
+                raise ConfigError(f"regions.models: {e}") from None
+
+
+@dataclass
+class GridConfig:
+    """The keys of a grid file."""
+
+    name: str
+    base: dict[str, Any] = field(default_factory=dict)
+    vary: dict[str, list[Any]] = field(default_factory=dict)
+    suites: list[str] = field(default_factory=lambda: ["faces128"])
+    corruptions: list[list[str]] | None = None
+    data_root: str | None = None
+    which_epoch: str = "bestval"
+    regions: RegionsSpec | None = None
+
+    def validate(self) -> None:
+        require(re.fullmatch(r"[A-Za-z0-9._+-]+", self.name) is not None, "name",
+                f"{self.name!r}: use letters, digits and . _ + - (it names the output folders)")
+        require(bool(self.suites), "suites", "list at least one suite (e.g. [faces128])")
+        for key in RESERVED_KEYS:
+            require(key not in self.base and key not in self.vary, f"base.{key}" if key in self.base else
+                    f"vary.{key}", "is set by the experiment (one checkpoint folder per cell); remove it")
+        for key, values in self.vary.items():
+            require(bool(values), f"vary.{key}", "give at least one value")
+            require(key not in self.base, f"vary.{key}", "is also in base; keep it in one place")
+        if self.corruptions is not None:
+            for c in self.corruptions:
+                try:
+                    parse_corruptions(c)
+                except ValueError as e:
+                    raise ConfigError(f"corruptions: {e}") from None
+
+
+@dataclass
+class Cell:
+    """One training run of the grid and the options that make it different from the others."""
+
+    name: str
+    options: dict[str, Any]          # the varied keys' values, as written in the grid
+    train: TrainConfig               # its name is the checkpoint's: see checkpoint_name()
+
+    def label(self) -> str:
+        return " ".join(f"{k}={_text(v)}" for k, v in self.options.items()) or "base"
+
+
+@dataclass
+class Grid:
+    config: GridConfig
+    data_root: Path
+    cells: list[Cell]
+    suites: list[Suite]
+    out: Path                        # checkpoints, cell records, results
+
+    def spec(self) -> dict[str, Any]:
+        """The effective grid (after ``--set`` overrides) as plain YAML-safe values."""
+        return dataclasses.asdict(self.config)
+
+
+def bundled_grids() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("patchforensics.grids").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def _grid_path(path_or_name: str | os.PathLike) -> Path:
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    if str(path_or_name) in bundled_grids():
+        return Path(str(resources.files("patchforensics.grids") / f"{path_or_name}.yaml"))
+    raise FileNotFoundError(f"grid {path_or_name} not found; give a YAML file or one of the bundled grids: "
+                            f"{', '.join(bundled_grids())}")
+
+
+def apply_overrides(spec: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``KEY.PATH=VALUE`` items (values are YAML) set into a copy of ``spec``,
+    e.g. ``base.max_epochs=4`` or ``vary.seed=[0,1]``."""
+    spec = copy.deepcopy(spec)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: write KEY=VALUE, e.g. base.max_epochs=4 or vary.seed=[0,1]")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: {raw!r} is not a YAML value") from None
+        node, parts = spec, key.split(".")
+        for part in parts[:-1]:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part} is not a mapping")
+        node[parts[-1]] = value
+    return spec
+
+
+def _text(value: Any) -> str:
+    return "+".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def cell_name(options: dict[str, Any]) -> str:
+    """Path-safe folder name of a cell, e.g. ``model-xception_block2_seed-0``."""
+    name = "_".join(f"{k}-{_text(v)}" for k, v in options.items()) or "base"
+    return re.sub(r"[^A-Za-z0-9._+-]", "-", name)
+
+
+def checkpoint_name(cfg: TrainConfig) -> str:
+    """``<model>_<fakes>_seed<seed>_<hash>``: the hash covers every option that changes what is
+    trained, so grids sharing an output folder share a checkpoint exactly when it is the same run."""
+    identity = {k: v for k, v in to_dict(cfg).items() if k not in RESOURCE_KEYS}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    fakes = "+".join(Path(f).name for f in cfg.fake)
+    return re.sub(r"[^A-Za-z0-9._+-]", "-", f"{cfg.model}_{fakes}_seed{cfg.seed}_{digest}")
+
+
+def _folders(value: Any, root: Path) -> Any:
+    """Folder names of ``real``/``fake`` resolved under the data root (absolute paths kept)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        return value                       # from_dict names the key and the wrong type
+    return [str(root / str(v)) for v in items]
+
+
+def load_grid(path_or_name: str | os.PathLike, overrides: list[str] | None = None,
+              data_root: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> Grid:
+    """Read, override and check a grid; build every cell's config (nothing is trained or written).
+
+    Checkpoints go to ``<out>/checkpoints/<checkpoint_name>``, TensorBoard logs to ``<out>/runs``
+    (``out`` defaults to ``experiments``; grids that share it share identical runs).
+    """
+    path = _grid_path(path_or_name)
+    spec = apply_overrides(load_yaml_file(path), overrides or [])
+    try:
+        cfg = from_dict(GridConfig, spec)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    root = Path(data_root) if data_root else Path(cfg.data_root) if cfg.data_root else None
+    if root is not None and not root.is_absolute() and cfg.data_root and not data_root:
+        root = path.parent / root
+    root = default_data_root(root)
+    out = Path(out) if out else Path("experiments")
+
+    train_fields = set(to_dict(TrainConfig()))
+    cells = []
+    keys = list(cfg.vary)
+    for values in itertools.product(*(cfg.vary[k] for k in keys)):
+        options = dict(zip(keys, values))
+        name = cell_name(options)
+        merged = {**cfg.base, **options}
+        for key in ("real", "fake"):
+            if key in merged:
+                merged[key] = _folders(merged[key], root)
+        merged.update(name=name, checkpoints_dir=str(Path(out) / "checkpoints"), runs_dir=str(Path(out) / "runs"))
+        where = "base" if not options else f"cell {name}"
+        for key in merged:
+            if key not in train_fields:
+                section = "vary" if key in options else "base"
+                allowed = sorted(train_fields - set(RESERVED_KEYS))
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"{path}: unknown config key '{section}.{key}'{hint}; base and vary take the "
+                                  f"options of 'patchforensics train': {', '.join(allowed)}")
+        try:
+            train_cfg = from_dict(TrainConfig, merged)
+        except ConfigError as e:
+            key = str(e).split(":", 1)[0]
+            section = "vary" if key in options else "base"
+            raise ConfigError(f"{path}: {section}.{e} ({where})") from None
+        require(bool(train_cfg.real) and bool(train_cfg.fake), "base.real",
+                f"{path}: every cell needs real and fake training folders (base.real/base.fake or vary)")
+        for folder in train_cfg.real + train_cfg.fake:
+            if not Path(folder).is_dir():
+                raise FileNotFoundError(f"{path}: cell {name}: training folder {folder} not found "
+                                        "(pass --data-root to point at your data)")
+        train_cfg.name = checkpoint_name(train_cfg)
+        cells.append(Cell(name, options, train_cfg))
+    if cfg.regions is not None:
+        models = {c.train.model for c in cells}
+        missing = [m for m in cfg.regions.models if m not in models]
+        require(not missing, "regions.models", f"{path}: {missing} are not models of this grid")
+
+    suites = []
+    for s in cfg.suites:
+        local = path.parent / s
+        try:
+            suite = load_suite(local if local.is_file() else s, root)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: suites: {e}") from None
+        if cfg.corruptions is not None:
+            suite.corruptions = [list(c or []) for c in cfg.corruptions]
+        suites.append(suite)
+    names = [s.name for s in suites]
+    require(len(set(names)) == len(names), "suites", f"{path}: two suites are named alike ({names})")
+    return Grid(cfg, root, cells, suites, out)
