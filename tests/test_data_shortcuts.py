@@ -38,7 +38,9 @@ def _by_origin(split: str) -> tuple[list[Path], list[Path]]:
 
 
 def _test_auc(real: Path, fake: Path, tmp_path: Path, name: str) -> float:
-    cfg = TrainConfig(real=[str(real)], fake=[str(fake)], model="xception_block2", max_epochs=4,
+    # fp32 on every CPU: the bands below were measured in fp32 (bf16 auto would train in bf16
+    # on AVX512-BF16 machines only)
+    cfg = TrainConfig(real=[str(real)], fake=[str(fake)], model="xception_block2", max_epochs=4, bf16="off",
                       name=name, checkpoints_dir=str(tmp_path / "ck"), runs_dir=str(tmp_path / "runs"))
     ckpt = train(cfg, progress=False).checkpoint_dir
     samples = collect_samples([real], [fake], split="test")
