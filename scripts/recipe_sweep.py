@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -26,16 +25,8 @@ import yaml
 
 from patchforensics.core.config import from_dict
 from patchforensics.evaluation.suite import load_suite, run_suite
+from patchforensics.scoring.fastpath import cpu_kind
 from patchforensics.training.train import TrainConfig, train
-
-
-def cpu_kind() -> str:
-    """'avx512_bf16' or 'avx2' (or the machine name), from /proc/cpuinfo."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.machine()
-    return "avx512_bf16" if "avx512_bf16" in flags else ("avx2" if "avx2" in flags else platform.machine())
 
 
 TABLE_SETS = ("tpdne-stylegan2", "stylegan1", "generated-photos", "celebahq-vs-tpdne-stylegan2")
@@ -104,7 +95,7 @@ def main() -> int:
     suite_result = run_suite(result.checkpoint_dir, suite, results_dir=str(work / "results"), force=True,
                       progress=False)
     rows = {r["dataset"]: r for r in suite_result.rows if r["aggregation"] == "after_softmax"}
-    record = {"tag": args.tag, "options": options, "data": str(data), "cpu": cpu_kind(),
+    record = {"tag": args.tag, "options": options, "data": str(data), "cpu": cpu_kind().split(" ")[0],   # the ISA part: the table's CPU column
               "best_epoch": result.best_epoch, "best_val": result.best_metric,
               "val_history": [round(h[cfg.val_metric], 4) for h in result.history],
               "test_ap": {k: round(r["ap_real_positive"], 4) for k, r in rows.items()},
