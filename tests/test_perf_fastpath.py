@@ -16,7 +16,8 @@ from patchforensics.evaluation import evaluate
 from patchforensics.models.checkpoint import load_model
 from patchforensics.scoring.engine import Engine
 from patchforensics.scoring.fastpath import (CachedImageDataset, FastPath, _cpu_flags, cache_prefix, cpu_has_native_bf16,
-                                             fold_batchnorm, inference_backend, make_dataset, use_bf16)
+                                             fold_batchnorm, inference_backend, make_dataset, use_bf16,
+                                             NATIVE_BF16_ENV)
 from patchforensics.scoring.metrics import AGGREGATIONS
 from patchforensics.models import create_model
 from patchforensics.training.train import TrainConfig, TrainStep
@@ -48,11 +49,21 @@ def test_fold_batchnorm_removes_every_bn_and_keeps_outputs(name):
         torch.testing.assert_close(folded(x), ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
 
 
-def test_bf16_only_where_the_hardware_has_it():
+def test_bf16_only_where_the_hardware_has_it(monkeypatch):
     flags = _cpu_flags()
     if flags:   # Linux: the probe agrees with /proc/cpuinfo
         assert cpu_has_native_bf16() == bool(flags & {"amx_bf16", "avx512_bf16"})
+    monkeypatch.delenv(NATIVE_BF16_ENV, raising=False)
     assert use_bf16("auto", CPU) == cpu_has_native_bf16()
+    # the variable makes 'auto' decide as the other CPU kind would; on/off stay what they say
+    for forced, expected in (("1", True), ("0", False)):
+        monkeypatch.setenv(NATIVE_BF16_ENV, forced)
+        assert use_bf16("auto", CPU) is expected
+        assert use_bf16("off", CPU) is False and use_bf16("on", CPU) is True
+    monkeypatch.setenv(NATIVE_BF16_ENV, "yes")
+    with pytest.raises(ValueError, match="set it to 1"):
+        use_bf16("auto", CPU)
+    monkeypatch.delenv(NATIVE_BF16_ENV)
     assert use_bf16("off", CPU) is False and use_bf16("on", CPU) is True
     # on a CPU the default is ONNX Runtime, measured fastest with and without native bf16
     assert inference_backend(FastPath(), CPU) == "onnx"

@@ -9,14 +9,15 @@ from .common import add_backend_option
 
 def register(sub, name: str) -> None:
     p = sub.add_parser(name, help="choose decision thresholds on validation images",
-                       description="Choose the equal-error threshold and the threshold that calls at most "
-                                   "--target-fpr of the validation real images fake; store them in "
+                       description="Choose the equal-error threshold and, for each --target-fpr, the threshold that "
+                                   "calls at most that fraction of the validation real images fake (default "
+                                   "3%% = fpr3pct, the default decision, and 1%% = fpr1pct); store them in "
                                    "CHECKPOINT_DIR/config.yaml (details in calibration.json). 'train' does "
                                    "this by itself at the end of a run.")
     p.add_argument("checkpoint", metavar="CHECKPOINT_DIR")
     p.add_argument("--which-epoch", default="bestval")
-    p.add_argument("--target-fpr", type=float, default=0.01,
-                   help="largest fraction of real images called fake (default 0.01 = 1%%)")
+    p.add_argument("--target-fpr", type=float, action="append", default=None,
+                   help="largest fraction of real images called fake; repeatable (default 0.03 and 0.01)")
     p.add_argument("--real", action="append", default=[], metavar="DIR",
                    help="calibrate on these folders instead of the checkpoint's validation split")
     p.add_argument("--fake", action="append", default=[], metavar="DIR")
@@ -35,11 +36,12 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation.calibrate import CalibrateConfig, run_calibration
+    from ..evaluation.calibrate import DEFAULT_TARGET_FPRS, CalibrateConfig, run_calibration
     from .common import progress_enabled
 
     cfg = CalibrateConfig(checkpoint=args.checkpoint, which_epoch=args.which_epoch, real=args.real,
-                          fake=args.fake, partition=args.partition, target_fpr=args.target_fpr,
+                          fake=args.fake, partition=args.partition,
+                          target_fprs=tuple(args.target_fpr or DEFAULT_TARGET_FPRS),
                           batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
                           backend=getattr(args, "backend", "auto"), force=args.force,
                           allow_test_split=args.allow_test_split)

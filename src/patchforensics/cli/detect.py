@@ -19,9 +19,10 @@ def register(sub, name: str) -> None:
     p.add_argument("--model", help="checkpoint folder or .onnx file (default: the bundled detector)")
     p.add_argument("--which-epoch", help="weights in the checkpoint folder: bestval (default) | latest | N")
     add_backend_option(p)
-    p.add_argument("--threshold", default="eer",
-                   help="stored threshold name (eer = equal error on validation, default; fpr1pct = at most "
-                        "1%% of validation reals called fake) or a p(fake) value such as 0.5")
+    p.add_argument("--threshold", default="default",
+                   help="stored threshold name or a p(fake) value such as 0.5: default = the model's screening "
+                        "threshold (fpr3pct: at most 3%% of validation reals called fake; eer for models "
+                        "calibrated before it existed); fpr1pct = strict (at most 1%%); eer = equal error")
     p.add_argument("--faces", default="auto", choices=["auto", "find", "aligned"],
                    help="auto (default): an image of exactly the model's input size (128x128 for the bundled "
                         "detector) is one aligned face, any other is searched for faces; find: always find and "

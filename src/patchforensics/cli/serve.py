@@ -16,7 +16,9 @@ def register(sub, name: str) -> None:
     p.add_argument("--model", help="checkpoint folder or .onnx file (default: the bundled detector)")
     p.add_argument("--which-epoch", help="bestval (default) | latest | N")
     add_backend_option(p)
-    p.add_argument("--threshold", default="eer", help="stored threshold name or a p(fake) value (default eer)")
+    p.add_argument("--threshold", default="default",
+                   help="stored threshold name or a p(fake) value (default: the model's screening threshold, "
+                        "fpr3pct, else eer)")
     p.add_argument("--faces", default="auto", choices=["auto", "find", "aligned"],
                    help="default face mode of each request (as detect's --faces; a request may pass ?faces=)")
     p.add_argument("--align-style", default="ffhq", choices=["ffhq", "celebahq"],

@@ -38,6 +38,10 @@ CARD_KEYS = ("name", "class_ids", "created", "thresholds", "runtime")
 #: training options renamed since they were first written (old name -> new name)
 RENAMED_OPTIONS = {"inference_backend": "backend"}
 CLASS_IDS = {"fake": FAKE, "real": REAL}
+#: names of the default decision threshold, first stored one wins: the screener's (at most 3% of
+#: the validation reals flagged, see evaluation/calibrate.py), then the equal-error threshold of
+#: checkpoints calibrated before ``fpr3pct`` existed
+DEFAULT_THRESHOLD_NAMES = ("fpr3pct", "eer")
 #: the ONNX metadata key under which the card travels inside an exported model
 ONNX_METADATA_KEY = "patchforensics"
 
@@ -130,6 +134,11 @@ class ModelCard:
     def p_fake_threshold(self, name: str) -> float:
         """The stored threshold ``name`` as a cut on p(fake): fake when ``p(fake) >=`` it."""
         return 1.0 - float(self.thresholds[name])
+
+    def default_threshold(self) -> str | None:
+        """The name of the stored threshold ``detect`` and ``serve`` decide with by default
+        (:data:`DEFAULT_THRESHOLD_NAMES`), or None when the card holds none of them."""
+        return next((n for n in DEFAULT_THRESHOLD_NAMES if n in self.thresholds), None)
 
     def with_thresholds(self, thresholds: Mapping[str, float]) -> "ModelCard":
         return replace(self, thresholds={k: float(v) for k, v in thresholds.items()})

@@ -44,6 +44,10 @@ from ..data.transforms import TransformConfig, resize_shorter
 log = logging.getLogger(__name__)
 
 BF16_CHOICES = ("auto", "on", "off")
+#: ``1`` / ``0``: decide ``bf16="auto"`` on a CPU as if it had / lacked native bf16, so that one
+#: machine can run the suite as the other CPU kind would (forced bf16 on AVX2 is emulated: slow
+#: but numerically the same as native). Unset: the hardware decides.
+NATIVE_BF16_ENV = "PATCHFORENSICS_NATIVE_BF16"
 BACKENDS = ("auto", "torch", "onnx")
 
 
@@ -130,6 +134,18 @@ def effective_precision(fast: FastPath, device: torch.device) -> str:
     return "bf16" if use_bf16(fast.bf16, device) else "fp32"
 
 
+def auto_bf16_on_cpu() -> bool:
+    """What ``bf16="auto"`` means on this CPU: native bf16 hardware, unless
+    ``$PATCHFORENSICS_NATIVE_BF16`` (``1`` or ``0``) says otherwise."""
+    forced = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if forced in ("1", "0"):
+        return forced == "1"
+    if forced:
+        raise ValueError(f"${NATIVE_BF16_ENV}={forced!r}: set it to 1 (decide bf16=auto as on a CPU with "
+                         "native bf16) or 0 (as on an AVX2 CPU), or unset it")
+    return cpu_has_native_bf16()
+
+
 def use_bf16(setting: str, device: torch.device) -> bool:
     """Resolve ``bf16`` (auto/on/off) for ``device``."""
     if setting == "off":
@@ -138,7 +154,7 @@ def use_bf16(setting: str, device: torch.device) -> bool:
         return True
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_has_native_bf16()
+    return device.type == "cpu" and auto_bf16_on_cpu()
 
 
 def autocast(fast: FastPath, device: torch.device):

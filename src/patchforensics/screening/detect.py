@@ -70,7 +70,8 @@ from ..scoring.engine import Engine
 from ..scoring.fastpath import BACKENDS, FastPath
 from ..scoring.metrics import aggregate
 
-DEFAULT_THRESHOLD = "eer"
+#: the card's default threshold (``fpr3pct``, else ``eer``: :meth:`ModelCard.default_threshold`)
+DEFAULT_THRESHOLD = "default"
 FORMATS = ("table", "json", "csv")
 #: which faces are scored: ``auto`` (aligned when the image is the model's input square, else find),
 #: ``find`` (find and align every face), ``aligned`` (the image is one aligned face)
@@ -252,8 +253,9 @@ def _nms(order: Iterable[int], boxes: np.ndarray, k: int, max_iou: float = 0.25)
 class Detector:
     """An :class:`~patchforensics.scoring.engine.Engine` and a decision threshold; scores PIL images.
 
-    ``threshold``: the name of a threshold stored with the model (``eer``,
-    ``fpr1pct`` …) or a ``p(fake)`` value in (0, 1). A model without stored
+    ``threshold``: ``default`` (the card's :meth:`~ModelCard.default_threshold`), the name of
+    a threshold stored with the model (``fpr3pct``, ``fpr1pct``, ``eer`` …) or a ``p(fake)``
+    value in (0, 1). A model without stored
     thresholds falls back to p(fake) >= 0.5, with a warning.
     """
 
@@ -353,6 +355,8 @@ def _on_original(a: Analysis, face: AlignedFace, width: int, height: int) -> Ana
 def resolve_threshold(card: ModelCard, threshold: str | float) -> tuple[str, float]:
     """``(name, p(fake) threshold)`` for a threshold stored on ``card`` or a p(fake) value."""
     stored = card.thresholds
+    if threshold == DEFAULT_THRESHOLD and card.default_threshold():
+        threshold = card.default_threshold()
     if isinstance(threshold, str) and threshold in stored:
         return threshold, card.p_fake_threshold(threshold)
     try:
