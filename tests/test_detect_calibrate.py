@@ -56,7 +56,7 @@ def test_threshold_rules_hold_for_any_scores(pairs, target):
     y = np.array([int(r) for _, r in pairs])
     if len(set(y)) < 2:
         with pytest.raises(ValueError, match="both real and fake"):
-            choose_thresholds(p, y, target)
+            choose_thresholds(p, y, [target])
         return
     grid = np.unique(np.r_[0.0, 1.0, p, np.nextafter(p, 2), np.nextafter(p, -1)])
     grid = grid[grid <= 1]
@@ -77,9 +77,13 @@ def test_fpr_name():
 
 def test_train_stores_thresholds_and_test_reports_them(trained_checkpoint, small_face_dirs, tmp_path, capsys):
     config = fileio.read_yaml(trained_checkpoint / "config.yaml")
-    assert set(config["thresholds"]) == {"eer", "fpr1pct"}      # written by train() itself
+    assert set(config["thresholds"]) == {"eer", "fpr3pct", "fpr1pct"}      # written by train() itself
     report = json.loads((trained_checkpoint / CALIBRATION_FILE).read_text())
     assert report["n_real"] == 20 and report["n_fake"] == 20 and report["partition"] == "val"
+    assert report["thresholds"]["fpr3pct"]["real_error"] <= 0.03 and report["thresholds"]["fpr1pct"]["real_error"] <= 0.01
+    card = load_model(trained_checkpoint).card
+    assert card.default_threshold() == "fpr3pct"          # the screening default, not eer
+    assert card.with_thresholds({"eer": 0.5}).default_threshold() == "eer"   # older checkpoints
     assert load_model(trained_checkpoint).card.thresholds == config["thresholds"]
 
     assert main(["test", str(trained_checkpoint), "--real", str(small_face_dirs["real"]), "--fake",
@@ -113,14 +117,14 @@ def test_calibrate_command_recomputes_and_stores(trained_checkpoint, small_face_
     out = capsys.readouterr().out
     assert "fpr5pct" in out and "fpr1pct" in out and "under 'previous'" in out
     config = fileio.read_yaml(ckpt / "config.yaml")
-    # fpr1pct is not recalibrated, so it stays
-    assert set(config["thresholds"]) == {"eer", "fpr1pct", "fpr5pct"}
+    # fpr1pct and fpr3pct are not recalibrated, so they stay
+    assert set(config["thresholds"]) == {"eer", "fpr1pct", "fpr3pct", "fpr5pct"}
     assert config["thresholds"]["fpr1pct"] == before["thresholds"]["fpr1pct"]
     assert {k: v for k, v in config.items() if k != "thresholds"} == \
         {k: v for k, v in before.items() if k != "thresholds"}          # the rest is untouched
     report = json.loads((ckpt / CALIBRATION_FILE).read_text())
     assert report["n_real"] == report["n_fake"] == 30 and report["partition"] == "test"
-    assert report["kept"] == {"fpr1pct": before["thresholds"]["fpr1pct"]}
+    assert report["kept"] == {k: before["thresholds"][k] for k in ("fpr1pct", "fpr3pct")}
     # the replaced thresholds and their report are kept
     assert len(report["previous"]) == 1
     assert report["previous"][0]["thresholds"] == before["thresholds"]
@@ -154,7 +158,7 @@ def test_calibrate_rejects_bad_options_before_work(trained_checkpoint, tmp_path,
 def test_degenerate_thresholds_and_chance_ap_are_warned():
     p = np.array([0.2, 0.4, 0.6, 0.8] * 2)
     y = np.array([1, 1, 1, 1, 0, 0, 0, 0])            # reals and fakes score alike: AP at chance
-    report = choose_thresholds(p, y, 0.0).report
+    report = choose_thresholds(p, y, [0.0]).report
     assert report["ap"] == pytest.approx(report["ap_chance"]) == pytest.approx(0.5)
     warnings = report["warnings"]
     assert any("near chance" in w for w in warnings)
@@ -174,15 +178,15 @@ def test_calibrate_refuses_to_replace_and_keeps_a_backup(tmp_path):
     ckpt = bundled_copy(tmp_path)
     before = fileio.read_yaml(ckpt / "config.yaml")["thresholds"]
     old_report = json.loads((ckpt / CALIBRATION_FILE).read_text())
-    cal = choose_thresholds([0.1, 0.2, 0.3, 0.7, 0.8, 0.9], [0, 0, 0, 1, 1, 1], target_fpr=0.1)
+    cal = choose_thresholds([0.1, 0.2, 0.3, 0.7, 0.8, 0.9], [0, 0, 0, 1, 1, 1], target_fprs=[0.1])
     with pytest.raises(fileio.OutputExistsError, match="already holds thresholds eer; pass --force"):
         store_calibration(ckpt, cal)
     assert fileio.read_yaml(ckpt / "config.yaml")["thresholds"] == before
     store_calibration(ckpt, cal, force=True)
     stored = fileio.read_yaml(ckpt / "config.yaml")["thresholds"]
-    assert stored == {**before, "eer": 0.5, "fpr10pct": 0.5}            # fpr1pct kept
+    assert stored == {**before, "eer": 0.5, "fpr10pct": 0.5}            # fpr1pct … kept
     report = json.loads((ckpt / CALIBRATION_FILE).read_text())
-    assert report["kept"] == {"fpr1pct": before["fpr1pct"]}
+    assert report["kept"] == {k: v for k, v in before.items() if k != "eer"}
     assert report["previous"] == [{"replaced": report["previous"][0]["replaced"], "thresholds": before,
                                    "report": old_report}]
     # a second replacement appends: the history is oldest first, never nested

@@ -1,89 +1,246 @@
-"""The metrics table of a detector's model card, computed through ``detect``.
+"""The numbers of a detector's model card, computed through ``detect`` (what a screener gets).
 
     python -m patchforensics.screening.card_metrics [--model DIR] [--data ../shared/data/faces128]
 
-prints the ``<!-- card-metrics -->`` block of ``bundled/MODEL_CARD.md``: one row
-per fake test set against the FFHQ test reals, and a false-alarm row with the
-CelebA-HQ test reals (never among the FFHQ reals of the other rows) against the
-StyleGAN2 test fakes. AP treats fakes as the positive class (ranked by p(fake)),
-seed AP reals (ranked by P(real), the paper's convention); the accuracies at ``eer``/``fpr1pct`` apply
-``detect``'s rule (fake when p(fake) >= the card's cut) to ``detect``'s scores.
+prints the card's metric tables (the blocks between ``<!-- card-... -->`` markers
+that :func:`parse` reads back; ``tests/test_detect_bundled.py`` recomputes them):
+
+- **decisions**: per test folder, the share flagged fake at the default threshold
+  (``fpr3pct``) and the strict one (``fpr1pct``), with 95% Wilson intervals:
+  false alarms on the real folders, recall on the fake ones;
+- **ranking**: per fake test folder against the FFHQ test reals, AP (fakes positive),
+  seed AP (reals positive, the paper's convention) and ROC-AUC; CelebA-HQ test reals
+  against the StyleGAN2 test fakes as a false-alarm row;
+- **wild**: false alarms on unaligned portraits (``raw/wild-portraits``: found,
+  aligned and scored as ``detect`` does; the largest face of each photo), overall
+  and by age band (file names end in ``A<age>``);
+- **backdrop**: real test faces with a plain band painted on top, left and right
+  (a studio backdrop): the flagged share and mean p(fake) against the unchanged faces.
 """
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
+from PIL import Image, ImageFilter
 
-from ..data.dataset import default_data_root
+from ..core.imageio import list_images, load_rgb
+from ..data.dataset import FAKE, REAL, collect_samples, default_data_root
 from ..scoring.engine import Engine
-from ..scoring.metrics import binary_metrics
+from ..scoring.metrics import aggregate, binary_metrics
 
-COLUMNS = ("n", "ap", "ap_real_positive", "roc_auc", "acc", "acc@eer", "acc@fpr1pct", "real_acc@eer", "fake_acc@eer")
-ROWS = (("tpdne-stylegan2", "ffhq", "tpdne-stylegan2"), ("stylegan1", "ffhq", "stylegan1"),
-        ("generated-photos", "ffhq", "generated-photos"),
-        ("celebahq-vs-tpdne-stylegan2", "celebahq", "tpdne-stylegan2"))
+REAL_SETS = ("ffhq", "celebahq")
+FAKE_SETS = ("tpdne-stylegan2", "stylegan2-nvidia", "stylegan1", "generated-photos")
+FALSE_ALARM_ROW = ("celebahq-vs-tpdne-stylegan2", "celebahq", "tpdne-stylegan2")
+STRICT = "fpr1pct"
+AGE_BANDS = ((0, 19), (20, 39), (40, 59), (60, 200))
+#: the painted backdrops: flat colours and the photo's own pixels heavily blurred
+BACKDROPS = ("grey", "white", "blue", "blurred")
+BACKDROP_COLOURS = {"grey": (128, 128, 128), "white": (255, 255, 255), "blue": (40, 90, 170)}
+BACKDROP_BAND = 20       # px at 128 px: top, left and right edges, as a studio backdrop frames a head
+BACKDROP_FACES = 80      # the first 80 FFHQ test reals
 
 
-def card_metrics(faces: str | Path, model: str | None = None,
-                 engine: Engine | None = None) -> dict[str, dict[str, float]]:
-    """``{row name: {column: value}}`` for :data:`ROWS` on the test split of ``faces``
-    (``model``: a checkpoint folder, default the bundled detector)."""
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``k / n`` (sound for small ``n`` and 0 or n hits)."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p, z2 = k / n, z * z
+    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+def rate(flags: np.ndarray) -> dict[str, Any]:
+    """``{k, n, rate, ci}`` of a boolean vector."""
+    k, n = int(np.sum(flags)), int(len(flags))
+    return {"k": k, "n": n, "rate": k / n if n else float("nan"), "ci": list(wilson(k, n))}
+
+
+def thresholds(engine: Engine) -> dict[str, dict[str, Any]]:
+    """The default and strict decision thresholds of the engine's card, as p(fake) cuts."""
+    card = engine.card
+    default = card.default_threshold()
+    if default is None or STRICT not in card.thresholds:
+        raise ValueError(f"{card.name} lacks calibrated thresholds (fpr3pct/eer and {STRICT}); run "
+                         "'patchforensics calibrate' first")
+    return {"default": {"name": default, "p_fake": card.p_fake_threshold(default)},
+            "strict": {"name": STRICT, "p_fake": card.p_fake_threshold(STRICT)}}
+
+
+def _p_fake_of_folders(engine: Engine, faces: Path, folders: Sequence[str]) -> dict[str, np.ndarray]:
+    """p(fake) of every test image of each folder, through ``detect`` on aligned faces."""
     from .detect import DetectConfig, detect
 
-    faces = Path(faces)
-    engine = engine or Engine.load(model)
-    folders = sorted({faces / d / "test" for _, real, fake in ROWS for d in (real, fake)})
-    # one scoring pass: the thresholds differ only in the cut applied to p(fake)
-    result = detect(DetectConfig(paths=[str(f) for f in folders], model=model, faces="aligned"), progress=False,
+    dirs = {f: faces / f / "test" for f in folders}
+    result = detect(DetectConfig(paths=[str(d) for d in dirs.values()], faces="aligned"), progress=False,
                     engine=engine)
     if result.skipped:
         raise ValueError(f"unreadable test images: {result.skipped}")
-    p_fake = {f: np.array([face.p_fake for im, face in result.faces if im.path.startswith(str(f) + "/")])
-              for f in folders}
-    out = {}
-    for name, real, fake in ROWS:
-        scores = np.concatenate([p_fake[faces / real / "test"], p_fake[faces / fake / "test"]])
-        labels = np.array([1] * len(p_fake[faces / real / "test"]) + [0] * len(p_fake[faces / fake / "test"]))
-        m = binary_metrics(1.0 - scores, labels)
-        row = dict(n=len(labels), ap=m["ap"], ap_real_positive=m["ap_real_positive"], roc_auc=m["roc_auc"],
-                   acc=m["acc"])
-        for threshold in ("eer", "fpr1pct"):
-            called_real = scores < engine.card.p_fake_threshold(threshold)   # detect's rule
-            row[f"acc@{threshold}"] = float(np.mean(called_real == labels))
-            if threshold == "eer":
-                row["real_acc@eer"] = float(np.mean(called_real[labels == 1]))
-                row["fake_acc@eer"] = float(np.mean(~called_real[labels == 0]))
-        out[name] = {c: row[c] for c in COLUMNS}
+    return {f: np.array([face.p_fake for im, face in result.faces if im.path.startswith(str(d) + "/")])
+            for f, d in dirs.items()}
+
+
+def age_of(path: str) -> int | None:
+    """The age in an All-Age-Faces file name (``00032A02.jpg`` -> 2), else None."""
+    match = re.search(r"A(\d+)$", Path(path).stem)
+    return int(match.group(1)) if match else None
+
+
+def wild_false_alarms(engine: Engine, folder: Path, cuts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """False alarms on unaligned real portraits: each photo's largest face, found and aligned by ``detect``."""
+    from .detect import DetectConfig, detect
+
+    result = detect(DetectConfig(paths=[str(folder)], faces="find"), progress=False, engine=engine)
+    scored = [(im.path, im.faces[0].p_fake) for im in result.images if im.faces]
+    p_fake = np.array([p for _, p in scored])
+    ages = np.array([age_of(path) if age_of(path) is not None else -1 for path, _ in scored])
+    out: dict[str, Any] = {"photos": len(result.images), "no_face": len(result.no_face),
+                           "skipped": len(result.skipped), "faces": len(result.faces)}
+    for which, cut in cuts.items():
+        out[which] = rate(p_fake >= cut["p_fake"])
+    out["by_age"] = {}
+    for lo, hi in AGE_BANDS:
+        band = (ages >= lo) & (ages <= hi)
+        label = f"{lo}-{hi}" if hi < 200 else f"{lo}+"
+        out["by_age"][label] = {which: rate(p_fake[band] >= cut["p_fake"]) for which, cut in cuts.items()}
     return out
 
 
-def markdown(rows: dict[str, dict[str, float]]) -> str:
-    """The card's table, between the markers that :func:`parse` reads back."""
-    lines = ["<!-- card-metrics -->",
-             "| test set (reals vs fakes) | n | AP | seed AP | ROC-AUC | acc@0.5 | acc@eer | acc@fpr1pct | "
-             "real acc@eer | fake acc@eer |", "|" + "---|" * (len(COLUMNS) + 1)]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['n']} | " + " | ".join(f"{r[c]:.4f}" for c in COLUMNS[1:]) + " |")
-    return "\n".join(lines + ["<!-- /card-metrics -->"])
+def paint_backdrop(im: Image.Image, kind: str, band: int = BACKDROP_BAND) -> Image.Image:
+    """``im`` with its top, left and right ``band`` px replaced by a backdrop ``kind``."""
+    side_w, side_h = im.size
+    if kind == "blurred":
+        fill = im.filter(ImageFilter.GaussianBlur(radius=8))
+    else:
+        fill = Image.new("RGB", im.size, BACKDROP_COLOURS[kind])
+    mask = Image.new("L", im.size, 0)
+    mask.paste(255, (0, 0, side_w, band))
+    mask.paste(255, (0, 0, band, side_h))
+    mask.paste(255, (side_w - band, 0, side_w, side_h))
+    return Image.composite(fill, im, mask)
 
 
-def parse(card_text: str) -> dict[str, dict[str, float]]:
-    """The table :func:`markdown` wrote, read back from a model card."""
-    import re
+def backdrop_shift(engine: Engine, images: Sequence[Image.Image], cut: float) -> dict[str, dict[str, float]]:
+    """Flagged share (p(fake) >= ``cut``) and mean p(fake) of ``images`` unchanged and with
+    each of :data:`BACKDROPS` painted on: does a plain background make a real face fake?"""
+    out = {}
+    for kind in ("unchanged",) + BACKDROPS:
+        shown = list(images) if kind == "unchanged" else [paint_backdrop(im, kind) for im in images]
+        _, logits = engine.score_images(shown)
+        p_fake = 1.0 - aggregate(logits)["after_softmax"].numpy().astype(np.float64)
+        out[kind] = {"flagged": float(np.mean(p_fake >= cut)), "mean_p_fake": float(np.mean(p_fake))}
+    return out
 
-    block = re.search(r"<!-- card-metrics -->(.*?)<!-- /card-metrics -->", card_text, re.S).group(1)
-    rows = {}
-    for line in block.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == len(COLUMNS) + 1 and re.fullmatch(r"[\d.]+", cells[1]):
-            rows[cells[0]] = dict(zip(COLUMNS, map(float, cells[1:])))
-    return rows
+
+def backdrop_faces(faces: Path, n: int = BACKDROP_FACES) -> list[Image.Image]:
+    return [load_rgb(p) for p in list_images(faces / "ffhq" / "test")[:n]]
+
+
+def card_metrics(faces: str | Path, model: str | None = None, wild: str | Path | None = None,
+                 which: str | None = None, engine: Engine | None = None) -> dict[str, Any]:
+    """Every table of the card for ``model`` (a checkpoint folder, default the bundled detector)
+    on the test split of ``faces``; ``wild``: unaligned portraits (default
+    ``<faces>/../raw/wild-portraits`` when present)."""
+    faces = Path(faces)
+    engine = engine or Engine.load(model, which)
+    cuts = thresholds(engine)
+    p_fake = _p_fake_of_folders(engine, faces, REAL_SETS + FAKE_SETS)
+    decisions = {}
+    for folder in REAL_SETS + FAKE_SETS:
+        decisions[folder] = {"kind": "real" if folder in REAL_SETS else "fake",
+                             **{which_: rate(p_fake[folder] >= cut["p_fake"]) for which_, cut in cuts.items()}}
+    ranking = {}
+    for name, real, fake in [(f, "ffhq", f) for f in FAKE_SETS] + [FALSE_ALARM_ROW]:
+        scores = np.concatenate([p_fake[real], p_fake[fake]])
+        labels = np.array([REAL] * len(p_fake[real]) + [FAKE] * len(p_fake[fake]))
+        m = binary_metrics(1.0 - scores, labels)
+        ranking[name] = {"n": int(len(labels)), "ap": m["ap"], "ap_real_positive": m["ap_real_positive"],
+                         "roc_auc": m["roc_auc"]}
+    out: dict[str, Any] = {"model": engine.card.name, "thresholds": cuts, "decisions": decisions,
+                           "ranking": ranking}
+    wild = Path(wild) if wild else faces.parent / "raw" / "wild-portraits"
+    if wild.is_dir():
+        out["wild"] = wild_false_alarms(engine, wild, cuts)
+    out["backdrop"] = backdrop_shift(engine, backdrop_faces(faces), cuts["default"]["p_fake"])
+    return out
+
+
+def cross_source_metrics(held_out_ckpt: str | Path, full_ckpt: str | Path, faces: str | Path,
+                         source: str, other: str = "tpdne-stylegan2") -> dict[str, Any]:
+    """ROC-AUC and AP of a model trained without fake folder ``source`` against the FFHQ test reals,
+    on ``source`` and on ``other`` (the same generator from the source it did see), beside the
+    model trained with it."""
+    faces = Path(faces)
+    out = {}
+    for label, ckpt in (("without", held_out_ckpt), ("with", full_ckpt)):
+        engine = Engine.load(ckpt, "bestval")
+        out[label] = {"checkpoint": Path(ckpt).name}
+        for fake in (other, source):
+            preds = engine.predict(collect_samples([faces / "ffhq"], [faces / fake], split="test"), progress=False)
+            m = binary_metrics(preds.scores["after_softmax"], preds.labels)
+            out[label][fake] = {"roc_auc": m["roc_auc"], "ap": m["ap"], "n": m["n"]}
+    return out
+
+
+# ------------------------------------------------------------------ markdown
+def _pct(r: dict[str, Any]) -> str:
+    if not r["n"]:
+        return "– (0/0)"
+    return f"{r['rate']:.1%} [{r['ci'][0]:.1%}, {r['ci'][1]:.1%}] ({r['k']}/{r['n']})"
+
+
+def markdown(metrics: dict[str, Any]) -> str:
+    """The card's tables, each between the markers that :func:`parse` reads back."""
+    cuts = metrics["thresholds"]
+    head = (f"| test folder | class | flagged at `{cuts['default']['name']}` (default, p(fake) ≥ "
+            f"{cuts['default']['p_fake']:.4f}) | flagged at `{cuts['strict']['name']}` (strict, p(fake) ≥ "
+            f"{cuts['strict']['p_fake']:.4f}) |")
+    lines = ["<!-- card-decisions -->", head, "|---|---|---|---|"]
+    for folder, d in metrics["decisions"].items():
+        what = "false alarms" if d["kind"] == "real" else "caught"
+        lines.append(f"| {folder} | {d['kind']}: {what} | {_pct(d['default'])} | {_pct(d['strict'])} |")
+    lines += ["<!-- /card-decisions -->", "", "<!-- card-ranking -->",
+              "| test set (reals vs fakes) | n | AP | seed AP | ROC-AUC |", "|---|---|---|---|---|"]
+    for name, r in metrics["ranking"].items():
+        label = name if name.startswith("celebahq") else f"ffhq vs {name}"
+        lines.append(f"| {label} | {r['n']} | {r['ap']:.4f} | {r['ap_real_positive']:.4f} | {r['roc_auc']:.4f} |")
+    lines.append("<!-- /card-ranking -->")
+    if "wild" in metrics:
+        w = metrics["wild"]
+        lines += ["", "<!-- card-wild -->", "| wild portraits (real) | photos | false alarms at default | "
+                  "false alarms at strict |", "|---|---|---|---|",
+                  f"| all | {w['default']['n']} | {_pct(w['default'])} | {_pct(w['strict'])} |"]
+        for band, r in w["by_age"].items():
+            lines.append(f"| age {band} | {r['default']['n']} | {_pct(r['default'])} | {_pct(r['strict'])} |")
+        lines.append("<!-- /card-wild -->")
+    b = metrics["backdrop"]
+    lines += ["", "<!-- card-backdrop -->", "| FFHQ test reals | flagged at default | mean p(fake) |", "|---|---|---|"]
+    lines += [f"| {kind} | {r['flagged']:.1%} | {r['mean_p_fake']:.4f} |" for kind, r in b.items()]
+    lines.append("<!-- /card-backdrop -->")
+    return "\n".join(lines)
+
+
+def parse(card_text: str) -> dict[str, dict[str, Any]]:
+    """The tables :func:`markdown` wrote, read back: ``{table: {row: [cells]}}`` with the
+    cells as written (counts ``k/n`` and numbers for the test to compare)."""
+    out = {}
+    for table in ("decisions", "ranking", "wild", "backdrop"):
+        block = re.search(rf"<!-- card-{table} -->(.*?)<!-- /card-{table} -->", card_text, re.S)
+        if not block:
+            continue
+        rows = {}
+        for line in block.group(1).strip().splitlines()[2:]:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+        out[table] = rows
+    return out
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description="print a detector's model-card metrics table")
+    ap = argparse.ArgumentParser(description="print a detector's model-card tables")
     ap.add_argument("--model", default=None, help="checkpoint folder (default: the bundled detector)")
     ap.add_argument("--data", default=None, help="faces folder (default ../shared/data/faces128)")
     args = ap.parse_args()

@@ -1,0 +1,101 @@
+"""``release`` end to end on a tiny copy of the shared faces: trains, resumes a killed run,
+chooses on validation, calibrates, exports, writes the card, installs; a rerun trains nothing."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import DATA, FACES
+from patchforensics.core import fileio
+from patchforensics.screening import card_metrics, release
+from patchforensics.screening.release import CANDIDATES, FAKE_SETS, REAL_SETS, ReleaseConfig, run_release
+from patchforensics.training.train import train
+
+PER_SPLIT = {"train": 16, "val": 8, "test": 6}
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    """``<tmp>/faces128/<set>/<split>`` with a few symlinked images per split, the data README
+    beside it (its version) and four wild portraits under ``<tmp>/raw``."""
+    base = tmp_path_factory.mktemp("tiny_data")
+    for folder in REAL_SETS + FAKE_SETS:
+        for split, n in PER_SPLIT.items():
+            d = base / "faces128" / folder / split
+            d.mkdir(parents=True)
+            for p in sorted((FACES / folder / split).glob("*.png"))[:n]:
+                (d / p.name).symlink_to(p)
+    (base / "README.md").symlink_to(DATA / "README.md")
+    wild = base / "raw" / "wild-portraits"
+    wild.mkdir(parents=True)
+    for p in sorted((DATA / "raw" / "wild-portraits").glob("*.jpg"))[:4]:
+        (wild / p.name).symlink_to(p)
+    return base / "faces128"
+
+
+def test_release_end_to_end_resumes_and_reruns_nothing(tiny_root, tmp_path, monkeypatch):
+    cfg = ReleaseConfig(data_root=str(tiny_root), out=str(tmp_path / "out"), epochs=2, device="cpu", bf16="off",
+                        install=str(tmp_path / "bundled"))
+    (tmp_path / "bundled").mkdir()
+    # a run killed after a few steps of the first candidate: the release resumes it
+    first = cfg.train_config(CANDIDATES[0])
+    train(first, stop_after_steps=2, progress=False)
+    summary = run_release(cfg, progress=False)
+
+    out = tmp_path / "out"
+    history = json.loads((out / "checkpoints" / first.name / "train_summary.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2] and history[0]["seconds"] > 0
+    assert set(summary["selection"]) == {c.name for c in CANDIDATES}
+    best = max(summary["selection"].values(), key=lambda s: s["mean_recall"])
+    assert summary["selection"][summary["winner"]]["mean_recall"] == best["mean_recall"]
+    for s in summary["selection"].values():     # chosen on validation: its reals, at most 3% flagged
+        assert s["false_alarms"] <= 0.03 and set(s["recall"]) == set(FAKE_SETS)
+
+    winner = out / "checkpoints" / f"release_{summary['winner']}"
+    thresholds = fileio.read_yaml(winner / "config.yaml")["thresholds"]
+    assert {"eer", "fpr3pct", "fpr1pct"} <= set(thresholds)
+    assert (out / "detector.onnx").stat().st_size > 0
+    prov = summary["provenance"]
+    assert prov["data_version"] == "2.1" and prov["counts"]["test"]["ffhq"] == PER_SPLIT["test"]
+    assert prov["runs"][winner.name]["runtime"]["precision"] == "fp32"
+    assert summary["cross_source"]["without"][release.HELD_OUT_SOURCE]["n"] == 2 * PER_SPLIT["test"]
+
+    # the card: every table there, counts as measured, and it reads back
+    metrics = json.loads((out / "card_metrics.json").read_text())
+    assert all(d["default"]["n"] == PER_SPLIT["test"] for d in metrics["decisions"].values())
+    assert metrics["wild"]["photos"] == 4
+    text = (out / "MODEL_CARD.md").read_text()
+    tables = card_metrics.parse(text)
+    assert set(tables) == {"decisions", "ranking", "wild", "backdrop"}
+    assert set(tables["decisions"]) == set(REAL_SETS + FAKE_SETS)
+    assert "not detected" in text and summary["winner"] in text
+    # installed: the weights, the card and the calibration travel together
+    installed = tmp_path / "bundled"
+    assert (installed / "weights.safetensors").read_bytes() == (winner / "bestval.safetensors").read_bytes()
+    assert (installed / "MODEL_CARD.md").read_text() == text
+
+    # the same command again trains nothing and measures nothing twice
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+    monkeypatch.setattr(release, "train", no_training)
+    monkeypatch.setattr(release, "validation_choice", no_training)
+    assert run_release(cfg, progress=False)["winner"] == summary["winner"]
+
+
+def test_release_refuses_bad_options_before_work(tiny_root, tmp_path):
+    with pytest.raises(ValueError, match="pin the precision"):
+        run_release(ReleaseConfig(data_root=str(tiny_root), out=str(tmp_path), bf16="auto"))
+    with pytest.raises(ValueError, match="choose among"):
+        run_release(ReleaseConfig(data_root=str(tiny_root), out=str(tmp_path), candidates=["nope"]))
+    with pytest.raises(ValueError, match="lacks"):
+        run_release(ReleaseConfig(data_root=str(tmp_path), out=str(tmp_path / "o")))
+    assert not any(tmp_path.iterdir())
+
+
+def test_wilson_interval_is_sound():
+    lo, hi = card_metrics.wilson(0, 53)
+    assert lo == 0 and 0.05 < hi < 0.08          # no hit in 53 still allows ~7%
+    lo, hi = card_metrics.wilson(40, 80)
+    assert lo < 0.5 < hi and hi - lo == pytest.approx(0.21, abs=0.01)
+    assert card_metrics.age_of("x/00032A02.jpg") == 2 and card_metrics.age_of("x/face.jpg") is None
