@@ -26,6 +26,9 @@ def register(sub, name: str) -> None:
                    help="skip training the winner's recipe without stylegan2-nvidia")
     p.add_argument("--wild", help="unaligned portraits for the false-alarm rows (default <data root>/../raw/"
                                   "wild-portraits)")
+    p.add_argument("--stop-after", choices=["train", "card"], default="card",
+                   help="train: stop after the training runs and the choice (a GPU machine); card (default): "
+                        "every step")
     p.add_argument("--install", metavar="DIR", help="copy the chosen detector and its card there "
                                                      "(src/patchforensics/bundled to ship it)")
     p.set_defaults(func=run)
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = ReleaseConfig(data_root=args.data_root, out=args.out,
                         candidates=args.candidates or [c.name for c in CANDIDATES], epochs=args.epochs,
                         max_per_class=args.max_per_class, device=args.device, bf16=args.bf16,
-                        cross_source=args.cross_source, wild=args.wild, install=args.install)
+                        cross_source=args.cross_source, wild=args.wild, install=args.install,
+                        stop_after=args.stop_after)
     summary = run_release(cfg, progress=progress_enabled())
     print(f"chosen: {summary['winner']}; card: {args.out}/MODEL_CARD.md")
     return 0

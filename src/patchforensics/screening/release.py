@@ -73,6 +73,8 @@ class ReleaseConfig:
 
     ``epochs`` / ``max_per_class`` shorten every run (smoke tests, a GPU trial);
     ``cross_source`` trains the winner's recipe once more without :data:`HELD_OUT_SOURCE`;
+    ``stop_after="train"`` ends after the training runs and the choice (on a GPU machine,
+    without mediapipe: the rest then runs on the CPU from the same output folder);
     ``wild``: a folder of unaligned portraits for the false-alarm rows (default
     ``<data root>/../raw/wild-portraits`` when it exists); ``install``: copy the winner
     and its card there (e.g. ``src/patchforensics/bundled``).
@@ -89,8 +91,10 @@ class ReleaseConfig:
     cross_source: bool = True
     wild: str | None = None
     install: str | None = None
+    stop_after: str = "card"          # card: every step | train: the training runs and the choice only
 
     def validate(self) -> None:
+        require(self.stop_after in ("card", "train"), "stop_after", "must be card or train")
         known = [c.name for c in CANDIDATES]
         require(bool(self.candidates) and all(c in known for c in self.candidates), "candidates",
                 f"choose among {', '.join(known)}")
@@ -205,8 +209,16 @@ def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict[str, Any]:
     winner_name = max(ckpts, key=lambda n: (selection[n]["mean_recall"], selection[n]["val_ap"]))
     winner = ckpts[winner_name]
     _log(f"chosen on validation: {winner_name}")
+    held = None
+    if cfg.cross_source:
+        spec = next(c for c in CANDIDATES if c.name == winner_name)
+        held = train_to_end(cfg.train_config(spec, [f for f in FAKE_SETS if f != HELD_OUT_SOURCE],
+                                             tag=f"_without_{HELD_OUT_SOURCE}"), progress)
+    if cfg.stop_after == "train":
+        _log("training done (--stop-after train); run the command again without it to finish")
+        return {"winner": winner_name, "selection": selection}
 
-    from .card_metrics import card_metrics, cross_source_metrics   # after the long part
+    from .card_metrics import card_metrics, cross_source_metrics   # the measuring steps need mediapipe
 
     card = fileio.read_yaml(winner / "config.yaml")
     if not {fpr_name(t) for t in DEFAULT_TARGET_FPRS} <= set(card.get("thresholds") or {}):
@@ -217,21 +229,15 @@ def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict[str, Any]:
     if not onnx_path.is_file():
         from ..scoring.onnx_backend import export_onnx
         export_onnx(winner, onnx_path, which="bestval")
-
     cross = None
-    if cfg.cross_source:
-        spec = next(c for c in CANDIDATES if c.name == winner_name)
-        held = train_to_end(cfg.train_config(spec, [f for f in FAKE_SETS if f != HELD_OUT_SOURCE],
-                                             tag=f"_without_{HELD_OUT_SOURCE}"), progress)
+    if held is not None:
         cross_file = out / "cross_source.json"
         if not cross_file.is_file():
             fileio.write_json(cross_file, cross_source_metrics(held, winner, cfg.root, HELD_OUT_SOURCE))
         cross = json.loads(cross_file.read_text())
-
     metrics_file = out / "card_metrics.json"
     if not metrics_file.is_file():
-        fileio.write_json(metrics_file, card_metrics(cfg.root, str(winner), wild=cfg.wild,
-                                                     which="bestval"))
+        fileio.write_json(metrics_file, card_metrics(cfg.root, str(winner), wild=cfg.wild, which="bestval"))
     summary = {"winner": winner_name, "selection": selection, "cross_source": cross,
                "provenance": provenance(cfg.root, list(ckpts.values()), cfg.device),
                "release_minutes_this_call": round((time.perf_counter() - start) / 60, 1)}
