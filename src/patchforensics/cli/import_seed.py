@@ -31,4 +31,6 @@ def run(args: argparse.Namespace) -> int:
     result = import_seed(cfg)
     print(f"imported {args.pth} as {result.model} ({result.which}, load {result.load_size} / fine "
           f"{result.fine_size}) into {result.checkpoint_dir}")
+    print(f"it has no decision thresholds yet: patchforensics calibrate {result.checkpoint_dir} --real DIR "
+          "--fake DIR (validation folders) stores the screening default (fpr3pct) and a strict one (fpr1pct)")
     return 0
