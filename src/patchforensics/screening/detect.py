@@ -52,7 +52,7 @@ from __future__ import annotations
 import glob
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
