@@ -2,7 +2,9 @@
 write only under pytest's tmp folders."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 FACES = DATA / "faces128"
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="session")
@@ -92,3 +95,29 @@ def plain_background_face() -> Path:
 def pngs(folder: Path) -> list[str]:
     """Every PNG under ``folder``, as sorted paths relative to it (what a data builder left there)."""
     return sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*.png"))
+
+
+@contextlib.contextmanager
+def headless_chromium():
+    """A headless Debian Chromium driven by Playwright, closed at the end. Where Chromium (or
+    Playwright) is missing the test is skipped, except under CI (``CI=true``), where it fails:
+    a browser test that silently skips there checks nothing."""
+    missing = None
+    if not CHROMIUM.exists():
+        missing = f"Debian chromium is not installed ({CHROMIUM}); apt-get install -y chromium"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "playwright is not installed (pip install -e .[test])"
+    if missing:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{missing}; CI=true, so the browser tests must run")
+        pytest.skip(missing)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -58,3 +58,28 @@ def test_a_closed_output_pipe_is_one_line_exit_2():
     _, err = proc.communicate(timeout=120)
     lines = err.decode().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "broken pipe" in lines[0], lines
+
+
+@pytest.mark.parametrize("command, module, hint", [
+    ("experiment", "patchforensics.experiments.runner.run_experiment", "run the same command again to resume"),
+    ("train", "patchforensics.training.train.train", "rerun the same command with --resume")])
+def test_ctrl_c_says_how_to_go_on(command, module, hint, monkeypatch, faces, tmp_path, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(module, interrupted)
+    argv = {"experiment": ["experiment", "rf-ablation", "--out", str(tmp_path / "exp")],
+            "train": ["train", "--real", str(faces / "ffhq"), "--fake", str(faces / "stylegan1"),
+                      "--checkpoints-dir", str(tmp_path / "ck"), "--runs-dir", str(tmp_path / "runs")]}[command]
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"patchforensics {command}: interrupted; {hint}")
+
+
+def test_experiment_help_names_the_real_default_output(capsys):
+    from patchforensics.experiments.grid import load_grid
+
+    with pytest.raises(SystemExit):
+        main(["experiment", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    default = load_grid("rf-ablation").out                  # where a grid goes without --out
+    assert f"--out OUT output folder (default: {default}," in text

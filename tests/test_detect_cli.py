@@ -8,6 +8,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import clear_pair, listed
@@ -15,7 +17,8 @@ from patchforensics.cli import main
 from patchforensics.data.transforms import TransformConfig, eval_image
 from patchforensics.models.checkpoint import BUNDLED_DIR
 from patchforensics.scoring.engine import Engine
-from patchforensics.screening.detect import DetectConfig, Detector, detect, expand_paths, input_window
+from patchforensics.screening.detect import (DetectConfig, Detector, detect, expand_paths, heatmap_names,
+                                             input_window, map_box)
 
 # test images the bundled detector gets right with a margin, chosen by listing the folders
 REAL, FAKE = clear_pair()
@@ -139,3 +142,28 @@ def test_detect_api_accepts_a_preloaded_model(faces, bundled):
     assert result.threshold_name == "fpr1pct"
     assert result.p_fake_threshold == pytest.approx(1 - bundled.card.thresholds["fpr1pct"])
     assert result.images[0].faces[0].verdict == "real"
+
+
+coordinate = st.floats(-2000, 2000, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(-3, 3, allow_nan=False), min_size=4, max_size=4), coordinate, coordinate,
+       st.lists(coordinate, min_size=4, max_size=4), st.integers(1, 900), st.integers(1, 900))
+def test_any_box_through_any_map_is_a_valid_box_inside_the_image(linear, dx, dy, box, width, height):
+    """A patch of an aligned face can lie wholly outside the photo (the square leaves it):
+    its box came back inverted, e.g. (90, 0, 135, -23), and serve failed cutting it out."""
+    affine = np.array([[linear[0], linear[1], dx], [linear[2], linear[3], dy]])
+    t, l, b, r = map_box(affine, box, width, height)
+    assert 0 <= t < b <= height and 0 <= l < r <= width
+
+
+def test_heatmap_names_follow_the_paths_as_typed(tmp_path, faces):
+    """A symbolic link's heatmap is named after the link, not after the file it points to."""
+    (tmp_path / "mine").mkdir()
+    link = tmp_path / "mine" / "holiday.png"
+    link.symlink_to(faces / REAL)
+    other = tmp_path / "mine" / "sub" / "beach.png"
+    other.parent.mkdir()
+    other.symlink_to(faces / FAKE)
+    assert heatmap_names([link, other]) == ["holiday.png", "sub__beach.png"]

@@ -1,11 +1,14 @@
 """``serve``: the JSON API (FastAPI's TestClient), the real uvicorn server (binding,
-multipart over the network, caps, a port in use) and, end to end, the page in
-headless Chromium."""
+multipart over the network, caps, a port in use), every wild portrait answered with
+HTTP 200 and valid boxes, and, end to end, the page in headless Chromium."""
 from __future__ import annotations
 
+import base64
 import http.client
+import io
 import json
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -16,14 +19,16 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import clear_pair, raw_images
+from conftest import DATA, REPO, clear_pair, headless_chromium, raw_images
 from patchforensics.cli import main
-from patchforensics.screening.serve import ServeConfig, create_app, make_server
+from patchforensics.screening.serve import DetectOut, FaceOut, PatchOut, ServeConfig, create_app, make_server
 
 REAL, FAKE = clear_pair()
 WILD = raw_images("wild-portraits", 1)[0]
 TPDNE = raw_images("tpdne-1024", 1)[0]
-CHROMIUM = Path("/usr/bin/chromium")
+#: wild portraits on which serve answered HTTP 500 (inverted patch boxes; issue #19)
+EDGE_PORTRAITS = [DATA / "raw" / "wild-portraits" / f"{name}.jpg"
+                  for name in ("02315A26", "03446A30", "07935A11", "12856A63")]
 SHOTS_ENV = "PATCHFORENSICS_SHOTS"   # a folder to keep the page's screenshot in (default: pytest's tmp)
 
 
@@ -153,50 +158,138 @@ def test_port_in_use_is_one_line_and_exit_2(capsys):
 
 
 def test_page_in_headless_chromium(server, faces, noise_png, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
     shots = Path(os.environ.get(SHOTS_ENV) or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
-    threshold = httpx.get(server + "/api/info", timeout=30).json()["p_fake_threshold"]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--headless", "--no-sandbox", "--disable-gpu",
-                                          "--disable-background-networking", "--disable-component-update",
-                                          "--disable-sync"])
-        try:
-            page = browser.new_page(viewport={"width": 900, "height": 1100})
-            page.goto(server + "/")
-            page.wait_for_function("document.getElementById('model').textContent.includes('fake when')")
+    info = httpx.get(server + "/api/info", timeout=30).json()
+    threshold = info["p_fake_threshold"]
+    with headless_chromium() as browser:
+        page = browser.new_page(viewport={"width": 900, "height": 1100})
+        page.goto(server + "/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('fake when')")
+        assert page.inner_text("#scope") == "Scope: " + info["scope"]
 
-            def upload(path: Path) -> None:
-                page.set_input_files("#file", str(path))
-                page.wait_for_function(
-                    f"document.getElementById('name').textContent.startsWith('{path.name}:')", timeout=60_000)
+        def upload(path: Path) -> None:
+            page.set_input_files("#file", str(path))
+            page.wait_for_function(
+                f"document.getElementById('name').textContent.startsWith('{path.name}:')", timeout=60_000)
 
-            for rel, expected in ((REAL, "REAL"), (FAKE, "FAKE")):      # aligned 128 px faces
-                upload(faces / rel)
-                assert page.locator(".face").count() == 1 and not page.is_visible("#overlay")
-                assert page.inner_text(".face .verdict") == expected
-                p_fake = float(page.inner_text(".face .pfake"))
-                assert (p_fake >= threshold) == (expected == "FAKE")
-                assert page.locator(".face .patches img").count() == 3
-                # input | overlay, enlarged 2x, and the p(fake) colour bar
-                assert 512 < page.eval_on_selector(".face-overlay", "img => img.naturalWidth") < 600
-            upload(WILD)                                                   # a photo: faces found
-            assert page.locator(".face").count() >= 1 and page.is_visible("#overlay")
-            assert "found and aligned" in page.inner_text("#name")
-            assert page.inner_text(".face h3") == "Face #0"
-            page.screenshot(path=str(shots / "serve.png"), full_page=True)
-            upload(noise_png)                                              # no face: no verdict
-            assert page.inner_text("#summary") == "No face found: no verdict"
-            assert page.locator(".face").count() == 0
-            # a non-image shows the server's message instead of a verdict
-            bad = tmp_path / "not-an-image.txt"
-            bad.write_text("hello")
-            page.set_input_files("#file", str(bad))
-            page.wait_for_function("document.getElementById('error').textContent.length > 0", timeout=60_000)
-            assert "not an image" in page.inner_text("#error")
-            assert not page.is_visible("#result")
-        finally:
-            browser.close()
+        for rel, expected in ((REAL, "REAL"), (FAKE, "FAKE")):      # aligned 128 px faces
+            upload(faces / rel)
+            assert page.locator(".face").count() == 1 and not page.is_visible("#overlay")
+            assert page.inner_text(".face .verdict") == expected
+            p_fake = float(page.inner_text(".face .pfake"))
+            assert (p_fake >= threshold) == (expected == "FAKE")
+            assert page.locator(".face .patches img").count() == 3
+            # input | overlay, enlarged 2x, and the p(fake) colour bar
+            assert 512 < page.eval_on_selector(".face-overlay", "img => img.naturalWidth") < 600
+        upload(WILD)                                                   # a photo: faces found
+        assert page.locator(".face").count() >= 1 and page.is_visible("#overlay")
+        assert "found and aligned" in page.inner_text("#name")
+        assert page.inner_text(".face h3") == "Face #0"
+        page.screenshot(path=str(shots / "serve.png"), full_page=True)
+        upload(EDGE_PORTRAITS[1])                                      # a face square leaving the photo
+        assert "outside the photo" in page.inner_text(".face .notes")
+        upload(noise_png)                                              # no face: no verdict
+        assert page.inner_text("#summary") == "No face found: no verdict"
+        assert page.locator(".face").count() == 0
+        # a non-image shows the server's message instead of a verdict
+        bad = tmp_path / "not-an-image.txt"
+        bad.write_text("hello")
+        page.set_input_files("#file", str(bad))
+        page.wait_for_function("document.getElementById('error').textContent.length > 0", timeout=60_000)
+        assert "not an image" in page.inner_text("#error")
+        assert not page.is_visible("#result")
+        # an answer that is not JSON (a proxy's error page, a crash) is shown, not a JSON parse error
+        page.route("**/api/detect", lambda route: route.fulfill(status=502, body="<html>Bad Gateway</html>",
+                                                                content_type="text/html"))
+        page.evaluate("document.getElementById('error').textContent = ''")
+        page.set_input_files("#file", str(faces / REAL))
+        page.wait_for_function("document.getElementById('error').textContent.length > 0", timeout=60_000)
+        assert "502" in page.inner_text("#error") and "Bad Gateway" in page.inner_text("#error")
+        assert "JSON.parse" not in page.inner_text("#error")
+
+
+def valid_box(box, width, height) -> bool:
+    t, l, b, r = box
+    return 0 <= t < b <= height and 0 <= l < r <= width
+
+
+def check_photo_answer(r, data: bytes) -> None:
+    """HTTP 200, and every face box and patch box a valid box inside the photo whose crop is
+    that box's size."""
+    assert r.status_code == 200, r.text[:300]
+    body = r.json()
+    w, h = body["width"], body["height"]
+    for f in body["faces"]:
+        assert valid_box(f["face_box"], w, h) and 0 <= f["fill_share"] < 1
+        for patch in f["top_patches"]:
+            t, l, b, rr = patch["box"]
+            assert valid_box(patch["box"], w, h)
+            crop = Image.open(io.BytesIO(base64.b64decode(patch["crop"].split(",", 1)[1])))
+            assert crop.size == (rr - l, b - t)
+
+
+def test_portraits_whose_face_leaves_the_photo_get_http_200(client):
+    """Four wild portraits got HTTP 500 ('Coordinate right is less than left')."""
+    assert all(p.is_file() for p in EDGE_PORTRAITS), "the portraits named in issue #19 are missing"
+    for path in EDGE_PORTRAITS:
+        data = path.read_bytes()
+        r = client.post("/api/detect", files={"file": (path.name, data)})
+        check_photo_answer(r, data)
+        assert r.json()["faces"]
+
+
+@pytest.mark.slow
+def test_every_wild_portrait_gets_http_200_and_valid_boxes(client):
+    """All 300 portraits of raw/wild-portraits through the API (one client, one detector)."""
+    portraits = raw_images("wild-portraits", 10_000)
+    assert len(portraits) >= 300
+    no_face = []
+    for path in portraits:
+        data = path.read_bytes()
+        r = client.post("/api/detect", content=data, headers={"X-Filename": path.name})
+        check_photo_answer(r, data)
+        if not r.json()["faces"]:
+            no_face.append(path.name)
+    assert len(no_face) <= 0.01 * len(portraits), no_face
+
+
+def test_a_server_error_is_a_json_message(running, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("something went wrong inside")
+    with TestClient(create_app(running.service), raise_server_exceptions=False) as c:
+        monkeypatch.setattr(running.service.detector, "screen", broken)
+        r = c.post("/api/detect", files={"file": ("face.png", (REPO / "README.md").read_bytes())})
+        assert r.status_code == 400                        # not an image: still the client's error
+        r = c.post("/api/detect", files={"file": (WILD.name, WILD.read_bytes())})
+    assert r.status_code == 500 and r.headers["content-type"].startswith("application/json")
+    assert "something went wrong inside" in r.json()["error"]
+
+
+def test_docs_work_offline_and_the_description_matches_the_answers(client, faces):
+    page = client.get("/docs")
+    assert page.status_code == 200 and 'href="/openapi.json"' in page.text
+    assert not re.search(r"(src|href)=\"(https?:)?//", page.text)      # nothing from a CDN
+    assert "/api/detect" in page.text and "/api/info" in page.text
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    body = client.post("/api/detect", files={"file": (WILD.name, WILD.read_bytes())}).json()
+    face = body["faces"][0]
+    # what the API returns is exactly what its description (and the pydantic models) say
+    assert set(body) == set(schemas["DetectOut"]["properties"]) == set(DetectOut.model_fields)
+    assert set(face) == set(schemas["FaceOut"]["properties"]) == set(FaceOut.model_fields)
+    assert set(face["top_patches"][0]) == set(schemas["PatchOut"]["properties"]) == set(PatchOut.model_fields)
+    assert set(client.get("/api/info").json()) == set(schemas["InfoOut"]["properties"])
+    # and docs/detect.md's example answer shows those keys, no others
+    doc = (REPO / "docs" / "detect.md").read_text()
+    example = doc[doc.index("$ curl -s -F file=@"):]
+    example = example[:example.index("$ curl", 1)]                   # the first answer: a photo's
+    shown = set(re.findall(r'"(\w+)":', example))
+    assert shown == set(body) | set(face) | set(face["top_patches"][0]), shown ^ (set(body) | set(face))
+
+
+def test_info_names_the_scope_and_the_false_alarm_rate(client):
+    info = client.get("/api/info").json()
+    assert "diffusion" in info["scope"]
+    rate = info["validation_false_alarm_rate"]
+    assert rate is None or 0 <= rate <= 1

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import headless_chromium
 from patchforensics.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,23 +199,16 @@ def test_report_shows_the_findings_of_an_experiment(tmp_path, tiny_data, capsys)
     assert 'id="findings-tiny"' in page and "Findings: experiment tiny" in page
     assert 'alt="ap_vs_rf.png"' in page and "data:image/png;base64," in page
     assert 'id="rf-generated-photos-none"' in page and "widenet_kw7_d1" in page
-    if Path("/usr/bin/chromium").exists():          # the figures render in a browser, nothing fails
-        from playwright.sync_api import sync_playwright
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox",
-                                                                                  "--disable-gpu"])
-            try:
-                page = browser.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto((out / "results" / "report.html").resolve().as_uri(), wait_until="load")
-                widths = page.evaluate("Array.from(document.querySelectorAll('#findings-tiny ~ div.figs img'))"
-                                       ".map(i => i.complete ? i.naturalWidth : 0)")
-                assert widths and min(widths) > 0
-                assert page.locator("table#rf-generated-photos-none tr").count() == 3   # header + 2 models
-                assert errors == []
-            finally:
-                browser.close()
+    with headless_chromium() as browser:             # the figures render in a browser, nothing fails
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((out / "results" / "report.html").resolve().as_uri(), wait_until="load")
+        widths = page.evaluate("Array.from(document.querySelectorAll('#findings-tiny ~ div.figs img'))"
+                               ".map(i => i.complete ? i.naturalWidth : 0)")
+        assert widths and min(widths) > 0
+        assert page.locator("table#rf-generated-photos-none tr").count() == 3   # header + 2 models
+        assert errors == []
     # a results folder without an experiment has no findings section
     cell_results = out / "results" / checkpoint(out, MODELS[0]).name
     assert main(["report", str(cell_results), "-o", str(tmp_path / "plain.html")]) == 0

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import headless_chromium
 from patchforensics.cli import main
 from patchforensics.data.dataset import REAL
 from patchforensics.evaluation.evaluate import read_scores_csv
 from patchforensics.explain.chain import explain_checkpoint
 from patchforensics.explain.visualize import rank_images
 
-CHROMIUM = Path("/usr/bin/chromium")
 TOPN = 3
 
 
@@ -59,53 +59,43 @@ def test_visualize_outputs(explained):
 
 
 def test_report_and_galleries_in_headless_chromium(explained):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (/usr/bin/chromium); apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
     report = explained["report"]
     text = report.read_text()
     assert "http://" not in text and "https://" not in text    # nothing fetched from the network
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("requestfailed", lambda r: errors.append(f"failed {r.url}"))
+    with headless_chromium() as browser:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("requestfailed", lambda r: errors.append(f"failed {r.url}"))
 
-            page.goto(report.resolve().as_uri(), wait_until="load")
-            assert page.locator("table#metrics tr").count() >= 3
-            assert "small" in page.locator("table#metrics").inner_text()
-            widths = page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
-            assert len(widths) >= 8 and min(widths) > 0           # PR curve, heatmaps, grids, histogram ...
-            assert page.locator("text=Face regions (mediapipe)").count() == 1
+        page.goto(report.resolve().as_uri(), wait_until="load")
+        assert page.locator("table#metrics tr").count() >= 3
+        assert "small" in page.locator("table#metrics").inner_text()
+        widths = page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+        assert len(widths) >= 8 and min(widths) > 0           # PR curve, heatmaps, grids, histogram ...
+        assert page.locator("text=Face regions (mediapipe)").count() == 1
 
-            gallery = page.locator("a", has_text="reals easiest").first
-            gallery.click()
-            page.wait_for_load_state("load")
-            assert page.url.endswith("vis/reals/easiest/index.html")
-            widths = page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
-            assert len(widths) == TOPN + 1 and min(widths) > 0    # thumbnails + the group average
-            page.locator("a.pf-zoom").first.click()
-            box = page.locator(".pf-lightbox")
-            assert box.is_visible() and box.get_attribute("data-index") == "0"
-            page.keyboard.press("ArrowRight")
-            assert box.get_attribute("data-index") == "1"
-            page.keyboard.press("ArrowLeft")
-            page.keyboard.press("ArrowLeft")
-            assert box.get_attribute("data-index") == str(TOPN - 1)
-            assert box.locator("img").count() == 2               # input and overlay side by side
-            page.wait_for_function("Array.from(document.querySelectorAll('.pf-lightbox img'))"
-                                   ".every(i => i.complete && i.naturalWidth > 0)")
-            page.keyboard.press("Escape")
-            assert not box.is_visible()
-            assert errors == []
-        finally:
-            browser.close()
+        gallery = page.locator("a", has_text="reals easiest").first
+        gallery.click()
+        page.wait_for_load_state("load")
+        assert page.url.endswith("vis/reals/easiest/index.html")
+        widths = page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+        assert len(widths) == TOPN + 1 and min(widths) > 0    # thumbnails + the group average
+        page.locator("a.pf-zoom").first.click()
+        box = page.locator(".pf-lightbox")
+        assert box.is_visible() and box.get_attribute("data-index") == "0"
+        page.keyboard.press("ArrowRight")
+        assert box.get_attribute("data-index") == "1"
+        page.keyboard.press("ArrowLeft")
+        page.keyboard.press("ArrowLeft")
+        assert box.get_attribute("data-index") == str(TOPN - 1)
+        assert box.locator("img").count() == 2               # input and overlay side by side
+        page.wait_for_function("Array.from(document.querySelectorAll('.pf-lightbox img'))"
+                               ".every(i => i.complete && i.naturalWidth > 0)")
+        page.keyboard.press("Escape")
+        assert not box.is_visible()
+        assert errors == []
 
 
 def test_report_cli(explained, tmp_path, capsys):
@@ -132,3 +122,18 @@ def test_visualize_cli_refuses_existing_output(explained, trained_checkpoint, sm
     assert "--force" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(args + ["--average-mode", "median"])
+
+
+def test_a_table_wider_than_the_page_scrolls_in_its_own_box():
+    """Many models x metrics: the page keeps the window's width, the table scrolls inside it."""
+    from patchforensics.explain.common import html_page
+
+    head = "".join(f"<th>metric {i}</th>" for i in range(40))
+    row = "".join(f"<td>{i / 7:.4f}</td>" for i in range(40))
+    page_html = html_page("wide", f'<table id="metrics"><tr>{head}</tr><tr>{row}</tr></table>', with_lightbox=False)
+    with headless_chromium() as browser:
+        page = browser.new_page(viewport={"width": 800, "height": 600})
+        page.set_content(page_html)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 800
+        table = page.locator("#metrics")
+        assert table.evaluate("t => t.scrollWidth > t.clientWidth")     # the rest is one scroll away

@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"patchforensics {args.command}: nothing usable: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"patchforensics {args.command}: interrupted", file=sys.stderr)
+        hint = getattr(args, "resume_hint", None)     # commands that can pick up where they stopped say how
+        print(f"patchforensics {args.command}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 130
 
 

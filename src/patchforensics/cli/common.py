@@ -12,9 +12,9 @@ def add_bool(parser: argparse.ArgumentParser, name: str, help: str) -> None:
 
 
 def given(args: argparse.Namespace, *skip: str) -> dict[str, Any]:
-    """Options the user actually passed (defaults are SUPPRESSed), minus ``skip``."""
+    """Options the user actually passed (defaults are SUPPRESSed), minus the parser's own keys and ``skip``."""
     return {k: v for k, v in vars(args).items()
-            if k not in ("func", "command", *skip) and v is not None}
+            if k not in ("func", "command", "resume_hint", *skip) and v is not None}
 
 
 def print_skipped(skipped: list[dict], what: str) -> None:

@@ -25,26 +25,31 @@ def register(sub, name: str) -> None:
                         "calibrated before it existed); fpr1pct = strict (at most 1%%); eer = equal error")
     p.add_argument("--faces", default="auto", choices=["auto", "find", "aligned"],
                    help="auto (default): an image of exactly the model's input size (128x128 for the bundled "
-                        "detector) is one aligned face, any other is searched for faces; find: always find and "
-                        "align faces; aligned: score every image as it is (centred square)")
+                        "detector) is one aligned face if a face is found in it (else: no face, no verdict), any "
+                        "other is searched for faces; find: always find and align faces; aligned: score every "
+                        "image as it is (centred square)")
     p.add_argument("--align-style", default="ffhq", choices=["ffhq", "celebahq"],
                    help="how found faces are aligned (default ffhq, as the shared training faces)")
     p.add_argument("--heatmaps", metavar="OUT", help="write one heatmap PNG per image with a face into this folder")
+    p.add_argument("--report", metavar="OUT.html",
+                   help="write one offline HTML page: every face with its heatmap, sorted by p(fake), the verdicts, "
+                        "the files with no face or unreadable, the model's scope and the threshold's false-alarm rate")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
     p.add_argument("--top-k", type=int, default=3, help="patches reported per image in heatmaps (default 3)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
-    p.add_argument("--force", action="store_true", help="write into a non-empty --heatmaps folder")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --heatmaps folder, replace --report")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..screening.detect import DetectConfig, detect, format_result
+    from ..screening.detect import DetectConfig, detect
+    from ..screening.results import format_result
     from .common import progress_enabled
 
     cfg = DetectConfig(paths=args.paths, model=args.model, which_epoch=args.which_epoch,
                        backend=getattr(args, "backend", "auto"),
-                       threshold=args.threshold, heatmaps=args.heatmaps, faces=args.faces,
+                       threshold=args.threshold, heatmaps=args.heatmaps, report=args.report, faces=args.faces,
                        align_style=args.align_style, top_k=args.top_k,
                        batch_size=args.batch_size, device=args.device, force=args.force)
 

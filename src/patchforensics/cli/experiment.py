@@ -14,7 +14,8 @@ def register(sub, name: str) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a grid key (dotted path, YAML value), e.g. --set base.max_epochs=4 "
                         "--set vary.seed=[0,1]; repeatable")
-    p.add_argument("--out", help="output folder (default experiments/<grid name>)")
+    p.add_argument("--out", help="output folder (default: experiments, shared by every grid so that identical "
+                                 "cells are trained once)")
     p.add_argument("--data-root", help="folder the grid's real/fake/suite folders start from "
                                        "(default: the grid's data_root, $PATCHFORENSICS_DATA, ../shared/data/faces128)")
     p.add_argument("--workers", type=int, default=1,
@@ -23,7 +24,8 @@ def register(sub, name: str) -> None:
                    help="device of the cells (auto, cpu, cuda:0 ...); repeat to give worker i the i-th "
                         "(round robin), e.g. --workers 2 --device cuda:0 --device cuda:1")
     p.add_argument("--force", action="store_true", help="retrain and retest every cell")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, resume_hint="run the same command again to resume: finished cells are kept and a "
+                                         "half-trained cell continues from its last snapshot")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,8 +9,9 @@ from .common import add_backend_option
 def register(sub, name: str) -> None:
     p = sub.add_parser(name, help="local web page: drop an image, see each face's p(fake), heatmap and top patches",
                        description="Serve a page and a JSON API (POST /api/detect with the image as a multipart "
-                                   "field 'file' or as the raw body; OpenAPI docs at /docs), on FastAPI + uvicorn. "
-                                   "Binds 127.0.0.1 by default; uploads are capped at --max-upload-mb.")
+                                   "field 'file' or as the raw body; described at /openapi.json, listed at /docs), "
+                                   "on FastAPI + uvicorn. Binds 127.0.0.1 by default; uploads are capped at "
+                                   "--max-upload-mb.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="default 8000; 0 picks a free port")
     p.add_argument("--model", help="checkpoint folder or .onnx file (default: the bundled detector)")
@@ -36,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
                       faces=args.faces, align_style=args.align_style, max_upload_mb=args.max_upload_mb,
                       device=args.device)
     server = make_server(cfg)       # a port in use: one line saying what to do, exit 2 (cli.main)
-    print(f"patchforensics: open {server.url}/ (API docs at {server.url}/docs; Ctrl-C to stop)", flush=True)
+    print(f"patchforensics: open {server.url}/ (API: {server.url}/docs, {server.url}/openapi.json; Ctrl-C to stop)",
+          flush=True)
     try:
         server.serve_forever()
     finally:

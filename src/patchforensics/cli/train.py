@@ -67,7 +67,7 @@ def register(sub, name: str) -> None:
                               "validation or test image")
     p.add_argument("--resume", action="store_true", default=False, help="continue the run from its latest snapshot")
     p.add_argument("--force", action="store_true", default=False, help="start over, replacing an existing run")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, resume_hint="rerun the same command with --resume to continue from the last snapshot")
 
 
 def load_train_config(args: argparse.Namespace):

@@ -98,6 +98,12 @@ def ensure_new_output(path: str | os.PathLike, force: bool) -> None:
                                 "pass --force to overwrite it or choose another output folder")
 
 
+def ensure_new_file(path: str | os.PathLike, force: bool) -> None:
+    """Refuse to replace an existing output file unless ``force``."""
+    if Path(path).exists() and not force:
+        raise OutputExistsError(f"{path} already exists; pass --force to overwrite it or choose another file")
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Yield a fresh temp folder beside ``path``; on success it takes ``path``'s place.

@@ -216,6 +216,22 @@ def store_calibration(ckpt_dir: str | os.PathLike, calibration: Calibration, for
     card.with_thresholds({**card.thresholds, **calibration.thresholds}).write(ckpt_dir)
 
 
+def validation_false_alarm_rate(ckpt_dir: str | os.PathLike, card: ModelCard, name: str) -> float | None:
+    """The share of validation reals the stored threshold ``name`` calls fake (its
+    ``real_error`` in ``ckpt_dir``'s ``calibration.json``); ``None`` when that file,
+    that threshold or a report of the card's current value of it is not there."""
+    path = Path(ckpt_dir) / CALIBRATION_FILE
+    if name not in card.thresholds or not path.is_file():
+        return None
+    try:
+        entry = json.loads(path.read_text())["thresholds"][name]
+        if abs(float(entry["p_real"]) - card.thresholds[name]) > 1e-9:   # a report of another threshold
+            return None
+        return float(entry["real_error"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def calibrate_predictions(preds: Predictions, target_fprs: Sequence[float] = DEFAULT_TARGET_FPRS,
                           partition: str = "val") -> Calibration:
     return choose_thresholds(preds.scores[AGGREGATION], preds.labels, target_fprs, partition)

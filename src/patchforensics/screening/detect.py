@@ -2,7 +2,9 @@
 
 For each face in each image: ``p(fake)``, the decision at a calibrated
 threshold, the face's box and the most suspicious patches (boxes in pixels of
-the *original* image) and, optionally, a heatmap PNG.
+the *original* image), how much of its square was alignment fill and how much
+it was enlarged and, optionally, a heatmap PNG and one HTML report of all faces
+(:mod:`~.report`). The text forms of the result are in :mod:`~.results`.
 
 Which faces are scored (``faces``, see :data:`FACE_MODES`):
 
@@ -13,8 +15,8 @@ Which faces are scored (``faces``, see :data:`FACE_MODES`):
   shared faces and the StyleGAN fakes are FFHQ-aligned) straight to the model's
   ``load_size`` and scored; an image without a face gets **no verdict**;
 - ``auto`` (default): ``aligned`` when the image is exactly the model's input
-  square (``load_size`` x ``load_size``, 128 x 128 for the bundled detector),
-  ``find`` otherwise.
+  square (``load_size`` x ``load_size``, 128 x 128 for the bundled detector)
+  and a face is found in it (else no face, no verdict), ``find`` otherwise.
 
 How an image reaches the model (``transforms.eval_image``, the geometry the
 model was trained with): the shorter side is resized to the config's
@@ -32,25 +34,25 @@ original image: for an aligned input the centred-square window
 h_r``); for a found face that window composed with the alignment's
 aligned-to-source map (:func:`~patchforensics.data.align.output_to_source`,
 rotation + scale + shift). A box is the bounding rectangle of its mapped
-corners, rounded outward to whole pixels and clipped to the image; the heatmap
-is warped back onto the original with the same map.
+corners, rounded outward to whole pixels and clipped to the image (never
+inverted, :func:`map_box`); the heatmap is warped back onto the original with
+the same map.
 
 Scores: ``p(fake) = 1 - P(real)`` with ``P(real)`` the ``after_softmax``
 aggregation (mean of the per-patch softmax), computed by the same
-:class:`~patchforensics.scoring.engine.Engine` as ``test`` and ``visualize``. A
+:class:`~patchforensics.scoring.engine.Engine` as ``test`` and ``visualize``;
+for a found face whose square leaves the photo, the patches more than half in
+the alignment's fill (:data:`MAX_PATCH_FILL`) are left out of that mean. A
 face is called fake when ``p(fake) >= 1 - t`` for the chosen stored threshold
 ``t`` (``calibrate`` stores them on ``P(real)``; :meth:`ModelCard.p_fake_threshold`
 converts).
 """
 from __future__ import annotations
 
-import csv
 import glob
-import io
-import json
 import os
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -62,17 +64,21 @@ from tqdm.auto import tqdm
 from ..core import fileio
 from ..core.config import ConfigError, require
 from ..core.heatmap import colorize, overlay, with_colorbar
-from ..core.imageio import ImageLoadError, SkipLog, list_images, load_rgb
+from ..core.imageio import ImageLoadError, list_images, load_rgb
 from ..data.align import STYLES, AlignedFace, FaceLandmarker, align_faces, output_to_source, pixel_affine
 from ..data.transforms import TransformConfig
+from ..evaluation.calibrate import validation_false_alarm_rate
 from ..models.card import ModelCard
 from ..scoring.engine import Engine
 from ..scoring.fastpath import BACKENDS, FastPath
 from ..scoring.metrics import aggregate
+from ..scoring.onnx_backend import is_onnx_file
+from .report import ReportFace, png_data_url, write_report
+from .results import DetectResult, FaceResult, ImageResult
+from .scope import scope_note
 
 #: the card's default threshold (``fpr3pct``, else ``eer``: :meth:`ModelCard.default_threshold`)
 DEFAULT_THRESHOLD = "default"
-FORMATS = ("table", "json", "csv")
 #: which faces are scored: ``auto`` (aligned when the image is the model's input square, else find),
 #: ``find`` (find and align every face), ``aligned`` (the image is one aligned face)
 FACE_MODES = ("auto", "find", "aligned")
@@ -117,11 +123,21 @@ def map_point(affine: np.ndarray, x: float, y: float) -> tuple[float, float]:
 def map_box(affine: np.ndarray, box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
     """A ``(top, left, bottom, right)`` box through a (2, 3) affine map of ``(x, y)``
     px: the bounding rectangle of its mapped corners, rounded outward and clipped
-    to a ``width x height`` image."""
+    to a ``width x height`` image. Always a valid box inside the image
+    (``0 <= top < bottom <= height``, the same across): one mapped wholly outside
+    the image becomes the one-pixel strip of the image's edge nearest to it."""
     t, l, b, r = (float(v) for v in box)
     xs, ys = zip(*(map_point(affine, x, y) for x, y in ((l, t), (r, t), (r, b), (l, b))))
-    return (max(0, int(np.floor(min(ys)))), max(0, int(np.floor(min(xs)))),
-            min(height, int(np.ceil(max(ys)))), min(width, int(np.ceil(max(xs)))))
+    top = min(max(0, int(np.floor(min(ys)))), height - 1)
+    left = min(max(0, int(np.floor(min(xs)))), width - 1)
+    bottom = max(min(height, int(np.ceil(max(ys)))), top + 1)
+    right = max(min(width, int(np.ceil(max(xs)))), left + 1)
+    return top, left, bottom, right
+
+
+def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The (2, 3) affine map ``outer ∘ inner`` (``inner`` first)."""
+    return np.column_stack([outer[:, :2] @ inner[:, :2], outer[:, :2] @ inner[:, 2] + outer[:, 2]])
 
 
 def input_window(width: int, height: int, tcfg: TransformConfig) -> InputWindow:
@@ -138,6 +154,66 @@ def input_window(width: int, height: int, tcfg: TransformConfig) -> InputWindow:
     left_r, top_r = int(round((w_r - side) / 2.0)), int(round((h_r - side) / 2.0))   # center_crop
     sx, sy = width / w_r, height / h_r
     return InputWindow(width, height, side, left_r * sx, top_r * sy, sx, sy)
+
+
+# ------------------------------------------------------------- placement
+#: a patch whose field is more than this share alignment fill (outside the photo) is left out of
+#: p(fake) and of the top patches: the blurred, median-coloured fill looks like the flat backdrops
+#: the detector takes for fake, and it is not the photo's evidence
+MAX_PATCH_FILL = 0.5
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one model input lies in its photo: ``to_original`` maps model-input px
+    ``(x, y)`` (``side`` x ``side``) to photo px; the photo is ``width x height``;
+    ``face_box`` ``(top, left, bottom, right)`` in photo px; ``quad`` the aligned
+    square's corners ``(x, y)`` in photo px (found faces only)."""
+
+    to_original: np.ndarray
+    side: int
+    width: int
+    height: int
+    face_box: tuple[int, int, int, int]
+    quad: np.ndarray | None = None
+
+    def inside_photo(self) -> np.ndarray:
+        """``(side, side)`` bool: the model-input pixels whose centre falls inside the photo
+        (the others are the fill alignment adds where its square leaves the photo)."""
+        centres = np.arange(self.side) + 0.5
+        xs, ys = np.meshgrid(centres, centres)
+        a = self.to_original
+        px = a[0, 0] * xs + a[0, 1] * ys + a[0, 2]
+        py = a[1, 0] * xs + a[1, 1] * ys + a[1, 2]
+        return (px >= 0) & (px < self.width) & (py >= 0) & (py < self.height)
+
+    def patch_fill(self, boxes: np.ndarray) -> np.ndarray:
+        """``(P,)`` share of each ``(top, left, bottom, right)`` model-input box that is fill."""
+        outside = np.pad(np.cumsum(np.cumsum(~self.inside_photo(), 0), 1), ((1, 0), (1, 0)))   # summed-area table
+        t, l, b, r = (boxes[:, k] for k in range(4))
+        counts = outside[b, r] - outside[t, r] - outside[b, l] + outside[t, l]
+        return counts / np.maximum((b - t) * (r - l), 1)
+
+    def upscale(self) -> float:
+        """Model-input px per photo px: above 1 the face was smaller than the model's input and
+        was enlarged to be scored."""
+        return float(1.0 / np.sqrt(abs(np.linalg.det(self.to_original[:, :2]))))
+
+
+def as_is(image: Image.Image, window: InputWindow) -> Placement:
+    """An image scored as it is: the model sees its centred square (``window``)."""
+    return Placement(window.affine, window.side, image.width, image.height,
+                     window.to_original((0, 0, window.side, window.side)))
+
+
+def on_photo(face: AlignedFace, window: InputWindow, width: int, height: int) -> Placement:
+    """A face found in a ``width x height`` photo and aligned: the window of its aligned
+    picture followed by the alignment's aligned-to-photo map; its box is the mesh's extent."""
+    to_original = compose(output_to_source(face.quad, window.width), window.affine)
+    x0, y0, x1, y1 = face.box
+    # the mesh may reach past the photo's edge (a face cut by it): clipped like every box
+    face_box = map_box(np.eye(2, 3), (y0, x0, y1, x1), width, height)
+    return Placement(to_original, window.side, width, height, face_box, face.quad)
 
 
 # ------------------------------------------------------------- results
@@ -159,16 +235,21 @@ class Analysis:
     in original px: the examined square of an aligned input, the face mesh's
     extent for a found face; ``quad`` (4, 2) the aligned square's corners
     ``(x, y)`` in original px (top-left, bottom-left, bottom-right, top-right),
-    ``None`` for an aligned input."""
+    ``None`` for an aligned input. ``inside_photo`` marks the model-input pixels
+    from the photo, ``fill_share`` the share of the others (alignment fill: left
+    out of ``p_fake`` and ``top_patches`` where a patch is mostly fill);
+    ``upscale`` model-input px per photo px (above 1: an enlarged small face)."""
 
     p_fake: float
     is_fake: bool
     patch_p_fake: np.ndarray
     top_patches: list[Patch]
     input_image: Image.Image
-    window: InputWindow
     to_original: np.ndarray
     face_box: tuple[int, int, int, int]
+    inside_photo: np.ndarray
+    fill_share: float
+    upscale: float
     quad: np.ndarray | None = None
 
 
@@ -182,48 +263,6 @@ class Screened:
     faces: list[Analysis]
     width: int
     height: int
-
-
-@dataclass
-class FaceResult:
-    """One face of ``detect``'s output; boxes are ``(top, left, bottom, right)`` in original px."""
-
-    index: int                          # 0 = the largest face of its image (0 for an aligned input)
-    p_fake: float
-    verdict: str                        # "fake" | "real"
-    face_box: tuple[int, int, int, int]
-    box: tuple[int, int, int, int]      # the most suspicious patch
-    box_p_fake: float
-    quad: list[list[float]] | None = None   # aligned square's corners (x, y), found faces only
-
-    def to_dict(self) -> dict:
-        return {"index": self.index, "p_fake": self.p_fake, "verdict": self.verdict,
-                "face_box": list(self.face_box), "box": list(self.box), "box_p_fake": self.box_p_fake,
-                "quad": self.quad}
-
-
-@dataclass
-class ImageResult:
-    """One input file of ``detect``: its faces (largest first), or none (no face
-    found: no verdict), or ``error`` (unreadable, skipped)."""
-
-    path: str
-    input: str | None = None            # "aligned" | "found" (how the faces were obtained)
-    faces: list[FaceResult] = field(default_factory=list)
-    width: int | None = None
-    height: int | None = None
-    heatmap: str | None = None
-    error: str | None = None
-
-    @property
-    def status(self) -> str:
-        """``scored``, ``no face found`` or ``skipped``."""
-        return "skipped" if self.error else ("scored" if self.faces else "no face found")
-
-    def to_dict(self) -> dict:
-        return {"path": self.path, "status": self.status, "input": self.input,
-                "faces": [f.to_dict() for f in self.faces], "width": self.width, "height": self.height,
-                "heatmap": self.heatmap, "error": self.error}
 
 
 # ------------------------------------------------------------- detector
@@ -283,73 +322,110 @@ class Detector:
     def card(self) -> ModelCard:
         return self.engine.card
 
+    @property
+    def scope(self) -> str:
+        """What the model was trained on and what it does not detect (:func:`~.scope.scope_note`)."""
+        return scope_note(self.card)
+
+    def validation_false_alarm_rate(self) -> float | None:
+        """The share of validation reals called fake at this detector's threshold (the
+        checkpoint's ``calibration.json``); ``None`` when unknown: an ``.onnx`` model, a
+        p(fake) value as threshold, or no report of this threshold."""
+        weights = self.engine.weights_file
+        if weights is None or is_onnx_file(weights):
+            return None
+        return validation_false_alarm_rate(Path(weights).parent, self.card, self.threshold_name)
+
     def analyze(self, images: Sequence[Image.Image], top_k: int = 3) -> list[Analysis]:
-        """Score RGB images (any sizes); returns one :class:`Analysis` each."""
+        """Score RGB images (any sizes) as they are (their centred square); one :class:`Analysis` each."""
+        transform = self.card.transform()
+        return self._analyze(images, [as_is(im, input_window(im.width, im.height, transform)) for im in images],
+                             top_k)
+
+    def _analyze(self, images: Sequence[Image.Image], placements: Sequence[Placement],
+                 top_k: int) -> list[Analysis]:
+        """Score model inputs, each with where it lies in its photo; all in one batch."""
         if not images:
             return []
         inputs, logits = self.engine.score_images(images)              # logits (N, 2, H', W')
-        p_fake = 1.0 - aggregate(logits)["after_softmax"].double().numpy()
+        p_real = aggregate(logits)["after_softmax"].double().numpy()
         patch_fake = self.card.p_fake(logits).numpy()                     # (N, H', W')
         boxes = self.card.patch_boxes(inputs[0].size[0])
         if boxes.shape[:2] != patch_fake.shape[1:]:
             raise RuntimeError(f"model output {patch_fake.shape[1:]} does not match its receptive field "
                                f"{boxes.shape[:2]}")
         boxes = boxes.reshape(-1, 4)
-        transform = self.card.transform()
         out = []
-        for i, im in enumerate(images):
-            window = input_window(im.width, im.height, transform)
+        for i, placement in enumerate(placements):
             flat = patch_fake[i].reshape(-1)
-            picks = _nms(np.argsort(-flat, kind="stable"), boxes, top_k)
-            patches = [Patch(window.to_original(boxes[j]), tuple(int(v) for v in boxes[j]), float(flat[j]))
-                       for j in picks]
-            out.append(Analysis(p_fake=float(p_fake[i]), is_fake=bool(p_fake[i] >= self.p_fake_threshold),
+            scored = placement.patch_fill(boxes) <= MAX_PATCH_FILL
+            # no patch left out: the plain after_softmax mean, test's and visualize's p(fake) to the last bit
+            p_fake = 1.0 - p_real[i] if scored.all() else float(flat[scored].mean(dtype=np.float64))
+            picks = _nms((j for j in np.argsort(-flat, kind="stable") if scored[j]), boxes, top_k)
+            patches = [Patch(map_box(placement.to_original, boxes[j], placement.width, placement.height),
+                             tuple(int(v) for v in boxes[j]), float(flat[j])) for j in picks]
+            inside = placement.inside_photo()
+            out.append(Analysis(p_fake=float(p_fake), is_fake=bool(p_fake >= self.p_fake_threshold),
                                 patch_p_fake=patch_fake[i], top_patches=patches, input_image=inputs[i],
-                                window=window, to_original=window.affine,
-                                face_box=window.to_original((0, 0, window.side, window.side))))
+                                to_original=placement.to_original, face_box=placement.face_box,
+                                inside_photo=inside, fill_share=float(1.0 - inside.mean()),
+                                upscale=placement.upscale(), quad=placement.quad))
         return out
+
+    def _face_finder(self) -> FaceLandmarker:
+        if self._landmarker is None:
+            self._landmarker = FaceLandmarker()
+        return self._landmarker
 
     def is_aligned(self, image: Image.Image) -> bool:
         """The ``auto`` rule: an image exactly the model's input square (``load_size`` x
-        ``load_size``) is taken to be an aligned face."""
+        ``load_size``) is taken to be an aligned face; whether it holds a face at all is
+        :meth:`has_face`."""
         side = self.card.transform().load_size
         return image.width == image.height == side
+
+    def has_face(self, image: Image.Image) -> bool:
+        """Whether mediapipe's face detector finds a face in ``image`` (the gate of an image
+        taken as aligned under ``auto``: a flat, noise or drawn square holds none)."""
+        return self._face_finder().has_face(np.asarray(image))
 
     def find_faces(self, image: Image.Image) -> list[AlignedFace]:
         """Every face of an RGB image, aligned (``align_style``) to the model's
         ``load_size``, largest first; ``[]`` when there is none."""
-        if self._landmarker is None:
-            self._landmarker = FaceLandmarker()
         rgb = np.asarray(image)
-        return align_faces(rgb, self._landmarker.detect(rgb), STYLES[self.align_style],
+        return align_faces(rgb, self._face_finder().detect(rgb), STYLES[self.align_style],
                            self.card.transform().load_size, "all")
 
     def screen(self, images: Sequence[Image.Image], faces: str = "auto", top_k: int = 3) -> list[Screened]:
         """Score every face of RGB images of any size (``faces``: one of
-        :data:`FACE_MODES`); one :class:`Screened` per image, all faces scored in one batch."""
+        :data:`FACE_MODES`); one :class:`Screened` per image, all faces scored in one batch.
+
+        ``auto`` takes an image of the model's input size as one aligned face only when a
+        face is found in it (else: no face, no verdict). A found face with no patch mostly
+        inside the photo is dropped: nothing of it would be left to score."""
         require(faces in FACE_MODES, "faces", f"must be one of {', '.join(FACE_MODES)}")
-        out, inputs, owners = [], [], []
+        transform = self.card.transform()
+        patch_boxes = self.card.patch_boxes().reshape(-1, 4)
+        out, inputs, placements, owners = [], [], [], []
         for i, im in enumerate(images):
             aligned = faces == "aligned" or (faces == "auto" and self.is_aligned(im))
             out.append(Screened("aligned" if aligned else "found", [], im.width, im.height))
-            for face in [None] if aligned else self.find_faces(im):
-                inputs.append(im if face is None else face.image)
-                owners.append((i, face))
-        for (i, face), a in zip(owners, self.analyze(inputs, top_k)):
-            out[i].faces.append(a if face is None else _on_original(a, face, out[i].width, out[i].height))
+            if aligned:
+                if faces == "aligned" or self.has_face(im):
+                    inputs.append(im)
+                    placements.append(as_is(im, input_window(im.width, im.height, transform)))
+                    owners.append(i)
+                continue
+            for face in self.find_faces(im):
+                placement = on_photo(face, input_window(face.image.width, face.image.height, transform),
+                                     im.width, im.height)
+                if placement.patch_fill(patch_boxes).min() <= MAX_PATCH_FILL:
+                    inputs.append(face.image)
+                    placements.append(placement)
+                    owners.append(i)
+        for i, a in zip(owners, self._analyze(inputs, placements, top_k)):
+            out[i].faces.append(a)
         return out
-
-
-def _on_original(a: Analysis, face: AlignedFace, width: int, height: int) -> Analysis:
-    """``a`` (scored on the aligned ``face``) with its boxes and map in the original ``width x height`` image."""
-    to_face = output_to_source(face.quad, a.window.width)          # aligned px -> original px
-    to_original = np.column_stack([to_face[:, :2] @ a.to_original[:, :2],
-                                   to_face[:, :2] @ a.to_original[:, 2] + to_face[:, 2]])
-    patches = [replace(p, box=map_box(to_original, p.input_box, width, height)) for p in a.top_patches]
-    x0, y0, x1, y1 = face.box
-    face_box = (max(0, int(np.floor(y0))), max(0, int(np.floor(x0))),
-                min(height, int(np.ceil(y1))), min(width, int(np.ceil(x1))))
-    return replace(a, top_patches=patches, to_original=to_original, face_box=face_box, quad=face.quad)
 
 
 def resolve_threshold(card: ModelCard, threshold: str | float) -> tuple[str, float]:
@@ -397,6 +473,7 @@ class DetectConfig:
     backend: str = "auto"               # auto | torch | onnx
     threshold: str = DEFAULT_THRESHOLD  # stored threshold name, or a p(fake) value
     heatmaps: str | None = None         # folder for overlay PNGs
+    report: str | None = None           # one offline HTML page of every face, sorted by p(fake)
     faces: str = "auto"                 # auto | find | aligned (FACE_MODES)
     align_style: str = DEFAULT_ALIGN_STYLE
     top_k: int = 3
@@ -411,27 +488,8 @@ class DetectConfig:
         require(self.backend in BACKENDS, "backend", f"must be one of {', '.join(BACKENDS)}")
         require(self.batch_size > 0, "batch_size", "must be > 0")
         require(self.top_k > 0, "top_k", "must be > 0")
-
-
-@dataclass
-class DetectResult:
-    """``images`` in input order, each with its faces."""
-
-    images: list[ImageResult]
-    model_name: str
-    threshold_name: str
-    p_fake_threshold: float
-    skipped: SkipLog = field(default_factory=SkipLog)
-
-    @property
-    def faces(self) -> list[tuple[ImageResult, FaceResult]]:
-        """Every scored face with its image, in input order."""
-        return [(im, f) for im in self.images for f in im.faces]
-
-    @property
-    def no_face(self) -> list[ImageResult]:
-        """Images that were read but hold no face (no verdict)."""
-        return [im for im in self.images if im.status == "no face found"]
+        require(self.report is None or Path(self.report).suffix.lower() in (".html", ".htm"), "report",
+                "give a file name ending in .html, e.g. --report screening.html")
 
 
 def expand_paths(paths: Sequence[str]) -> list[Path]:
@@ -466,23 +524,34 @@ def expand_paths(paths: Sequence[str]) -> list[Path]:
 def heatmap_names(paths: Sequence[Path]) -> list[str]:
     """Distinct PNG names for overlay files: the path below the inputs' common folder,
     with ``/`` turned into ``__`` (``ffhq/test/00001.png`` -> ``ffhq__test__00001.png``)."""
-    resolved = [p.resolve() for p in paths]
-    if not resolved:
+    # absolute as typed, symlinks kept: a link's heatmap is named after the link, not its target
+    typed = [Path(os.path.abspath(p)) for p in paths]
+    if not typed:
         return []
-    common = Path(os.path.commonpath([str(p.parent) for p in resolved]))
-    return ["__".join(p.relative_to(common).with_suffix("").parts) + ".png" for p in resolved]
+    common = Path(os.path.commonpath([str(p.parent) for p in typed]))
+    return ["__".join(p.relative_to(common).with_suffix("").parts) + ".png" for p in typed]
+
+
+#: height (px) of a face's picture in the report: the model's input, not enlarged
+REPORT_SIDE = 128
+#: the grey that washes out alignment fill in heatmaps
+FILL_GREY = 160.0
+CAPTION_FONT, CAPTION_SCALE, CAPTION_OUTLINE = cv2.FONT_HERSHEY_SIMPLEX, 0.5, 3
 
 
 def render_overlay(analysis: Analysis, caption: str | None = None, alpha: float = 0.45,
                    min_side: int = 256) -> Image.Image:
     """The model input and the p(fake) heatmap over it, side by side, with the top
     patches outlined (the most suspicious in white) and the colour bar (red =
-    fake-looking, :mod:`~patchforensics.core.heatmap`) at the right."""
+    fake-looking, :mod:`~patchforensics.core.heatmap`) at the right. Alignment fill
+    (outside the photo) is washed grey in the heatmap: it does not count."""
     base = analysis.input_image
-    heat = overlay(base, analysis.patch_p_fake, alpha=alpha)
+    heat = np.asarray(overlay(base, analysis.patch_p_fake, alpha=alpha), dtype=np.float32)
+    fill = ~analysis.inside_photo
+    heat[fill] = 0.3 * heat[fill] + 0.7 * FILL_GREY
     pair = Image.new("RGB", (base.width * 2, base.height))
     pair.paste(base, (0, 0))
-    pair.paste(heat, (base.width, 0))
+    pair.paste(Image.fromarray(np.uint8(np.rint(heat))), (base.width, 0))
     scale = max(1, int(np.ceil(min_side / base.height)))
     if scale > 1:
         pair = pair.resize((pair.width * scale, pair.height * scale), Image.Resampling.NEAREST)
@@ -492,17 +561,43 @@ def render_overlay(analysis: Analysis, caption: str | None = None, alpha: float 
         colour = (255, 255, 255) if rank == 0 else (40, 40, 40)
         cv2.rectangle(a, (l + base.width * scale, t), (r - 1 + base.width * scale, b - 1), colour, 2)
     if caption:
-        for thick, col in ((3, (0, 0, 0)), (1, (255, 255, 255))):
-            cv2.putText(a, caption, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, col, thick, cv2.LINE_AA)
+        _put_caption(a, caption, (6, 18))
     return with_colorbar(Image.fromarray(a))
+
+
+def _put_caption(a: np.ndarray, text: str, origin: tuple[int, int]) -> None:
+    """White text outlined in black, its baseline starting at ``origin``."""
+    for thick, col in ((CAPTION_OUTLINE, (0, 0, 0)), (1, (255, 255, 255))):
+        cv2.putText(a, text, origin, CAPTION_FONT, CAPTION_SCALE, col, thick, cv2.LINE_AA)
+
+
+def caption_boxes(anchors: Sequence[tuple[float, float]], captions: Sequence[str], width: int,
+                  height: int) -> list[tuple[int, int, int, int]]:
+    """Where each caption goes on a ``width x height`` picture, as ``(x0, y0, x1, y1)``:
+    just above its anchor (a face box's top-left corner), kept inside the picture, and
+    moved down below any caption already placed that it would overlap (several faces in
+    a small photo, or squares leaving the photo, would otherwise stack their captions)."""
+    placed: list[tuple[int, int, int, int]] = []
+    for (ax, ay), text in zip(anchors, captions):
+        (w, h), baseline = cv2.getTextSize(text, CAPTION_FONT, CAPTION_SCALE, CAPTION_OUTLINE)
+        h += baseline
+        x0 = int(min(max(2, ax), max(2, width - w - 2)))
+        y0 = int(min(max(2, ay - h - 2), max(2, height - h - 2)))
+        while True:
+            hits = [p for p in placed if x0 < p[2] and p[0] < x0 + w and y0 < p[3] and p[1] < y0 + h]
+            if not hits:
+                break
+            y0 = max(p[3] for p in hits) + 2
+        placed.append((x0, y0, x0 + w, y0 + h))
+    return placed
 
 
 def render_on_original(image: Image.Image, faces: Sequence[Analysis], captions: Sequence[str],
                        alpha: float = 0.45, max_side: int = 1024, min_side: int = 256) -> Image.Image:
     """The original image with each face's p(fake) map warped back onto it (through
-    its ``to_original`` map), the face's examined square outlined and captioned,
-    and the colour bar at the right; scaled so its longer side is at most
-    ``max_side`` px (and its height at least ``min_side``)."""
+    its ``to_original`` map), the face's examined square outlined, each face captioned
+    at its face box (:func:`caption_boxes`), and the colour bar at the right; scaled so
+    its longer side is at most ``max_side`` px (and its height at least ``min_side``)."""
     scale = min(1.0, max_side / max(image.size))
     scale = max(scale, min_side / image.height)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
@@ -520,12 +615,12 @@ def render_on_original(image: Image.Image, faces: Sequence[Analysis], captions: 
         corners.append([map_point(f.to_original * scale, x, y) for x, y in ((0, 0), (0, side), (side, side),
                                                                              (side, 0))])
     a = np.uint8(np.clip(np.rint(a), 0, 255))
-    for quad, caption in zip(corners, captions):
+    for quad in corners:
         cv2.polylines(a, [np.int32(np.rint(np.array(quad) - 0.5))], True, (255, 255, 255), 2, cv2.LINE_AA)
-        x, y = min(p[0] for p in quad), min(p[1] for p in quad)
-        org = (int(max(2, x)), int(max(14, y - 4)))
-        for thick, col in ((3, (0, 0, 0)), (1, (255, 255, 255))):
-            cv2.putText(a, caption, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, col, thick, cv2.LINE_AA)
+    anchors = [(f.face_box[1] * scale, f.face_box[0] * scale) for f in faces]
+    for (x0, _, _, y1), caption in zip(caption_boxes(anchors, captions, size[0], size[1]), captions):
+        _put_caption(a, caption, (x0, y1 - cv2.getTextSize(caption, CAPTION_FONT, CAPTION_SCALE,
+                                                           CAPTION_OUTLINE)[1]))
     return with_colorbar(Image.fromarray(a))
 
 
@@ -549,14 +644,16 @@ def render_screened(image: Image.Image, screened: Screened) -> Image.Image | Non
 def face_results(screened: Screened) -> list[FaceResult]:
     """``detect``'s rows for one screened image."""
     return [FaceResult(i, a.p_fake, "fake" if a.is_fake else "real", a.face_box, a.top_patches[0].box,
-                       a.top_patches[0].p_fake, None if a.quad is None else np.round(a.quad, 2).tolist())
+                       a.top_patches[0].p_fake, round(a.fill_share, 4), round(a.upscale, 4),
+                       None if a.quad is None else np.round(a.quad, 2).tolist())
             for i, a in enumerate(screened.faces)]
 
 
 def detect(cfg: DetectConfig, progress: bool = True, engine: Engine | None = None,
            on_skip=None) -> DetectResult:
     """Score every face of every image under ``cfg.paths``; unreadable files are
-    skipped and listed, images without a face get no verdict.
+    skipped and listed, images without a face get no verdict. Writes the heatmaps
+    and the report (:mod:`~.report`) when ``cfg`` asks for them.
 
     ``on_skip(path, reason)`` is called as each unreadable file is met (the CLI
     prints it then, so the run need not end before the user hears of it).
@@ -565,11 +662,15 @@ def detect(cfg: DetectConfig, progress: bool = True, engine: Engine | None = Non
     paths = expand_paths(cfg.paths)                       # fails before the model loads
     if cfg.heatmaps:
         fileio.ensure_new_output(cfg.heatmaps, cfg.force)
+    if cfg.report:
+        fileio.ensure_new_file(cfg.report, cfg.force)
     detector = (open_detector(cfg.model, cfg.which_epoch, cfg.backend, cfg.device, cfg.threshold, cfg.align_style)
                 if engine is None else Detector(engine, cfg.threshold, cfg.align_style))
     names = heatmap_names(paths) if cfg.heatmaps else []
-    result = DetectResult([], detector.engine.name, detector.threshold_name, detector.p_fake_threshold)
+    result = DetectResult([], detector.engine.name, detector.threshold_name, detector.p_fake_threshold,
+                          detector.scope, detector.validation_false_alarm_rate())
     rows: list[ImageResult | None] = [None] * len(paths)      # kept in input order
+    cards: list[ReportFace] = []
     bar = tqdm(total=len(paths), desc="detect", unit="img", disable=not progress)
     with detector:
         for start in range(0, len(paths), cfg.batch_size):
@@ -590,72 +691,13 @@ def detect(cfg: DetectConfig, progress: bool = True, engine: Engine | None = Non
                 if picture is not None:
                     row.heatmap = str(Path(cfg.heatmaps) / names[i])
                     fileio.save_image(picture, row.heatmap)
+                if cfg.report:
+                    cards += [ReportFace(row.path, face, png_data_url(render_overlay(a, min_side=REPORT_SIDE)))
+                              for face, a in zip(row.faces, screened.faces)]
                 rows[i] = row
             bar.update(len(chunk))
     bar.close()
     result.images = [r for r in rows if r is not None]
+    if cfg.report:
+        write_report(cfg.report, result, cards)
     return result
-
-
-# ------------------------------------------------------------- output
-CSV_FIELDS = ("path", "status", "input", "face", "p_fake", "verdict", "face_top", "face_left", "face_bottom",
-              "face_right", "box_top", "box_left", "box_bottom", "box_right", "box_p_fake", "width", "height",
-              "heatmap", "error")
-
-
-def _csv_rows(im: ImageResult) -> Iterable[list]:
-    head = [im.path, im.status, im.input or ""]
-    tail = [im.width or "", im.height or "", im.heatmap or "", im.error or ""]
-    if not im.faces:
-        yield head + [""] * 12 + tail
-    for f in im.faces:
-        yield head + [f.index, f"{f.p_fake:.6f}", f.verdict, *f.face_box, *f.box, f"{f.box_p_fake:.6f}"] + tail
-
-
-def summary_line(result: DetectResult) -> str:
-    """``3 faces scored in 2 images: 1 fake, 2 real; 1 image with no face (no verdict) (fake when …)``."""
-    faces = [f for _, f in result.faces]
-    n_fake = sum(f.verdict == "fake" for f in faces)
-    n_images = sum(im.status == "scored" for im in result.images)
-    line = (f"{len(faces)} face{'s' * (len(faces) != 1)} scored in {n_images} image{'s' * (n_images != 1)}: "
-            f"{n_fake} fake, {len(faces) - n_fake} real")
-    if result.no_face:
-        n = len(result.no_face)
-        line += f"; {n} image{'s' * (n != 1)} with no face found (no verdict)"
-    if len(result.skipped):
-        line += f"; {len(result.skipped)} skipped"
-    return line + (f" (fake when p(fake) >= {result.p_fake_threshold:.4f}, threshold '{result.threshold_name}' "
-                   f"of {result.model_name})")
-
-
-def format_result(result: DetectResult, fmt: str = "table") -> str:
-    """The result as a text table (one line per face, or per image without one), JSON
-    (one entry per image, its faces inside) or CSV (one row per face, or per image without one)."""
-    if fmt == "json":
-        return json.dumps({"model": result.model_name, "threshold": result.threshold_name,
-                           "p_fake_threshold": result.p_fake_threshold,
-                           "results": [im.to_dict() for im in result.images],
-                           "skipped": result.skipped.as_list()}, indent=2)
-    if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(CSV_FIELDS)
-        for im in result.images:
-            w.writerows(_csv_rows(im))
-        return buf.getvalue().rstrip("\n")
-    if fmt != "table":
-        raise ConfigError(f"format: must be one of {', '.join(FORMATS)}")
-    lines = [f"{'p(fake)':>7}  {'verdict':<7}  {'face':<7}  {'face box (t,l,b,r)':<20}  "
-             f"{'most suspicious patch (t,l,b,r)':<32}  file"]
-    for im in result.images:
-        if im.error:
-            lines.append(f"{'-':>7}  {'skipped':<7}  {'-':<7}  {im.error[:53]:<54}  {im.path}")
-        elif not im.faces:
-            lines.append(f"{'-':>7}  {'none':<7}  {'no face':<7}  {'-':<20}  {'-':<32}  {im.path}")
-        for f in im.faces:
-            face = "aligned" if im.input == "aligned" else f"#{f.index}"
-            box = "({},{},{},{})".format(*f.box) + f" p={f.box_p_fake:.2f}"
-            lines.append(f"{f.p_fake:7.3f}  {f.verdict:<7}  {face:<7}  {'({},{},{},{})'.format(*f.face_box):<20}  "
-                         f"{box:<32}  {im.path}")
-    lines.append(summary_line(result))
-    return "\n".join(lines)

@@ -1,8 +1,9 @@
 """``serve``: a local web page and JSON API for checking images, on FastAPI + uvicorn.
 
 ``GET /`` is a page where a person drops or picks an image and sees every face
-found in it with its verdict, p(fake), heatmap and most suspicious patches; it
-talks to the JSON API (OpenAPI docs at ``/docs``, schema at ``/openapi.json``):
+found in it with its verdict, p(fake), heatmap and most suspicious patches, and
+the model's scope note; it talks to the JSON API (described at ``/openapi.json``;
+``/docs`` lists the operations on a page that works offline):
 
 - ``POST /api/detect`` takes the image either as a standard multipart upload
   (form field ``file``: ``curl -F file=@photo.jpg``, an HTML form) or as the raw
@@ -10,12 +11,14 @@ talks to the JSON API (OpenAPI docs at ``/docs``, schema at ``/openapi.json``):
   ``?faces=auto|find|aligned`` (default: the server's ``--faces``). It returns
   :class:`DetectOut`: one entry per face found (largest first; none when the
   image holds no face: no verdict, ``message`` says so). Boxes are ``[top, left,
-  bottom, right]`` in pixels of the uploaded image; crops and overlays are PNG
-  data URLs. Errors come back as ``{"error": message}`` with status 400 (not an
-  image, empty, no ``file`` field), 413 (over the size cap: refused from the
-  declared length before the body is read, or as soon as a body without one
-  passes the cap) or 422 (a bad query value);
-- ``GET /api/info``: the model, its thresholds, the face mode and the upload cap.
+  bottom, right]`` in pixels of the uploaded image, always inside it; crops and
+  overlays are PNG data URLs. Errors come back as ``{"error": message}`` with
+  status 400 (not an image, empty, no ``file`` field), 413 (over the size cap:
+  refused from the declared length before the body is read, or as soon as a body
+  without one passes the cap), 422 (a bad query value) or 500 (a bug: still JSON,
+  which the page shows);
+- ``GET /api/info``: the model, its scope note, its thresholds and the decision
+  threshold's false-alarm rate on validation, the face mode and the upload cap.
 
 Scoring holds a lock: one image at a time (the CPU is the bottleneck, and the
 face finder's mediapipe graphs are not thread-safe). The server binds
@@ -24,9 +27,8 @@ beyond the machine is the operator's decision.
 """
 from __future__ import annotations
 
-import base64
 import errno
-import io
+import html
 import ipaddress
 import socket
 import tempfile
@@ -41,7 +43,6 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from PIL import Image
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -53,6 +54,7 @@ from ..data.align import STYLES
 from ..scoring.fastpath import BACKENDS
 from .detect import (DEFAULT_ALIGN_STYLE, DEFAULT_THRESHOLD, FACE_MODES, Detector, face_caption, face_results,
                      open_detector, render_on_original, render_overlay)
+from .report import png_data_url
 
 MAX_UPLOAD_MB = 20
 FaceMode = Literal["auto", "find", "aligned"]
@@ -96,7 +98,9 @@ class FaceOut(BaseModel):
     verdict: Literal["fake", "real"]
     face_box: list[int]                  # [top, left, bottom, right], uploaded-image px
     quad: list[list[float]] | None       # aligned square's corners (x, y), found faces only
-    top_patches: list[PatchOut]
+    fill_share: float                    # share of the examined square outside the photo (alignment fill)
+    upscale: float                       # model-input px per photo px: above 1, a small face enlarged
+    top_patches: list[PatchOut]          # most suspicious first (none mostly in the fill)
     overlay: str                         # PNG data URL: the examined face beside its heatmap
 
 
@@ -115,10 +119,12 @@ class DetectOut(BaseModel):
 
 class InfoOut(BaseModel):
     model: str
+    scope: str                           # what the model was trained on, what it does not detect
     architecture: str
     backend: str
     threshold: str
     p_fake_threshold: float
+    validation_false_alarm_rate: float | None   # validation reals called fake at the threshold; null: unknown
     thresholds_p_fake: dict[str, float]
     faces: str
     align_style: str
@@ -132,12 +138,6 @@ class ErrorOut(BaseModel):
 
 
 # ------------------------------------------------------------- service
-def png_data_url(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 class DetectService:
     """Decodes uploads and scores every face in them with one :class:`Detector` (one request at a time)."""
 
@@ -151,8 +151,10 @@ class DetectService:
 
     def info(self) -> dict:
         card = self.detector.card
-        return {"model": card.name, "architecture": card.architecture, "backend": self.detector.engine.backend,
-                "threshold": self.detector.threshold_name, "p_fake_threshold": self.detector.p_fake_threshold,
+        return {"model": card.name, "scope": self.detector.scope, "architecture": card.architecture,
+                "backend": self.detector.engine.backend, "threshold": self.detector.threshold_name,
+                "p_fake_threshold": self.detector.p_fake_threshold,
+                "validation_false_alarm_rate": self.detector.validation_false_alarm_rate(),
                 "thresholds_p_fake": {k: card.p_fake_threshold(k) for k in card.thresholds},
                 "faces": self.faces, "align_style": self.detector.align_style,
                 "input_size": card.transform().load_size, "heatmap": SCALE_TEXT,
@@ -174,10 +176,13 @@ class DetectService:
             screened = self.detector.screen([image], faces or self.faces, self.top_k)[0]
         out = []
         for row, a in zip(face_results(screened), screened.faces):
-            out.append({**row.to_dict(), "top_patches": [
-                {"box": list(p.box), "p_fake": p.p_fake,
-                 "crop": png_data_url(image.crop((p.box[1], p.box[0], p.box[3], p.box[2])))}
-                for p in a.top_patches], "overlay": png_data_url(render_overlay(a))})
+            out.append({"index": row.index, "p_fake": row.p_fake, "verdict": row.verdict,
+                        "face_box": list(row.face_box), "quad": row.quad, "fill_share": row.fill_share,
+                        "upscale": row.upscale, "top_patches": [
+                            {"box": list(p.box), "p_fake": p.p_fake,
+                             "crop": png_data_url(image.crop((p.box[1], p.box[0], p.box[3], p.box[2])))}
+                            for p in a.top_patches],
+                        "overlay": png_data_url(render_overlay(a))})
         found = screened.mode == "found" and screened.faces
         return {"filename": filename, "model": self.detector.card.name, "threshold": self.detector.threshold_name,
                 "p_fake_threshold": self.detector.p_fake_threshold, "width": image.width, "height": image.height,
@@ -212,7 +217,9 @@ _UPLOAD_BODY = {"required": True, "content": {
 
 def create_app(service: DetectService) -> FastAPI:
     """The page and the JSON API over ``service`` (``app.state.service``)."""
-    app = FastAPI(title="patchforensics", version="1", summary="Is this face generated? Patch-classifier screening.")
+    # Swagger UI and ReDoc load their scripts from a CDN: /docs is a local page instead
+    app = FastAPI(title="patchforensics", version="1", summary="Is this face generated? Patch-classifier screening.",
+                  docs_url=None, redoc_url=None)
     app.state.service = service
     cap = service.max_upload_bytes
 
@@ -220,6 +227,12 @@ def create_app(service: DetectService) -> FastAPI:
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code,
                             headers={"Cache-Control": "no-store"})
+
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+        # a bug must still answer in JSON, which the page shows, rather than as a bare 500 page
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}: {exc}); please report it "
+                                      "with the image"}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -237,13 +250,19 @@ def create_app(service: DetectService) -> FastAPI:
     async def page() -> str:
         return PAGE
 
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def docs() -> str:
+        return api_docs_page(app.openapi())
+
     @app.get("/api/info", response_model=InfoOut)
     async def info() -> dict:
-        """The model, its thresholds (as p(fake) cuts), the face mode and the upload cap."""
+        """The model, its scope, its thresholds (as p(fake) cuts) and the decision threshold's false-alarm
+        rate on validation, the face mode and the upload cap."""
         return service.info()
 
     @app.post("/api/detect", response_model=DetectOut, openapi_extra={"requestBody": _UPLOAD_BODY},
-              responses={400: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+              responses={400: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": ErrorOut},
+                         500: {"model": ErrorOut}})
     async def api_detect(request: Request, faces: FaceMode | None = Query(
             None, description="auto: an image of the model's input size is one aligned face, others are "
                               "searched; find: always find faces; aligned: score the image as it is")) -> dict:
@@ -271,6 +290,29 @@ def create_app(service: DetectService) -> FastAPI:
                                      "upload a PNG, JPEG, WebP, BMP or TIFF file") from None
 
     return app
+
+
+def api_docs_page(spec: dict) -> str:
+    """``/docs``: the API's operations, read from its OpenAPI description, on a page that
+    needs no network (Swagger UI would fetch its scripts from a CDN); the full
+    description is ``/openapi.json``."""
+    rows = []
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            codes = ", ".join(sorted(op.get("responses", {})))
+            rows.append(f"<tr><td><code>{method.upper()} {html.escape(path)}</code></td>"
+                        f"<td>{html.escape(op.get('description') or op.get('summary', ''))}</td>"
+                        f"<td>{html.escape(codes)}</td></tr>")
+    title = html.escape(spec["info"]["title"]) + " API"
+    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>"
+            "body{font-family:system-ui,sans-serif;max-width:880px;margin:2em auto;padding:0 1em}"
+            "td{border-top:1px solid #ddd;padding:.4em;vertical-align:top}</style></head><body>"
+            f"<h1>{title}</h1>"
+            "<p>This page works offline. The full OpenAPI description (request and response schemas) is "
+            "<a href=\"/openapi.json\">/openapi.json</a>: load it into any OpenAPI viewer or client generator.</p>"
+            "<table><tr><th>operation</th><th>what it does</th><th>status codes</th></tr>"
+            + "".join(rows) + "</table><p>Example: <code>curl -F file=@photo.jpg http://HOST:PORT/api/detect</code>"
+            "</p></body></html>")
 
 
 class PortInUseError(ConfigError):
@@ -367,6 +409,7 @@ PAGE = r"""<!doctype html>
 </style></head><body>
 <h1>Is this face generated?</h1>
 <p class="muted" id="model">loading model…</p>
+<p class="muted" id="scope"></p>
 <form id="form" action="/api/detect" method="post" enctype="multipart/form-data">
 <div id="drop">Drop an image here or <label><u>choose a file</u>
  <input id="file" name="file" type="file" accept="image/*" hidden></label></div></form>
@@ -383,8 +426,18 @@ PAGE = r"""<!doctype html>
 const $ = id => document.getElementById(id);
 const el = (tag, props = {}, ...kids) => { const e = Object.assign(document.createElement(tag), props); e.append(...kids); return e; };
 fetch('/api/info').then(r => r.json()).then(i => {
-  $('model').textContent = `model ${i.model} (${i.architecture}); fake when p(fake) ≥ ${i.p_fake_threshold.toFixed(3)} (${i.threshold}); faces: ${i.faces} (an image of ${i.input_size}×${i.input_size} px is taken as one aligned face, others are searched for faces); uploads up to ${Math.round(i.max_upload_bytes/1e6)} MB`;
+  const alarms = i.validation_false_alarm_rate === null ? 'unknown'
+    : `${(100 * i.validation_false_alarm_rate).toFixed(1)}% of validation reals`;
+  $('model').textContent = `model ${i.model} (${i.architecture}); fake when p(fake) ≥ ${i.p_fake_threshold.toFixed(3)} (${i.threshold}; false alarms on validation: ${alarms}); faces: ${i.faces} (an image of ${i.input_size}×${i.input_size} px with a face in it is taken as one aligned face, others are searched for faces); uploads up to ${Math.round(i.max_upload_bytes/1e6)} MB`;
+  $('scope').textContent = 'Scope: ' + i.scope;
 });
+function notes(f) {
+  const out = [];
+  if (f.fill_share >= 0.005) out.push(`${Math.round(100 * f.fill_share)}% of the examined square lies outside ` +
+                                      'the photo (filled in; patches mostly there do not count)');
+  if (f.upscale > 1) out.push(`a small face, enlarged ${f.upscale.toFixed(2)}× to be scored`);
+  return out.join('; ');
+}
 function faceCard(f, aligned) {
   const title = aligned ? 'The image (taken as one aligned face)' : `Face #${f.index}`;
   const patches = el('div', {className: 'patches'});
@@ -396,6 +449,7 @@ function faceCard(f, aligned) {
     el('div', {}, el('span', {className: 'verdict ' + f.verdict, textContent: f.verdict.toUpperCase()}),
        ' p(fake) = ', el('b', {className: 'pfake', textContent: f.p_fake.toFixed(3)}),
        el('span', {className: 'muted', textContent: `  face box [top,left,bottom,right] = [${f.face_box}]`})),
+    el('p', {className: 'muted notes', textContent: notes(f)}),
     el('p', {className: 'muted', textContent: 'Left: what the model examined; right: per-patch p(fake), most suspicious patch outlined in white.'}),
     el('img', {className: 'heat face-overlay', src: f.overlay, alt: 'heatmap of ' + title}),
     el('h4', {textContent: 'Most suspicious patches'}), patches);
@@ -405,9 +459,12 @@ async function send(file) {
   $('name').textContent = 'analysing ' + file.name + '…';
   const form = new FormData(); form.append('file', file);
   let r, body;
-  try { r = await fetch('/api/detect', {method: 'POST', body: form}); body = await r.json(); }
-  catch (e) { $('error').textContent = 'request failed: ' + e; return; }
-  if (!r.ok) { $('error').textContent = body.error || ('error ' + r.status); $('name').textContent = ''; return; }
+  try { r = await fetch('/api/detect', {method: 'POST', body: form}); }
+  catch (e) { $('error').textContent = 'request failed: ' + e; $('name').textContent = ''; return; }
+  const text = await r.text();
+  try { body = JSON.parse(text); }
+  catch (e) { body = {error: `the server answered ${r.status} ${r.statusText}, not JSON: ${text.slice(0, 200)}`}; }
+  if (!r.ok || body.error) { $('error').textContent = body.error || ('error ' + r.status); $('name').textContent = ''; return; }
   const n = body.faces.length, fakes = body.faces.filter(f => f.verdict === 'fake').length;
   $('summary').className = 'verdict ' + (n ? (fakes ? 'fake' : 'real') : 'none');
   $('summary').textContent = n ? `${n} face${n > 1 ? 's' : ''}: ${fakes} fake, ${n - fakes} real`

@@ -201,6 +201,17 @@ RESUME_MAY_CHANGE = frozenset({"max_epochs", "num_workers", "threads", "cache_mb
 RESUME_RUNTIME_KEYS = ("precision", "backend", "device")
 
 
+#: why ``max_epochs`` may not change on a resume under the cosine schedule
+COSINE_KEEPS_EPOCHS = (" (under --lr-policy cosine the learning rate falls along a curve laid out over "
+                       "max_epochs: a resumed run keeps them, or the rest of its schedule would change)")
+
+
+def resume_may_change(cfg: TrainConfig) -> frozenset[str]:
+    """The options ``cfg`` may change on ``--resume``: :data:`RESUME_MAY_CHANGE`, less
+    ``max_epochs`` under the cosine schedule."""
+    return RESUME_MAY_CHANGE - ({"max_epochs"} if cfg.lr_policy == "cosine" else set())
+
+
 def resume_differences(cfg: TrainConfig, name: str, ckpt_dir: Path, runtime: dict[str, str]) -> list[str]:
     """``option: old -> new`` for each option (or effective runtime) that ``cfg`` changes
     against the run in ``ckpt_dir``. Options the stored config predates are not compared;
@@ -208,8 +219,9 @@ def resume_differences(cfg: TrainConfig, name: str, ckpt_dir: Path, runtime: dic
     stored = ModelCard.read(ckpt_dir)
     old, new = (json.loads(json.dumps(training_options(card.to_dict()), default=str))
                 for card in (stored, cfg.card(name)))
-    may_change = RESUME_MAY_CHANGE - ({"max_epochs"} if cfg.lr_policy == "cosine" else set())
-    lines = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(old.keys() & new.keys())
+    may_change = resume_may_change(cfg)
+    lines = [f"{k}: {old[k]!r} -> {new[k]!r}" + (COSINE_KEEPS_EPOCHS if k == "max_epochs" else "")
+             for k in sorted(old.keys() & new.keys())
              if k not in may_change and k not in ("name", "suffix", "prefix") and old[k] != new[k]]
     lines += [f"{k} (effective): {stored.runtime[k]} -> {runtime[k]}" for k in RESUME_RUNTIME_KEYS
               if k in stored.runtime and stored.runtime[k] != runtime[k]]
@@ -343,7 +355,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     changed = resume_differences(cfg, name, ckpt_dir, runtime) if resume else []
     if changed:
         raise ConfigError(f"--resume: {ckpt_dir} was trained with other data or options; resume with the same "
-                          "ones (only " + ", ".join(sorted(RESUME_MAY_CHANGE)) + " may change), or start a new "
+                          "ones (only " + ", ".join(sorted(resume_may_change(cfg))) + " may change), or start a new "
                           "run (another --suffix, or --force):\n  " + "\n  ".join(changed))
     finished = resume and _summary_status(ckpt_dir) == "finished"
     if not resume and ckpt_dir.exists() and any(ckpt_dir.glob("*.safetensors")) and not force:

@@ -1,0 +1,173 @@
+"""``detect``'s results and their text forms: a table, JSON and CSV.
+
+Boxes are ``(top, left, bottom, right)`` in pixels of the original image
+(bottom/right exclusive). Every output ends with (the table) or carries (JSON)
+the decision rule and the model's scope note (:func:`~.scope.scope_note`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from ..core.config import ConfigError
+from ..core.imageio import SkipLog
+
+FORMATS = ("table", "json", "csv")
+
+
+@dataclass
+class FaceResult:
+    """One face of ``detect``'s output; boxes are ``(top, left, bottom, right)`` in original px.
+    ``fill_share``: share of the examined square that alignment filled in (outside the photo);
+    ``upscale``: model-input px per photo px (above 1: a small face, enlarged to be scored)."""
+
+    index: int                          # 0 = the largest face of its image (0 for an aligned input)
+    p_fake: float
+    verdict: str                        # "fake" | "real"
+    face_box: tuple[int, int, int, int]
+    box: tuple[int, int, int, int]      # the most suspicious patch
+    box_p_fake: float
+    fill_share: float = 0.0
+    upscale: float = 1.0
+    quad: list[list[float]] | None = None   # aligned square's corners (x, y), found faces only
+
+    @property
+    def notes(self) -> list[str]:
+        """What a reader should know about how this face was scored (``fill 23%``, ``upscaled 2.1x``)."""
+        return ([f"fill {self.fill_share:.0%}"] if self.fill_share >= 0.005 else []) + \
+               ([f"upscaled {self.upscale:.2f}x"] if self.upscale > 1 else [])
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "p_fake": self.p_fake, "verdict": self.verdict,
+                "face_box": list(self.face_box), "box": list(self.box), "box_p_fake": self.box_p_fake,
+                "fill_share": self.fill_share, "upscale": self.upscale, "quad": self.quad}
+
+
+@dataclass
+class ImageResult:
+    """One input file of ``detect``: its faces (largest first), or none (no face
+    found: no verdict), or ``error`` (unreadable, skipped)."""
+
+    path: str
+    input: str | None = None            # "aligned" | "found" (how the faces were obtained)
+    faces: list[FaceResult] = field(default_factory=list)
+    width: int | None = None
+    height: int | None = None
+    heatmap: str | None = None
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``scored``, ``no face found`` or ``skipped``."""
+        return "skipped" if self.error else ("scored" if self.faces else "no face found")
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "status": self.status, "input": self.input,
+                "faces": [f.to_dict() for f in self.faces], "width": self.width, "height": self.height,
+                "heatmap": self.heatmap, "error": self.error}
+
+
+@dataclass
+class DetectResult:
+    """``images`` in input order, each with its faces."""
+
+    images: list[ImageResult]
+    model_name: str
+    threshold_name: str
+    p_fake_threshold: float
+    scope: str = ""                                  # what the model was trained on, what it misses
+    false_alarm_rate: float | None = None            # validation reals called fake at the threshold
+    skipped: SkipLog = field(default_factory=SkipLog)
+
+    @property
+    def faces(self) -> list[tuple[ImageResult, FaceResult]]:
+        """Every scored face with its image, in input order."""
+        return [(im, f) for im in self.images for f in im.faces]
+
+    @property
+    def no_face(self) -> list[ImageResult]:
+        """Images that were read but hold no face (no verdict)."""
+        return [im for im in self.images if im.status == "no face found"]
+
+
+CSV_FIELDS = ("path", "status", "input", "face", "p_fake", "verdict", "face_top", "face_left", "face_bottom",
+              "face_right", "box_top", "box_left", "box_bottom", "box_right", "box_p_fake", "fill_share", "upscale",
+              "width", "height", "heatmap", "error")
+
+
+def _csv_rows(im: ImageResult) -> Iterable[list]:
+    head = [im.path, im.status, im.input or ""]
+    tail = [im.width or "", im.height or "", im.heatmap or "", im.error or ""]
+    if not im.faces:
+        yield head + [""] * 14 + tail
+    for f in im.faces:
+        yield head + [f.index, f"{f.p_fake:.6f}", f.verdict, *f.face_box, *f.box, f"{f.box_p_fake:.6f}",
+                      f"{f.fill_share:.4f}", f"{f.upscale:.4f}"] + tail
+
+
+def decision_rule(result: DetectResult) -> str:
+    """``fake when p(fake) >= 0.4106, threshold 'eer' of xb2_v2_all``."""
+    return (f"fake when p(fake) >= {result.p_fake_threshold:.4f}, threshold '{result.threshold_name}' "
+            f"of {result.model_name}")
+
+
+def false_alarm_text(result: DetectResult) -> str:
+    """The threshold's false-alarm rate on validation reals, in words (``unknown`` without a report)."""
+    if result.false_alarm_rate is None:
+        return "unknown"
+    return f"{result.false_alarm_rate:.1%} of validation real faces called fake"
+
+
+def summary_line(result: DetectResult) -> str:
+    """``3 faces scored in 2 images: 1 fake, 2 real; 1 image with no face (no verdict) (fake when …)``."""
+    faces = [f for _, f in result.faces]
+    n_fake = sum(f.verdict == "fake" for f in faces)
+    n_images = sum(im.status == "scored" for im in result.images)
+    line = (f"{len(faces)} face{'s' * (len(faces) != 1)} scored in {n_images} image{'s' * (n_images != 1)}: "
+            f"{n_fake} fake, {len(faces) - n_fake} real")
+    if result.no_face:
+        n = len(result.no_face)
+        line += f"; {n} image{'s' * (n != 1)} with no face found (no verdict)"
+    if len(result.skipped):
+        line += f"; {len(result.skipped)} skipped"
+    return f"{line} ({decision_rule(result)})"
+
+
+def format_result(result: DetectResult, fmt: str = "table") -> str:
+    """The result as a text table (one line per face, or per image without one, then the
+    summary and the scope note), JSON (one entry per image, its faces inside; ``scope``
+    beside the model) or CSV (one row per face, or per image without one)."""
+    if fmt == "json":
+        return json.dumps({"model": result.model_name, "threshold": result.threshold_name,
+                           "p_fake_threshold": result.p_fake_threshold,
+                           "validation_false_alarm_rate": result.false_alarm_rate, "scope": result.scope,
+                           "results": [im.to_dict() for im in result.images],
+                           "skipped": result.skipped.as_list()}, indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(CSV_FIELDS)
+        for im in result.images:
+            w.writerows(_csv_rows(im))
+        return buf.getvalue().rstrip("\n")
+    if fmt != "table":
+        raise ConfigError(f"format: must be one of {', '.join(FORMATS)}")
+    lines = [f"{'p(fake)':>7}  {'verdict':<7}  {'face':<7}  {'face box (t,l,b,r)':<20}  "
+             f"{'most suspicious patch (t,l,b,r)':<32}  file"]
+    for im in result.images:
+        if im.error:
+            lines.append(f"{'-':>7}  {'skipped':<7}  {'-':<7}  {im.error[:53]:<54}  {im.path}")
+        elif not im.faces:
+            lines.append(f"{'-':>7}  {'none':<7}  {'no face':<7}  {'-':<20}  {'-':<32}  {im.path}")
+        for f in im.faces:
+            face = "aligned" if im.input == "aligned" else f"#{f.index}"
+            box = "({},{},{},{})".format(*f.box) + f" p={f.box_p_fake:.2f}"
+            notes = f"  ({', '.join(f.notes)})" if f.notes else ""
+            lines.append(f"{f.p_fake:7.3f}  {f.verdict:<7}  {face:<7}  {'({},{},{},{})'.format(*f.face_box):<20}  "
+                         f"{box:<32}  {im.path}{notes}")
+    lines.append(summary_line(result))
+    lines.append(f"scope: {result.scope}")
+    return "\n".join(lines)
