@@ -85,9 +85,11 @@ def test_every_command_gives_the_same_p_fake(scored):
 
 def test_decisions_use_the_calibrated_threshold(scored):
     card = scored["card"]
-    cut = card.p_fake_threshold("eer")
+    name = card.default_threshold()
+    assert name == "fpr3pct"                                          # the screening default of a new run
+    cut = card.p_fake_threshold(name)
     assert cut != pytest.approx(0.5, abs=1e-3)                       # so 0.5 would decide differently
-    assert scored["vis"]["threshold"] == {"name": "eer", "p_fake": pytest.approx(cut)}
+    assert scored["vis"]["threshold"] == {"name": name, "p_fake": pytest.approx(cut)}
     assert scored["detect"].p_fake_threshold == pytest.approx(cut) and scored["info"]["p_fake_threshold"] == \
         pytest.approx(cut)
     for _, d in scored["detect"].faces:

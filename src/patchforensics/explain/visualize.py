@@ -76,10 +76,11 @@ def rank_images(labels: np.ndarray, p_fake: np.ndarray, label: int, topn: int) -
 
 
 def decision_threshold(card: ModelCard) -> tuple[str, float]:
-    """``(name, p(fake) cut)`` at which images are marked right or wrong: the card's
-    equal-error threshold when it has been calibrated, else 0.5."""
-    if "eer" in card.thresholds:
-        return "eer", card.p_fake_threshold("eer")
+    """``(name, p(fake) cut)`` at which images are marked right or wrong: the card's default
+    threshold (as ``detect`` and ``serve`` decide) when it has been calibrated, else 0.5."""
+    name = card.default_threshold()
+    if name:
+        return name, card.p_fake_threshold(name)
     return "0.5", 0.5
 
 

@@ -20,4 +20,5 @@ def scope_note(card: ModelCard) -> str:
                    f"faces made by {', '.join(Path(f).name for f in fake)}")
     else:
         trained = "training data not recorded"
-    return f"{trained}; not tested on diffusion-generated faces, which it does not detect"
+    return (f"{trained}, aligned as FFHQ at {card.input_side} px; it flags faces like those fakes only: "
+            "diffusion-generated faces are not detected")
