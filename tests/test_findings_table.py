@@ -183,18 +183,20 @@ def test_findings_regenerate_from_the_committed_tables_alone(device_run, tiny, t
     shutil.copytree(device_run, findings, ignore=shutil.ignore_patterns("*.txt", "*.tar"))
     doc = tmp_path / "doc.md"
     doc.write_text("# numbers\n\n<!-- generated: tiny-findings/rf-generated-photos-none -->\nold\n<!-- /generated -->\n"
-                   "\n<!-- generated: findings-rf/rf-tpdne-stylegan2-none -->\n<!-- /generated -->\ntail\n")
+                   "\n<!-- generated: findings-rf/rf-tpdne-stylegan2-none -->\n<!-- /generated -->\n"
+                   "<!-- generated: tiny-findings/ap_vs_rf.png -->\n<!-- /generated -->\ntail\n")
     # no data, no checkpoint: only the tables and the grid files
     assert main(["findings", str(findings), "--grid", str(tiny["grid"]), "--grid", "findings-rf",
                  "--doc", str(doc)]) == 0
     printed = capsys.readouterr().out
-    assert "findings-rf: no cells" in printed and "2 generated block(s) filled" in printed
+    assert "findings-rf: no cells" in printed and "3 generated block(s) filled" in printed
     generated = findings / "generated" / "tiny-findings"
     info = json.loads((generated / "experiment.json").read_text())
     assert {f["file"] for f in info["figures"]} == {"ap_vs_rf.png", "curves.png"}
     assert all((generated / f["file"]).stat().st_size > 5000 for f in info["figures"])
     text = doc.read_text()
     assert "old" not in text and text.endswith("tail\n") and "No cells of findings-rf" in text
+    assert "](findings/generated/tiny-findings/ap_vs_rf.png)" in text
     ap = {r["model"]: float(r["ap"]) for r in rows(findings / "cells.csv")
           if r["test_set"] == "stylegan1" and r["aggregation"] == "after_softmax"}
     for model, value in ap.items():            # the doc's table row of each model holds its AP

@@ -29,6 +29,7 @@ import csv
 import io
 import itertools
 import json
+import os
 import re
 import statistics
 from collections import defaultdict
@@ -569,28 +570,33 @@ _END = "<!-- /generated -->"   # the blocks of fill_document: the lines between 
 
 
 def fill_document(doc: Path, generated: Path) -> list[str]:
-    """Replace every ``<!-- generated: GRID/TABLE -->`` … ``<!-- /generated -->`` block of ``doc``
-    with that table from ``generated/GRID/experiment.json`` (a line saying it has no rows yet when
-    the grid has none); returns the ids filled. An id naming no table of a rendered grid is an error."""
+    """Replace every ``<!-- generated: GRID/ID -->`` … ``<!-- /generated -->`` block of ``doc`` with
+    that table (ID: a table id) or figure (ID: its file, e.g. ``ap_vs_rf.png``, linked relative to
+    ``doc``) of ``generated/GRID/experiment.json``, or with a line saying the grid has no cells in
+    the table yet; returns the ids filled. An id naming nothing of a rendered grid is an error."""
     text = doc.read_text()
     filled = []
 
-    def table_md(block_id: str) -> str:
-        grid, _, table_id = block_id.partition("/")
+    def content(block_id: str) -> str:
+        grid, _, item = block_id.partition("/")
         info_path = generated / grid / "experiment.json"
         if not info_path.is_file():
             return f"_No cells of {grid} in the table yet._\n"
         info = json.loads(info_path.read_text())
-        table = next((t for t in info["tables"] if t["id"] == table_id), None)
+        figure = next((f for f in info["figures"] if f["file"] == item), None)
+        if figure is not None:
+            link = Path(os.path.relpath(generated / grid / item, doc.resolve().parent)).as_posix()
+            return f"![{figure['caption']}]({link})\n"
+        table = next((t for t in info["tables"] if t["id"] == item), None)
         if table is None:
-            known = ", ".join(t["id"] for t in info["tables"])
-            raise ValueError(f"{doc}: block {block_id!r}: {grid} has no table {table_id!r} (it has: {known})")
+            known = ", ".join([t["id"] for t in info["tables"]] + [f["file"] for f in info["figures"]])
+            raise ValueError(f"{doc}: block {block_id!r}: {grid} has no table or figure {item!r} (it has: {known})")
         return f"{table['title']}:\n\n" + _md(table["columns"], table["rows"])
 
     def replace(match: re.Match) -> str:
         block_id = match.group(1).strip()
         filled.append(block_id)
-        return f"{_BLOCK.format(id=block_id)}\n{table_md(block_id)}{_END}"
+        return f"{_BLOCK.format(id=block_id)}\n{content(block_id)}{_END}"
 
     new = re.sub(r"<!-- generated: (.+?) -->\n.*?<!-- /generated -->", replace, text, flags=re.S)
     if new != text:
