@@ -182,7 +182,8 @@ def test_findings_regenerate_from_the_committed_tables_alone(device_run, tiny, t
     findings = tmp_path / "findings"
     shutil.copytree(device_run, findings, ignore=shutil.ignore_patterns("*.txt", "*.tar"))
     doc = tmp_path / "doc.md"
-    doc.write_text("# numbers\n\n<!-- generated: tiny-findings/rf-generated-photos-none -->\nold\n<!-- /generated -->\n"
+    doc.write_text("# numbers\n\nBlocks look like `<!-- generated: GRID/ID -->`, quoted here.\n\n"
+                   "<!-- generated: tiny-findings/rf-generated-photos-none -->\nold\n<!-- /generated -->\n"
                    "\n<!-- generated: findings-rf/rf-tpdne-stylegan2-none -->\n<!-- /generated -->\n"
                    "<!-- generated: tiny-findings/ap_vs_rf.png -->\n<!-- /generated -->\ntail\n")
     # no data, no checkpoint: only the tables and the grid files
@@ -196,16 +197,18 @@ def test_findings_regenerate_from_the_committed_tables_alone(device_run, tiny, t
     assert all((generated / f["file"]).stat().st_size > 5000 for f in info["figures"])
     text = doc.read_text()
     assert "old" not in text and text.endswith("tail\n") and "No cells of findings-rf" in text
+    assert "Blocks look like `<!-- generated: GRID/ID -->`, quoted here.\n\n<!-- generated: tiny" in text
     assert "](findings/generated/tiny-findings/ap_vs_rf.png)" in text
     ap = {r["model"]: float(r["ap"]) for r in rows(findings / "cells.csv")
           if r["test_set"] == "stylegan1" and r["aggregation"] == "after_softmax"}
     for model, value in ap.items():            # the doc's table row of each model holds its AP
         line = next(line for line in text.splitlines() if line.startswith(f"| {model} |"))
         assert f"{value:.3f}" in line
-    # a block naming no table is an error that says which tables there are
-    doc.write_text("<!-- generated: tiny-findings/no-such -->\n<!-- /generated -->\n")
-    assert main(["findings", str(findings), "--grid", str(tiny["grid"]), "--doc", str(doc)]) == 2
-    assert "rf-generated-photos-none" in capsys.readouterr().err
+    # a block naming nothing the rows give (yet) says so, and the command names what there is
+    doc.write_text("<!-- generated: tiny-findings/regions -->\n<!-- /generated -->\n")
+    assert main(["findings", str(findings), "--grid", str(tiny["grid"]), "--doc", str(doc)]) == 0
+    assert "tiny-findings/regions: not drawn" in capsys.readouterr().out
+    assert "tiny-findings has no `regions` yet" in doc.read_text()
 
 
 def test_stop_after_starts_no_cell_past_the_deadline(tiny, tmp_path, capsys):

@@ -22,6 +22,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
     from pathlib import Path
 
     from ..experiments.findings import fill_document, findings_grids, render_views
@@ -39,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
     for grid, out in render_views(folder, args.grid or findings_grids()).items():
         print(f"{grid}: {out}" if out else f"{grid}: no cells in {folder / 'cells.csv'} yet")
     if args.doc:
-        filled = fill_document(Path(args.doc), folder / "generated")
+        filled, lacking = fill_document(Path(args.doc), folder / "generated")
         print(f"{args.doc}: {len(filled)} generated block(s) filled")
+        for block in lacking:
+            grid = block.partition("/")[0]
+            info = json.loads((folder / "generated" / grid / "experiment.json").read_text())
+            has = [t["id"] for t in info["tables"]] + [f["file"] for f in info["figures"]]
+            print(f"  {block}: not drawn from the rows so far (a misspelt id?); {grid} has {', '.join(has)}")
     return 0

@@ -569,13 +569,14 @@ _BLOCK = "<!-- generated: {id} -->"
 _END = "<!-- /generated -->"   # the blocks of fill_document: the lines between are replaced
 
 
-def fill_document(doc: Path, generated: Path) -> list[str]:
+def fill_document(doc: Path, generated: Path) -> tuple[list[str], list[str]]:
     """Replace every ``<!-- generated: GRID/ID -->`` … ``<!-- /generated -->`` block of ``doc`` with
     that table (ID: a table id) or figure (ID: its file, e.g. ``ap_vs_rf.png``, linked relative to
-    ``doc``) of ``generated/GRID/experiment.json``, or with a line saying the grid has no cells in
-    the table yet; returns the ids filled. An id naming nothing of a rendered grid is an error."""
+    ``doc``) of ``generated/GRID/experiment.json``, or with a line saying what is not there yet.
+    Returns the ids filled and, among them, those the rendered grid lacks (a table whose rows are
+    not in yet, e.g. the regions before the CPU computed them, or a misspelt id)."""
     text = doc.read_text()
-    filled = []
+    filled, lacking = [], []
 
     def content(block_id: str) -> str:
         grid, _, item = block_id.partition("/")
@@ -589,8 +590,8 @@ def fill_document(doc: Path, generated: Path) -> list[str]:
             return f"![{figure['caption']}]({link})\n"
         table = next((t for t in info["tables"] if t["id"] == item), None)
         if table is None:
-            known = ", ".join([t["id"] for t in info["tables"]] + [f["file"] for f in info["figures"]])
-            raise ValueError(f"{doc}: block {block_id!r}: {grid} has no table or figure {item!r} (it has: {known})")
+            lacking.append(block_id)
+            return f"_{grid} has no `{item}` yet._\n"
         return f"{table['title']}:\n\n" + _md(table["columns"], table["rows"])
 
     def replace(match: re.Match) -> str:
@@ -598,7 +599,8 @@ def fill_document(doc: Path, generated: Path) -> list[str]:
         filled.append(block_id)
         return f"{_BLOCK.format(id=block_id)}\n{content(block_id)}{_END}"
 
-    new = re.sub(r"<!-- generated: (.+?) -->\n.*?<!-- /generated -->", replace, text, flags=re.S)
+    # markers on lines of their own: one quoted in the prose (`<!-- generated: … -->`) is left alone
+    new = re.sub(r"^<!-- generated: ([^\n]+?) -->\n.*?^<!-- /generated -->$", replace, text, flags=re.S | re.M)
     if new != text:
         fileio.write_text(doc, new)
-    return filled
+    return filled, lacking
