@@ -244,17 +244,21 @@ def test_findings_views_of_synthetic_rows(tmp_path):
     """The summary tables of claims (a) and (d) and the length check, on rows with known numbers, and a
     grid's view picking its cells by what they trained (no data, no key needed)."""
     from patchforensics.core.config import load_yaml_file
-    from patchforensics.experiments.findings import _write_findings, grid_view, typed
+    from patchforensics.experiments.findings import _write_findings, grid_view, spec_tests, typed
     from patchforensics.experiments.grid import grid_path
 
     models = {"xception_block2": "43", "xception": "full"}
     cells = synthetic_rows(models, ["tpdne-stylegan2", "stylegan2-nvidia"], [0, 1]) \
         + synthetic_rows(models, ["stylegan1"], [0, 1]) + synthetic_rows({"xception": "full"}, ["tpdne-stylegan2"],
                                                                          [0], epochs=48)
-    tables = {"cells": cells, "curves": [], "regions": []}
-    view = grid_view(load_yaml_file(grid_path("findings-source")), tables)
+    tables = {"cells": cells + [dict(cells[0], corruption="jpeg:75")], "curves": [], "regions": []}
+    tests = spec_tests(load_yaml_file(grid_path("findings-source")), grid_path("findings-source"))
+    assert tests == {(t, "none") for t in ("tpdne-stylegan2", "stylegan1", "generated-photos",
+                                           "celebahq-vs-tpdne-stylegan2", "stylegan2-nvidia")}
+    view = grid_view(load_yaml_file(grid_path("findings-source")), tables, tests)
     assert {(r["train_fakes"], r["epochs"]) for r in view["cells"]} == {("tpdne-stylegan2", "24"),
                                                                         ("stylegan2-nvidia", "24")}
+    assert {r["corruption"] for r in view["cells"]} == {"none"}     # findings-rf's JPEG rows of a shared cell
     _write_findings("source", {t: [typed(r) for r in part] for t, part in view.items()}, tmp_path, {})
     info = json.loads((tmp_path / "experiment.json").read_text())
     by_id = {t["id"]: t for t in info["tables"]}
@@ -269,7 +273,7 @@ def test_findings_views_of_synthetic_rows(tmp_path):
     assert by_id["cross-xception"]["rows"][0] == ["tpdne-stylegan2", 2, "0.805 ± 0.007 (seen)",
                                                   "0.705 ± 0.007 (other source)", "0.505 ± 0.007", "0.505 ± 0.007"]
     # the length check compares one model at its two lengths
-    length = grid_view(load_yaml_file(grid_path("findings-length")), tables)
+    length = grid_view(load_yaml_file(grid_path("findings-length")), tables, tests)
     _write_findings("length", {t: [typed(r) for r in part] for t, part in length.items()}, tmp_path / "l", {})
     rows_ = json.loads((tmp_path / "l" / "experiment.json").read_text())["tables"][0]["rows"]
     assert [r[2] for r in rows_] == [24, 48] and rows_[0][4] == "0.800" and rows_[1][5] == "0.700"
@@ -277,7 +281,7 @@ def test_findings_views_of_synthetic_rows(tmp_path):
     clash = dict(cells[0], key="another-key")
     with pytest.raises(ValueError, match="another-key"):
         grid_view(load_yaml_file(grid_path("findings-source")), {"cells": cells + [clash], "curves": [],
-                                                                   "regions": []})
+                                                                   "regions": []}, tests)
 
 
 def test_findings_grids_describe_the_must_have_cells_under_one_protocol(faces):

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..core import fileio
 from ..core.config import from_dict, load_yaml_file, to_dict
+from ..evaluation.suite import suite_path
 from ..training.train import TrainConfig
 from .grid import bundled_grids, grid_path
 from .table import CELL_COLUMNS, TABLES, FindingsTables, crop_text
@@ -519,8 +520,21 @@ def _signature(row: dict) -> tuple:
     return tuple(str(row[c]) for c in ("model", "train_real", "train_fakes", "seed", "epochs", "crop", "load_size"))
 
 
-def grid_view(spec: dict, tables: dict[str, list[dict]]) -> dict[str, list[dict]]:
-    """The rows of the cells a grid spec describes. A cell described twice in the table (two keys:
+def spec_tests(spec: dict, grid_file: Path) -> set[tuple[str, str]]:
+    """``(test set, corruption)`` of a grid spec, from its suite files (no data needed)."""
+    out = set()
+    for name in spec.get("suites") or ["faces128"]:
+        local = grid_file.parent / name
+        suite = fileio.read_yaml(local if local.is_file() else suite_path(name)) or {}
+        corruptions = spec.get("corruptions")
+        corruptions = corruptions if corruptions is not None else suite.get("corruptions") or [[]]
+        out |= {(d["name"], ",".join(c or []) or "none") for d in suite.get("datasets") or [] for c in corruptions}
+    return out
+
+
+def grid_view(spec: dict, tables: dict[str, list[dict]], tests: set[tuple[str, str]]) -> dict[str, list[dict]]:
+    """The rows of the cells a grid spec describes, on its ``tests`` (test set, corruption): rows a
+    shared cell has from another grid stay out. A cell described twice in the table (two keys:
     other training options or other training images) is refused, naming both keys."""
     wanted = spec_signatures(spec)
     keys_by_signature: dict[tuple, set[str]] = defaultdict(set)
@@ -535,7 +549,15 @@ def grid_view(spec: dict, tables: dict[str, list[dict]]) -> dict[str, list[dict]
                          f"({', '.join(sorted(keys))}): other training options or other training images; remove "
                          "the rows that no longer apply from the tables")
     keys = {k for ks in keys_by_signature.values() for k in ks}
-    return {t: [r for r in part if r["key"] in keys] for t, part in tables.items()}
+    return view_rows(tables, keys, tests)
+
+
+def view_rows(tables: dict[str, list[dict]], keys: set[str], tests: set[tuple[str, str]]) -> dict[str, list[dict]]:
+    """The rows of the cells ``keys`` on ``tests`` (``(test set, corruption)``) in each table."""
+    test_sets = {t for t, _ in tests}
+    return {"cells": [r for r in tables["cells"] if r["key"] in keys and (r["test_set"], r["corruption"]) in tests],
+            "curves": [r for r in tables["curves"] if r["key"] in keys],
+            "regions": [r for r in tables["regions"] if r["key"] in keys and r["test_set"] in test_sets]}
 
 
 def findings_grids() -> list[str]:
@@ -553,7 +575,7 @@ def render_views(folder: Path, grids: list[str]) -> dict[str, Path | None]:
     with fileio.atomic_dir(Path(folder) / "generated", force=True) as tmp:
         for grid in grids:
             spec = load_yaml_file(grid_path(grid))
-            view = grid_view(spec, tables)
+            view = grid_view(spec, tables, spec_tests(spec, grid_path(grid)))
             name = str(spec.get("name") or Path(grid).stem)
             if not view["cells"]:
                 out[name] = None

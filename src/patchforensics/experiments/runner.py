@@ -53,9 +53,9 @@ from ..models.card import ModelCard
 from ..models.checkpoint import RESUME_FILE
 from ..scoring.metrics import AGGREGATIONS, bootstrap_ci
 from ..training.train import train
-from .findings import write_findings
+from .findings import view_rows, write_findings
 from .grid import RESOURCE_KEYS, Cell, Grid, load_grid
-from .table import FindingsTables, cell_rows, write_cell
+from .table import TABLES, FindingsTables, cell_rows, write_cell
 
 
 @dataclass
@@ -187,8 +187,8 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentRe
         raise ExperimentIncomplete(f"{len(missing)} cells {why} ({', '.join(missing[:5])}"
                                    f"{' …' if len(missing) > 5 else ''}); rerun to continue")
     if tables:
-        keys = {c.key for c in grid.cells}
-        rows = {t: [r for r in tables.read(t) if r["key"] in keys] for t in ("cells", "curves", "regions")}
+        tests = {(d.name, ",".join(c) or "none") for s in grid.suites for d in s.datasets for c in s.corruptions}
+        rows = view_rows({t: tables.read(t) for t in TABLES}, {c.key for c in grid.cells}, tests)
     else:
         rows = {"cells": [], "curves": [], "regions": []}
         for cell in grid.cells:
