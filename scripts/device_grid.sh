@@ -72,7 +72,7 @@ run_grids() {
         echo "== $grid: $left s left to start cells"
         # regions need mediapipe, which the GPU machine lacks: their cells come back as weights
         "$PYTHON" -m patchforensics experiment "$grid" --data-root "$data" --out "$work/exp" --findings "$out" \
-            --workers "$workers" --device "$device" --stop-after "$(awk "BEGIN { print $left / 60 }")" --set regions=null \
+            --workers "$workers" --device "$device" --stop-after "$("$PYTHON" -c "print($left / 60)")" --set regions=null \
             || echo "== $grid: not every cell finished (the rows of those that did are in $out)"
     done
     for grid in $grids; do

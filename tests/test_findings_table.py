@@ -76,7 +76,9 @@ def device_run(tiny) -> Path:
     committed = tiny["root"] / "committed"
     committed.mkdir()
     out = tiny["root"] / "device-out"
-    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO / "src")}
+    scratch = tiny["root"] / "scratch"             # the script's work folder (data, checkpoints)
+    scratch.mkdir()
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO / "src"), "TMPDIR": str(scratch)}
     done = subprocess.run(["bash", str(REPO / "scripts" / "device_grid.sh"), "run", "--device", "cpu",
                            "--workers", "1", "--minutes", "5", "--grids", str(tiny["grid"]),
                            "--src", str(tiny["src256"]), "--findings", str(committed), "--out", str(out)],
