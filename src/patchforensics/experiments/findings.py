@@ -12,7 +12,7 @@ folder, which ``report`` finds when it is ``results/experiment-<grid>/`` and
     cross_generator.png      AP per train set × test set, per model (several training sets)
     curves.png               validation AP per epoch, mean over seeds, per model
     regions.png              fakes' top patches vs random patches per face region, per test set
-    tables.md                the summary tables in Markdown (``findings.md`` beside it in a run's folder)
+    tables.md                the summary tables in Markdown, each under a ``<!-- table: ID -->`` line
     experiment.json          all of the above for the report
 
 Summary figures and tables use the ``after_softmax`` aggregation (the seed's default) and AP
