@@ -82,16 +82,20 @@ def test_experiment_end_to_end_then_nothing_is_retrained(tmp_path, tiny_data, ca
     # 2 cells x 2 datasets x 2 corruptions x 4 aggregations (vote, before/after_softmax, patch)
     assert len(rows) == 32
     assert {r["aggregation"] for r in rows} == {"vote", "before_softmax", "after_softmax", "patch"}
-    assert {(r["model"], r["dataset"], r["corruption"]) for r in rows} == {
+    assert {(r["model"], r["test_set"], r["corruption"]) for r in rows} == {
         (m, d, c) for m in ("widenet_kw3_d1", "widenet_kw7_d1") for d in ("generated-photos", "stylegan1")
         for c in ("none", "jpeg:75")}
-    assert {r["rf"] for r in rows} == {"7", "11"}
-    assert {r["seen"] for r in rows if r["dataset"] == "stylegan1"} == {"False"}
+    assert {r["field"] for r in rows} == {"7", "11"}
+    assert {r["relation"] for r in rows if r["test_set"] == "stylegan1"} == {"unseen"}
+    assert {r["relation"] for r in rows if r["test_set"] == "generated-photos"} == {"seen"}
     for r in rows:
         assert 0 <= float(r["ap"]) <= 1 and 0 <= float(r["roc_auc"]) <= 1
+        if r["aggregation"] != "patch":      # 95% bootstrap intervals over the test images
+            assert 0 <= float(r["ap_lo"]) <= float(r["ap_hi"]) <= 1
+            assert 0 <= float(r["roc_auc_lo"]) <= float(r["roc_auc_hi"]) <= 1
     findings = out / "results" / "experiment-tiny"
     info = json.loads((findings / "experiment.json").read_text())
-    assert [f["file"] for f in info["figures"]] == ["ap_vs_rf.png", "regions.png"]
+    assert [f["file"] for f in info["figures"]] == ["ap_vs_rf.png", "curves.png", "regions.png"]
     for f in info["figures"]:
         assert (findings / f["file"]).stat().st_size > 5000
     # claim (c): region shares of the fakes' top patches, per test dataset, from the regions machinery
@@ -197,6 +201,8 @@ def test_report_shows_the_findings_of_an_experiment(tmp_path, tiny_data, capsys)
     assert main(["report", str(out / "results")]) == 0
     page = (out / "results" / "report.html").read_text()
     assert 'id="findings-tiny"' in page and "Findings: experiment tiny" in page
+    # the findings come first: before the list of every result folder
+    assert page.index('id="findings-tiny"') < page.index('id="results-toc"') < page.index('id="metrics"')
     assert 'alt="ap_vs_rf.png"' in page and "data:image/png;base64," in page
     assert 'id="rf-generated-photos-none"' in page and "widenet_kw7_d1" in page
     with headless_chromium() as browser:             # the figures render in a browser, nothing fails

@@ -72,3 +72,45 @@ def test_patch_histogram_merge_equals_single_pass():
     b.update(logits[4:], labels[4:])
     a.merge(b)
     assert np.array_equal(whole.counts, a.counts)
+
+
+def test_row_wise_ap_and_auc_equal_sklearn_with_ties():
+    """The vectorised AP / ROC-AUC behind the bootstrap intervals score ties as scikit-learn does
+    (scores rounded to one or two decimals make many ties)."""
+    from patchforensics.scoring.metrics import average_precision_rows, roc_auc_rows
+
+    rng = np.random.default_rng(3)
+    scores, labels = [], []
+    for _ in range(100):
+        n = 40
+        y = rng.random(n) < 0.3
+        y[:2] = [True, False]
+        scores.append(np.round(rng.random(n) * 0.6 + 0.4 * y, rng.integers(1, 3)))
+        labels.append(y)
+    scores, labels = np.array(scores), np.array(labels)
+    ap, auc = average_precision_rows(scores, labels), roc_auc_rows(scores, labels)
+    for s, y, a, u in zip(scores, labels, ap, auc):
+        assert a == pytest.approx(skm.average_precision_score(y, s), abs=1e-12)
+        assert u == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+
+
+def test_bootstrap_interval_narrows_with_more_test_images_and_is_reproducible():
+    from patchforensics.scoring.metrics import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+
+    def scored(n_fake, n_real):
+        s = np.concatenate([rng.normal(1.0, 1.0, n_fake), rng.normal(0.0, 1.0, n_real)])
+        return s, np.r_[np.ones(n_fake, bool), np.zeros(n_real, bool)]
+
+    small, large = scored(53, 196), scored(530, 1960)
+    ci_small, ci_large = bootstrap_ci(*small), bootstrap_ci(*large)
+    for metric in ("ap", "roc_auc"):
+        lo, hi = ci_small[metric]
+        assert 0 <= lo < hi <= 1
+        width_large = ci_large[metric][1] - ci_large[metric][0]
+        assert width_large < 0.5 * (hi - lo)            # ~1/sqrt(10) of the width
+    point = skm.roc_auc_score(small[1], small[0])
+    assert ci_small["roc_auc"][0] < point < ci_small["roc_auc"][1]
+    assert bootstrap_ci(*small) == ci_small             # the same resamples every time
+    assert all(np.isnan(v) for v in bootstrap_ci(np.ones(3), np.ones(3, bool))["ap"])

@@ -37,6 +37,7 @@ COMMANDS = {
     "regions": "regions",
     "report": "report",
     "experiment": "experiment",
+    "findings": "findings",
     "release": "release",
 }
 

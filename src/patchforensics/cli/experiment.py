@@ -24,25 +24,39 @@ def register(sub, name: str) -> None:
                    help="device of the cells (auto, cpu, cuda:0 ...); repeat to give worker i the i-th "
                         "(round robin), e.g. --workers 2 --device cuda:0 --device cuda:1")
     p.add_argument("--force", action="store_true", help="retrain and retest every cell")
+    p.add_argument("--findings", metavar="DIR",
+                   help="folder of the committed findings tables (cells.csv, curves.csv, regions.csv; e.g. "
+                        "docs/findings): a cell whose rows are all there is not trained, on any machine; every "
+                        "cell that finishes appends its rows")
+    p.add_argument("--stop-after", type=float, metavar="MINUTES",
+                   help="start no cell after this many minutes (a run with a deadline ends with whole cells)")
+    p.add_argument("--plan", action="store_true",
+                   help="list each cell's key, checkpoint and state (finished, in table, regions, to run) "
+                        "as JSON lines; trains nothing")
     p.set_defaults(func=run, resume_hint="run the same command again to resume: finished cells are kept and a "
                                          "half-trained cell continues from its last snapshot")
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
     import sys
 
-    from ..experiments.runner import ExperimentConfig, ExperimentIncomplete, run_experiment
+    from ..experiments.runner import ExperimentConfig, ExperimentIncomplete, plan, run_experiment
     from .common import progress_enabled
 
+    cfg = ExperimentConfig(grid=args.grid, overrides=args.overrides, out=args.out, data_root=args.data_root,
+                           workers=args.workers, devices=args.device or ["auto"], force=args.force,
+                           findings=args.findings, stop_after=args.stop_after)
+    if args.plan:
+        for cell in plan(cfg):
+            print(json.dumps(cell))
+        return 0
     try:
-        result = run_experiment(ExperimentConfig(grid=args.grid, overrides=args.overrides, out=args.out,
-                                                 data_root=args.data_root, workers=args.workers,
-                                                 devices=args.device or ["auto"], force=args.force),
-                                progress=progress_enabled())
+        result = run_experiment(cfg, progress=progress_enabled())
     except ExperimentIncomplete as e:
         print(f"patchforensics experiment: {e}", file=sys.stderr)
         return 1
-    print((result.findings_dir / "findings.md").read_text())
+    print((result.findings_dir / "tables.md").read_text())
     print(f"{result.cells} cells, {result.trained} run by this call; table: {result.findings_dir / 'table.csv'}; "
           f"report: patchforensics report {result.out / 'results'}")
     return 0

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -142,6 +143,48 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:      # someone else's live process
         return True
     return True
+
+
+def try_lock(path: str | os.PathLike) -> bool:
+    """Create the lock file ``path`` holding our pid; ``False`` while another live process holds it.
+
+    A lock whose process is gone (a killed run) is taken over; an empty one younger than a
+    minute is being written by its creator and counts as held.
+    """
+    path = Path(path)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                text, age = path.read_text().strip(), time.time() - path.stat().st_mtime
+            except OSError:
+                continue                     # released meanwhile
+            if (not text and age < 60) or (text.isdigit() and _pid_alive(int(text))):
+                return False
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+@contextmanager
+def locked(path: str | os.PathLike, timeout: float = 600.0) -> Iterator[None]:
+    """Hold the lock file ``path`` (see :func:`try_lock`) for the block, waiting while another
+    process holds it; ``TimeoutError`` after ``timeout`` seconds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    while not try_lock(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} has been held by another process for {timeout:.0f} s")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:

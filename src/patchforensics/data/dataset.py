@@ -7,6 +7,7 @@ the split folder itself or its parent: ``data_dir(root, "train")`` uses
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -44,6 +45,17 @@ def default_data_root(explicit: str | os.PathLike | None = None) -> Path:
         f"each holding train/val/test), or set {DATA_ENV}. To build one from your own images, run "
         "'patchforensics prepare SRC OUT' on a folder of reals and on each generator's samples "
         "(see the README's 'Data' section)")
+
+
+def data_release(root: str | os.PathLike) -> str | None:
+    """The data release a data root belongs to: the highest ``Version X.Y`` in the README beside
+    it (``../shared/data/README.md`` for ``faces128``), ``None`` when there is none."""
+    readme = Path(root).parent / "README.md"
+    try:
+        versions = re.findall(r"Version (\d+(?:\.\d+)*)", readme.read_text())
+    except OSError:
+        return None
+    return max(versions, key=lambda v: tuple(map(int, v.split(".")))) if versions else None
 
 
 def split_subfolders(root: str | os.PathLike) -> list[str]:

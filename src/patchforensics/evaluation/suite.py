@@ -54,17 +54,23 @@ def bundled_suites() -> list[str]:
                   if p.name.endswith(".yaml"))
 
 
+def suite_path(path_or_name: str | os.PathLike) -> Path:
+    """The YAML file of a suite: ``path_or_name`` itself, or the bundled suite of that name."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    if str(path_or_name) in bundled_suites():
+        return Path(str(resources.files("patchforensics.suites") / f"{path_or_name}.yaml"))
+    raise FileNotFoundError(f"suite {path_or_name} not found; give a YAML file or one of the "
+                            f"bundled suites: {', '.join(bundled_suites())}")
+
+
 def load_suite(path_or_name: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Suite:
     """Read a suite YAML (or a bundled suite by name, e.g. ``faces128``) and resolve
     its folders. Fails early on unknown keys, missing folders and bad corruptions."""
-    path = Path(path_or_name)
-    if not path.is_file():
-        if str(path_or_name) in bundled_suites():
-            path = Path(str(resources.files("patchforensics.suites") / f"{path_or_name}.yaml"))
-            data_root = default_data_root(data_root)
-        else:
-            raise FileNotFoundError(f"suite {path_or_name} not found; give a YAML file or one of the "
-                                    f"bundled suites: {', '.join(bundled_suites())}")
+    path = suite_path(path_or_name)
+    if not Path(path_or_name).is_file():
+        data_root = default_data_root(data_root)
     spec = fileio.read_yaml(path) or {}
     if not isinstance(spec, dict):
         raise ConfigError(f"{path}: expected a mapping with 'datasets'")

@@ -14,10 +14,21 @@
     suites: [faces128]           # bundled names or YAML files (relative to the grid file)
     corruptions: [[], [jpeg:75], [blur:1]]   # replaces the suites' own list; [] = clean
     regions: {models: [xception_block2], seeds: [0, 1], topn: 100}   # optional (claim c)
+    generators: {tpdne-stylegan2: stylegan2, stylegan2-nvidia: stylegan2}   # optional, see below
 
 :func:`load_grid` checks everything (keys, types, model names, folders, corruptions)
 and builds every cell's :class:`TrainConfig` before anything is trained, so a
 broken grid fails in one line naming the key.
+
+Every cell has a portable **key** (:func:`cell_key`): a hash of its training options with
+the real/fake folders written relative to the data root, and of the names of the images it
+trains and validates on (:func:`data_digest`), never of an absolute path. Two checkouts on
+two machines, with the data anywhere, give a cell the same key, so a committed table of
+finished cells (``docs/findings/cells.csv``) tells a fresh clone what not to train again.
+
+``generators`` names the generator behind a fake folder where two folders hold the same
+generator from different sources; a test set is then ``seen`` (the training folder),
+``other-source`` (same generator, other folder) or ``unseen`` (another generator) for a cell.
 """
 from __future__ import annotations
 
@@ -37,7 +48,7 @@ from typing import Any
 import yaml
 
 from ..core.config import ConfigError, from_dict, load_yaml_file, require, to_dict
-from ..data.dataset import default_data_root
+from ..data.dataset import collect_samples, data_release, default_data_root, split_samples
 from ..data.transforms import parse_corruptions
 from ..evaluation.suite import Suite, load_suite
 from ..models import is_patch_model
@@ -78,6 +89,7 @@ class GridConfig:
     data_root: str | None = None
     which_epoch: str = "bestval"
     regions: RegionsSpec | None = None
+    generators: dict[str, str] = field(default_factory=dict)   # fake folder -> generator (default: its name)
 
     def validate(self) -> None:
         require(re.fullmatch(r"[A-Za-z0-9._+-]+", self.name) is not None, "name",
@@ -104,6 +116,8 @@ class Cell:
     name: str
     options: dict[str, Any]          # the varied keys' values, as written in the grid
     train: TrainConfig               # its name is the checkpoint's: see checkpoint_name()
+    key: str = ""                    # portable identity (cell_key), the same on every machine
+    train_data: str = ""             # data_digest of the images it trains and validates on
 
     def label(self) -> str:
         return " ".join(f"{k}={_text(v)}" for k, v in self.options.items()) or "base"
@@ -116,10 +130,24 @@ class Grid:
     cells: list[Cell]
     suites: list[Suite]
     out: Path                        # checkpoints, cell records, results
+    test_data: dict[str, str] = field(default_factory=dict)   # suite dataset -> data_digest of its test images
+    data_release: str | None = None  # the data root's release (its README's "Version"), if it says
 
     def spec(self) -> dict[str, Any]:
         """The effective grid (after ``--set`` overrides) as plain YAML-safe values."""
         return dataclasses.asdict(self.config)
+
+    def generator(self, folder: str) -> str:
+        """The generator behind a fake folder (by its name under the data root)."""
+        return self.config.generators.get(folder, folder)
+
+    def relation(self, train_fakes: list[str], test_fake: str) -> str:
+        """``seen``, ``other-source`` or ``unseen``: how a test set's fakes relate to the training fakes."""
+        if test_fake in train_fakes:
+            return "seen"
+        if self.generator(test_fake) in {self.generator(f) for f in train_fakes}:
+            return "other-source"
+        return "unseen"
 
 
 def bundled_grids() -> list[str]:
@@ -127,7 +155,7 @@ def bundled_grids() -> list[str]:
                   if p.name.endswith(".yaml"))
 
 
-def _grid_path(path_or_name: str | os.PathLike) -> Path:
+def grid_path(path_or_name: str | os.PathLike) -> Path:
     path = Path(path_or_name)
     if path.is_file():
         return path
@@ -170,13 +198,45 @@ def cell_name(options: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "-", name)
 
 
-def checkpoint_name(cfg: TrainConfig) -> str:
-    """``<model>_<fakes>_seed<seed>_<hash>``: the hash covers every option that changes what is
-    trained, so grids sharing an output folder share a checkpoint exactly when it is the same run."""
-    identity = {k: v for k, v in to_dict(cfg).items() if k not in RESOURCE_KEYS}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+def relative_folder(folder: str | os.PathLike, root: Path) -> str:
+    """``folder`` as written relative to the data root (POSIX), or as given when it lies outside it."""
+    try:
+        return Path(folder).relative_to(root).as_posix()
+    except ValueError:
+        return str(folder)
+
+
+def data_digest(paths: list[str], root: Path) -> str:
+    """``<images>:<hash>`` of image paths relative to ``root``: which images, not their bytes.
+
+    A data release that adds a folder leaves the digest of the others as it was; a faces128
+    rebuilt from faces256 on another machine (scripts/device_grid.sh, pixel-identical, checked
+    there) has the same names and so the same digest.
+    """
+    names = sorted(relative_folder(p, root) for p in paths)
+    return f"{len(names)}:" + hashlib.sha256("\n".join(names).encode()).hexdigest()[:10]
+
+
+def portable_options(cfg: TrainConfig, root: Path) -> dict[str, Any]:
+    """The training options that decide what is trained, with folders relative to ``root``."""
+    options = {k: v for k, v in to_dict(cfg).items() if k not in RESOURCE_KEYS}
+    for key in ("real", "fake"):
+        options[key] = [relative_folder(f, root) for f in options[key]]
+    return options
+
+
+def cell_key(cfg: TrainConfig, root: Path, train_data: str) -> str:
+    """12 hex digits identifying a training run on any machine: its portable options and the
+    digest of the images it trains and validates on."""
+    identity = {"options": portable_options(cfg, root), "train_data": train_data}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def checkpoint_name(cfg: TrainConfig, key: str) -> str:
+    """``<model>_<fakes>_seed<seed>_<key>``: grids sharing an output folder share a checkpoint
+    exactly when it is the same run (the key covers every option that changes what is trained)."""
     fakes = "+".join(Path(f).name for f in cfg.fake)
-    return re.sub(r"[^A-Za-z0-9._+-]", "-", f"{cfg.model}_{fakes}_seed{cfg.seed}_{digest}")
+    return re.sub(r"[^A-Za-z0-9._+-]", "-", f"{cfg.model}_{fakes}_seed{cfg.seed}_{key}")
 
 
 def _folders(value: Any, root: Path) -> Any:
@@ -194,7 +254,7 @@ def load_grid(path_or_name: str | os.PathLike, overrides: list[str] | None = Non
     Checkpoints go to ``<out>/checkpoints/<checkpoint_name>``, TensorBoard logs to ``<out>/runs``
     (``out`` defaults to ``experiments``; grids that share it share identical runs).
     """
-    path = _grid_path(path_or_name)
+    path = grid_path(path_or_name)
     spec = apply_overrides(load_yaml_file(path), overrides or [])
     try:
         cfg = from_dict(GridConfig, spec)
@@ -208,6 +268,7 @@ def load_grid(path_or_name: str | os.PathLike, overrides: list[str] | None = Non
 
     train_fields = set(to_dict(TrainConfig()))
     cells = []
+    train_digests: dict[tuple, str] = {}    # cells sharing their folders share one listing
     keys = list(cfg.vary)
     for values in itertools.product(*(cfg.vary[k] for k in keys)):
         options = dict(zip(keys, values))
@@ -238,8 +299,13 @@ def load_grid(path_or_name: str | os.PathLike, overrides: list[str] | None = Non
             if not Path(folder).is_dir():
                 raise FileNotFoundError(f"{path}: cell {name}: training folder {folder} not found "
                                         "(pass --data-root to point at your data)")
-        train_cfg.name = checkpoint_name(train_cfg)
-        cells.append(Cell(name, options, train_cfg))
+        folders = (tuple(train_cfg.real), tuple(train_cfg.fake), train_cfg.max_per_class)
+        if folders not in train_digests:
+            train, val = split_samples(train_cfg.real, train_cfg.fake, train_cfg.max_per_class)
+            train_digests[folders] = data_digest([s.path for s in train + val], root)
+        key = cell_key(train_cfg, root, train_digests[folders])
+        train_cfg.name = checkpoint_name(train_cfg, key)
+        cells.append(Cell(name, options, train_cfg, key, train_digests[folders]))
     if cfg.regions is not None:
         models = {c.train.model for c in cells}
         missing = [m for m in cfg.regions.models if m not in models]
@@ -257,4 +323,10 @@ def load_grid(path_or_name: str | os.PathLike, overrides: list[str] | None = Non
         suites.append(suite)
     names = [s.name for s in suites]
     require(len(set(names)) == len(names), "suites", f"{path}: two suites are named alike ({names})")
-    return Grid(cfg, root, cells, suites, out)
+    datasets = [d for suite in suites for d in suite.datasets]
+    require(len({d.name for d in datasets}) == len(datasets), "suites",
+            f"{path}: two suite datasets are named alike ({[d.name for d in datasets]}); the tables key rows "
+            "by dataset name")
+    test_data = {d.name: data_digest([s.path for s in collect_samples([d.real], [d.fake], split="test")], root)
+                 for d in datasets}
+    return Grid(cfg, root, cells, suites, out, test_data, data_release(root))

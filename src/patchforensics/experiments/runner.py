@@ -20,28 +20,42 @@ resumes from its ``resume.safetensors`` (train's ``--resume``), a trained one is
 only tested, and ``test`` itself skips datasets whose results are up to date.
 With ``workers > 1`` that many processes each take the next unfinished cell
 whose lock they can create (``devices`` round robin: worker i gets the i-th).
+
+With ``findings`` (a folder holding the committed ``cells.csv``, ``curves.csv`` and
+``regions.csv``, see :mod:`.table`) a cell whose rows are all in the table is finished
+too, on any machine and with no checkpoint: it is neither trained nor tested. Every cell
+that finishes appends its rows there (test AP and ROC-AUC with 95% bootstrap intervals,
+its validation curve, its region counts), and the findings are drawn from those rows.
+``stop_after`` (minutes) makes the workers take no new cell after that time, so a run
+with a deadline (a GPU lease) ends with whole cells.
 """
 from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..core import fileio
 from ..core.config import require, to_dict
+from ..core.provenance import code_commit
+from ..data.transforms import parse_corruptions
+from ..evaluation.evaluate import read_scores_csv, results_dir_for
 from ..evaluation.suite import run_suite
 from ..explain.patches import PatchesConfig, run_patches
 from ..explain.regions import RegionsConfig, run_regions
 from ..models import is_patch_model
+from ..models.card import ModelCard
 from ..models.checkpoint import RESUME_FILE
+from ..scoring.metrics import AGGREGATIONS, bootstrap_ci
 from ..training.train import train
-from .findings import write_findings
+from .findings import view_rows, write_findings
 from .grid import RESOURCE_KEYS, Cell, Grid, load_grid
+from .table import TABLES, FindingsTables, cell_rows, write_cell
 
 
 @dataclass
@@ -55,15 +69,19 @@ class ExperimentConfig:
     workers: int = 1
     devices: list[str] = field(default_factory=lambda: ["auto"])
     force: bool = False
+    findings: str | None = None                      # folder of the committed cells/curves/regions tables
+    stop_after: float | None = None                  # minutes; no cell is started after that
 
     def validate(self) -> None:
         require(self.workers >= 1, "workers", "must be >= 1")
         require(bool(self.devices), "device", "give at least one device")
+        require(self.stop_after is None or self.stop_after > 0, "stop_after", "must be > 0 minutes")
+        require(not (self.force and self.findings), "force",
+                "--force retrains every cell, but --findings keeps the rows already committed; use one of them")
 
 
-@dataclass
 class ExperimentIncomplete(RuntimeError):
-    """A worker process failed: some cells are not finished (a rerun continues them)."""
+    """Some cells are not finished (a worker failed, or ``stop_after`` ended the run); a rerun continues them."""
 
 
 @dataclass
@@ -72,6 +90,16 @@ class ExperimentResult:
     findings_dir: Path
     cells: int
     trained: int                 # cells this call worked on
+
+
+@dataclass
+class Context:
+    """What every worker of one run shares."""
+
+    grid: Grid
+    tables: FindingsTables | None
+    force: bool
+    deadline: float | None       # time.time() after which no cell is started
 
 
 def prepare(cfg: ExperimentConfig) -> tuple[Grid, Path]:
@@ -94,6 +122,27 @@ def prepare(cfg: ExperimentConfig) -> tuple[Grid, Path]:
     return grid, grid.out
 
 
+def plan(cfg: ExperimentConfig) -> list[dict[str, Any]]:
+    """Each cell's name, key, checkpoint folder and state (``finished``: its local record;
+    ``in table``: its rows are committed; ``regions``: only its region counts are missing;
+    ``to run``), and whether the grid wants its regions; nothing is trained or written."""
+    grid, _ = prepare(cfg)
+    ctx = Context(grid, FindingsTables(Path(cfg.findings)) if cfg.findings else None, cfg.force, None)
+    out = []
+    for cell in grid.cells:
+        if _record_complete(grid, cell):
+            state = "finished"
+        elif finished(ctx, cell):
+            state = "in table"
+        elif ctx.tables and ctx.tables.has_rows(grid, cell):
+            state = "regions"
+        else:
+            state = "to run"
+        out.append({"cell": cell.name, "key": cell.key, "checkpoint": cell.train.name, "state": state,
+                    "regions": wants_regions(grid, cell)})
+    return out
+
+
 def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentResult:
     """Run (or continue) a grid and write its findings; see the module docstring."""
     grid, out = prepare(cfg)
@@ -105,15 +154,23 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentRe
     if cfg.force:                  # every cell again: the old records go, the locks of live workers stay
         for record in cells_dir.glob("*.json"):
             record.unlink()
-    todo = [c for c in grid.cells if not finished(grid, c)]
-    _log(f"experiment {grid.config.name}: {len(grid.cells)} cells, {len(grid.cells) - len(todo)} finished, "
-         f"{len(todo)} to run, {cfg.workers} worker(s); output {out}")
+    tables = FindingsTables(Path(cfg.findings)) if cfg.findings else None
+    deadline = time.time() + cfg.stop_after * 60 if cfg.stop_after else None
+    ctx = Context(grid, tables, cfg.force, deadline)
+    if tables:                     # cells finished here before the table was named: their rows go in now
+        for cell in grid.cells:
+            if _record_complete(grid, cell) and not finished(ctx, cell):
+                write_cell(tables, grid, cell, _read_json(cells_dir / f"{cell.name}.json"))
+    todo = [c for c in grid.cells if not finished(ctx, c)]
+    _log(f"experiment {grid.config.name}: {len(grid.cells)} cells, {len(grid.cells) - len(todo)} finished"
+         + (f" (in {tables.path('cells')} or here)" if tables else "")
+         + f", {len(todo)} to run, {cfg.workers} worker(s); output {out}")
     if cfg.workers == 1 or len(todo) <= 1:
-        worked = run_worker(grid, out, "", cfg.devices[0], cfg.force, progress)
+        worked = run_worker(ctx, "", cfg.devices[0], progress)
     else:
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=run_worker, args=(grid, out, f"[worker {i}] ", cfg.devices[i % len(cfg.devices)],
-                                                      cfg.force, False), name=f"worker {i}")
+        mp = multiprocessing.get_context("spawn")
+        procs = [mp.Process(target=run_worker, args=(ctx, f"[worker {i}] ", cfg.devices[i % len(cfg.devices)], False),
+                            name=f"worker {i}")
                  for i in range(cfg.workers)]
         for p in procs:
             p.start()
@@ -122,37 +179,56 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentRe
         failed = [p.name for p in procs if p.exitcode != 0]
         if failed:
             raise ExperimentIncomplete(f"{', '.join(failed)} failed (see above); rerun to continue")
-        worked = len(todo)
-    missing = [c.name for c in grid.cells if not finished(grid, c)]
+        worked = len(todo) - sum(not finished(ctx, c) for c in todo)
+    missing = [c.name for c in grid.cells if not finished(ctx, c)]
     if missing:
-        raise ExperimentIncomplete(f"{len(missing)} cells unfinished ({', '.join(missing[:5])}); rerun to continue")
-    records = [json.loads((cells_dir / f"{c.name}.json").read_text()) for c in grid.cells]
-    findings_dir = write_findings(grid, records, out / "results" / f"experiment-{grid.config.name}")
+        why = f"stopped after {cfg.stop_after:g} min (--stop-after)" if deadline and time.time() > deadline else \
+            "unfinished"
+        raise ExperimentIncomplete(f"{len(missing)} cells {why} ({', '.join(missing[:5])}"
+                                   f"{' …' if len(missing) > 5 else ''}); rerun to continue")
+    if tables:
+        tests = {(d.name, ",".join(c) or "none") for s in grid.suites for d in s.datasets for c in s.corruptions}
+        rows = view_rows({t: tables.read(t) for t in TABLES}, {c.key for c in grid.cells}, tests)
+    else:
+        rows = {"cells": [], "curves": [], "regions": []}
+        for cell in grid.cells:
+            for table, part in cell_rows(grid, cell, _read_json(cells_dir / f"{cell.name}.json")).items():
+                rows[table] += part
+    findings_dir = write_findings(grid.config.name, rows, out / "results" / f"experiment-{grid.config.name}",
+                                  {"grid": grid.spec(), "data_root": str(grid.data_root)})
     _log(f"experiment {grid.config.name}: table and figures in {findings_dir}")
     return ExperimentResult(out, findings_dir, len(grid.cells), worked)
 
 
-def run_worker(grid: Grid, out: Path, tag: str, device: str, force: bool, progress: bool) -> int:
+def run_worker(ctx: Context, tag: str, device: str, progress: bool) -> int:
     """Take the unfinished cells one after another (skipping those another process holds);
     returns how many this worker finished. ``tag`` starts its log lines."""
-    cells_dir = out / "cells" / grid.config.name
+    grid = ctx.grid
+    cells_dir = grid.out / "cells" / grid.config.name
     done = 0
     for cell in grid.cells:
+        if ctx.deadline and time.time() > ctx.deadline:
+            _log(f"{tag}time is up (--stop-after): no new cell")
+            break
         record = cells_dir / f"{cell.name}.json"
         lock = Path(cell.train.checkpoints_dir) / f"{cell.train.name}.lock"
-        if finished(grid, cell) or not _acquire(lock):
+        if finished(ctx, cell) or not fileio.try_lock(lock):
             continue
         try:
-            if finished(grid, cell):     # finished by another worker between the check and the lock
+            if finished(ctx, cell):     # finished by another worker between the check and the lock
                 continue
-            left = sum(not finished(grid, c) for c in grid.cells)
+            left = sum(not finished(ctx, c) for c in grid.cells)
             index = grid.cells.index(cell) + 1
             _log(f"{tag}cell {index}/{len(grid.cells)} ({left} left, this one included): {cell.label()}")
             start = time.perf_counter()
-            result = run_cell(grid, cell, out, device, force, progress)
+            result = run_cell(ctx, cell, device, progress)
             seconds = time.perf_counter() - start
             result["seconds"] = round(seconds, 1)
             fileio.write_json(record, result)
+            if ctx.tables:
+                added = write_cell(ctx.tables, grid, cell, result)
+                _log(f"{tag}  rows added to {ctx.tables.folder}: "
+                     + ", ".join(f"{n} to {t}.csv" for t, n in added.items()))
             done += 1
             left -= 1
             _log(f"{tag}cell {index}/{len(grid.cells)} done in {seconds:.0f} s; {left} left"
@@ -162,7 +238,17 @@ def run_worker(grid: Grid, out: Path, tag: str, device: str, force: bool, progre
     return done
 
 
-def finished(grid: Grid, cell: Cell) -> bool:
+def finished(ctx: Context, cell: Cell) -> bool:
+    """The cell's local record is complete, or the findings tables hold all its rows (and its
+    region counts, when the grid wants them)."""
+    if _record_complete(ctx.grid, cell):
+        return True
+    tables = ctx.tables
+    return tables is not None and tables.has_rows(ctx.grid, cell) \
+        and (not wants_regions(ctx.grid, cell) or tables.has_regions(ctx.grid, cell))
+
+
+def _record_complete(grid: Grid, cell: Cell) -> bool:
     """The cell's record exists, is of this checkpoint and holds every suite dataset × corruption of the grid."""
     record = _read_json(grid.out / "cells" / grid.config.name / f"{cell.name}.json")
     if not record or Path(record["checkpoint"]).name != cell.train.name:
@@ -181,8 +267,10 @@ def wants_regions(grid: Grid, cell: Cell) -> bool:
         and tcfg.seed in spec.seeds
 
 
-def run_cell(grid: Grid, cell: Cell, out: Path, device: str, force: bool, progress: bool) -> dict[str, Any]:
-    """Train (or resume, or reuse) one cell's checkpoint, run the suites and the regions; the cell's record."""
+def run_cell(ctx: Context, cell: Cell, device: str, progress: bool) -> dict[str, Any]:
+    """Train (or resume, or reuse) one cell's checkpoint, run the suites and the regions; the cell's record.
+    A cell whose rows are already in the findings tables is only given its region counts."""
+    grid, force = ctx.grid, ctx.force
     tcfg = replace(cell.train, device=device) if device != "auto" else cell.train
     ckpt = Path(tcfg.checkpoints_dir) / tcfg.experiment_name()
     summary = _read_json(ckpt / "train_summary.json")
@@ -195,14 +283,18 @@ def run_cell(grid: Grid, cell: Cell, out: Path, device: str, force: bool, progre
         train(tcfg, resume=resume, force=not resume, progress=progress)
         summary = _read_json(ckpt / "train_summary.json")
     train_s = time.perf_counter() - start
-    results_dir = out / "results"
+    results_dir = grid.out / "results"
     rows = []
-    for suite in grid.suites:
+    for suite in grid.suites if not (ctx.tables and ctx.tables.has_rows(grid, cell)) else []:
         result = run_suite(ckpt, suite, grid.config.which_epoch, "test", str(results_dir), device=device,
                            force=force, progress=progress)
         fakes = {d.name: Path(d.fake).name for d in suite.datasets}
         reals = {d.name: Path(d.real).name for d in suite.datasets}
-        rows += [{"suite": suite.name, "test_real": reals[r["dataset"]], "test_fake": fakes[r["dataset"]], **r}
+        intervals = {(d.name, ",".join(c) or "none"): _intervals(results_dir, ckpt.name, grid.config.which_epoch,
+                                                                 d.name, c)
+                     for d in suite.datasets for c in suite.corruptions}
+        rows += [{"suite": suite.name, "test_real": reals[r["dataset"]], "test_fake": fakes[r["dataset"]], **r,
+                  **intervals[(r["dataset"], r["corruption"])].get(r["aggregation"], {})}
                  for r in result.rows]
     regions = {}
     spec = grid.config.regions
@@ -216,40 +308,43 @@ def run_cell(grid: Grid, cell: Cell, out: Path, device: str, force: bool, progre
                 regions_dir = run_regions(RegionsConfig(str(patches_dir), device=device, force=True),
                                           progress=progress)
                 regions[ds.name] = str(regions_dir / "regions.json")
-    return {"cell": cell.name, "options": cell.options, "train_config": to_dict(tcfg),
+    return {"cell": cell.name, "key": cell.key, "options": cell.options, "train_config": to_dict(tcfg),
             "checkpoint": str(ckpt), "best_epoch": (summary or {}).get("best_epoch"),
             "best_val": (summary or {}).get("best_metric"), "epochs": len((summary or {}).get("history", [])),
-            "train_s": round(train_s, 1), "rows": rows, "regions": regions}
+            "history": (summary or {}).get("history", []), "runtime": _runtime(ckpt),
+            "train_s": round(train_s, 1), "rows": rows, "regions": regions, "commit": code_commit(),
+            "finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def _acquire(lock: Path) -> bool:
-    """Create ``lock`` holding our pid; a lock whose process is gone (killed run) is taken over."""
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                text, age = lock.read_text().strip(), time.time() - lock.stat().st_mtime
-            except OSError:
-                continue                     # released meanwhile
-            if (not text and age < 60) or (text.isdigit() and _alive(int(text))):
-                return False                 # being written, or held by a live process
-            lock.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return True
-    return False
+def _intervals(results_root: Path, name: str, which_epoch: str, dataset: str,
+               corruption: list[str]) -> dict[str, dict[str, float]]:
+    """``aggregation -> {ap_lo, ap_hi, roc_auc_lo, roc_auc_hi}``: 95% bootstrap intervals over the
+    test images, from the ``scores.csv`` that ``test`` wrote (none for the per-patch rows)."""
+    scores = read_scores_csv(results_dir_for(results_root, name, "test", which_epoch, dataset,
+                                             parse_corruptions(corruption)) / "scores.csv")
+    if scores is None:
+        return {}
+    _, labels, p_fake = scores
+    out = {}
+    for aggregation in AGGREGATIONS:
+        ci = bootstrap_ci(p_fake[aggregation], labels == 0)
+        out[aggregation] = {"ap_lo": ci["ap"][0], "ap_hi": ci["ap"][1],
+                            "roc_auc_lo": ci["roc_auc"][0], "roc_auc_hi": ci["roc_auc"][1]}
+    return out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _runtime(ckpt: Path) -> dict[str, str]:
+    """What the cell trained with (precision, backend, device, CPU) and ``machine``: the GPU's
+    name on CUDA, else the CPU kind."""
+    runtime = dict(ModelCard.read(ckpt).runtime)
+    device = runtime.get("device", "")
+    if device.startswith("cuda"):
+        import torch
+
+        runtime["machine"] = f"{device}: {torch.cuda.get_device_name(torch.device(device))}"
+    else:
+        runtime["machine"] = f"{device}: {runtime.get('cpu', '')}"
+    return runtime
 
 
 def _read_json(path: Path) -> dict | None:

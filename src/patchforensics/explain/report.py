@@ -11,9 +11,10 @@ under ``results/<name>/<partition>/epoch_<which>/<dataset>/``:
   and per-region patch grids (the seed's histograms notebook).
 
 When the folder holds experiments (``experiment-<grid>/experiment.json``, written by
-``patchforensics experiment``), a "Findings" section comes first: the figures and
-summary tables that file lists (AP against receptive field, the cross-generator
-table, region histograms per test generator).
+``patchforensics experiment``), a "Findings" section comes first, right under the title
+and before the links to every result folder: the figures and summary tables that file
+lists (AP against receptive field, the cross-generator table, validation curves, region
+histograms per test generator).
 
 Images are inlined as ``data:`` URIs, styles are inlined and nothing is
 fetched from the network, so the page can be mailed or opened offline; only
@@ -280,7 +281,10 @@ def findings_section(folder: Path, info: dict, page_dir: Path) -> str:
     anchor = f"findings-{html.escape(str(info.get('name', folder.name)))}"
     parts = [f'<h2 id="{anchor}">Findings: experiment {html.escape(str(info.get("name", "")))}</h2>',
              f'<p class="meta">{info.get("cells", "?")} cells, seeds {html.escape(str(info.get("seeds", "")))}, '
-             f'{info.get("minutes", "?")} min in all; models {html.escape(", ".join(info.get("models", [])))}; '
+             f'{html.escape(str(info.get("epochs", "?")))} epochs, training input '
+             f'{html.escape(", ".join(info.get("crops", [])))}, {info.get("minutes", "?")} min of training on '
+             f'{html.escape("; ".join(info.get("devices", [])))}; '
+             f'models {html.escape(", ".join(info.get("models", [])))}; '
              f'trained on {html.escape(", ".join(info.get("train_fakes", [])))}. AP: fakes positive, '
              f'{html.escape(str(info.get("aggregation", "")))} aggregation. Every row: '
              f'<a href="{_href(folder / str(info.get("table", "table.csv")), page_dir)}">the long table</a>.</p>']
@@ -305,13 +309,17 @@ def _findings_cell(column: int, value) -> str:
 def build_report(results: list[DatasetResult], page_dir: Path, title: str, root: Path) -> str:
     toc = " · ".join(f'<a href="#r{i}">{html.escape(r.label)}</a>' for i, r in enumerate(results))
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    experiments = find_experiments(root)
     body = [f"<h1>{html.escape(title)}</h1>",
             f'<p class="meta">{len(results)} result folders under <code>{html.escape(str(root))}</code>, '
             f"generated {now}. Scores are p(fake); AP treats the fakes as the positive class (the seed's "
             f"real-positive AP is <code>ap_real_positive</code> in metrics.json). Heatmaps: "
-            f"{html.escape(SCALE_TEXT)}. {toc}</p>"]
-    body += [findings_section(folder, info, page_dir) for folder, info in find_experiments(root)]
-    body += ["<h2>Detection metrics</h2>", metrics_table(results), ap_pivot(results)]
+            f"{html.escape(SCALE_TEXT)}."
+            + (" Findings first; every result folder below them." if experiments else "") + "</p>"]
+    # the findings come before the list of result folders: a grid has hundreds of them
+    body += [findings_section(folder, info, page_dir) for folder, info in experiments]
+    body += ["<h2>Detection metrics</h2>", f'<p class="meta" id="results-toc">{toc}</p>', metrics_table(results),
+             ap_pivot(results)]
     body += [dataset_section(r, page_dir, f"r{i}") for i, r in enumerate(results)]
     return html_page(title, "\n".join(body), with_lightbox=False)
 

@@ -60,6 +60,68 @@ def binary_metrics(p_real: np.ndarray, labels: np.ndarray, threshold: float = 0.
     return out
 
 
+#: resamples of :func:`bootstrap_ci`: on a test set of 53 fakes and 196 reals the interval is
+#: 0.1-0.2 wide and its bounds move by up to ~0.015 between resampling seeds at this count
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_ci(p_fake: np.ndarray, is_fake: np.ndarray, level: float = 0.95,
+                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of AP (fakes positive) and ROC-AUC over the test images.
+
+    Stratified: each resample draws the fakes and the reals separately, with replacement and
+    at their own counts, so every resample keeps the test set's class balance (and AP its
+    baseline). Deterministic in ``seed``. Ties are scored as scikit-learn scores them (AP
+    steps at distinct scores, ROC-AUC counts a tie as one half), so without resampling the
+    two functions below give ``binary_metrics``' numbers exactly.
+    """
+    p_fake, is_fake = np.asarray(p_fake, dtype=np.float64), np.asarray(is_fake, dtype=bool)
+    pos, neg = p_fake[is_fake], p_fake[~is_fake]
+    if not len(pos) or not len(neg):
+        nan = (float("nan"), float("nan"))
+        return {"ap": nan, "roc_auc": nan}
+    rng = np.random.default_rng(seed)
+    scores = np.concatenate([pos[rng.integers(0, len(pos), (resamples, len(pos)))],
+                             neg[rng.integers(0, len(neg), (resamples, len(neg)))]], axis=1)
+    labels = np.zeros(scores.shape, dtype=bool)
+    labels[:, :len(pos)] = True
+    tail = (1.0 - level) / 2
+    out = {}
+    for name, values in (("ap", average_precision_rows(scores, labels)), ("roc_auc", roc_auc_rows(scores, labels))):
+        lo, hi = np.quantile(values, [tail, 1.0 - tail])
+        out[name] = (float(lo), float(hi))
+    return out
+
+
+def average_precision_rows(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """AP of each row of ``scores`` ``(R, N)`` against ``positive`` ``(R, N)``, with ties as
+    scikit-learn's ``average_precision_score``: each positive counts the precision at the
+    lowest score of its tie group."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    s = np.take_along_axis(scores, order, axis=1)
+    y = np.take_along_axis(positive, order, axis=1)
+    tp = np.cumsum(y, axis=1)
+    precision = tp / np.arange(1, s.shape[1] + 1)
+    # index of the last member of each item's tie group: ends are where the next score differs
+    last = s.shape[1] - 1
+    is_end = np.ones(s.shape, dtype=bool)
+    is_end[:, :-1] = s[:, :-1] != s[:, 1:]
+    end_index = np.where(is_end, np.arange(s.shape[1]), last)
+    end_index = np.minimum.accumulate(end_index[:, ::-1], axis=1)[:, ::-1]
+    at_end = np.take_along_axis(precision, end_index, axis=1)
+    return (at_end * y).sum(axis=1) / np.maximum(y.sum(axis=1), 1)
+
+
+def roc_auc_rows(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """ROC-AUC of each row (Mann-Whitney U with average ranks: a tie counts one half)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores, axis=1)
+    n_pos = positive.sum(axis=1)
+    n_neg = positive.shape[1] - n_pos
+    return ((ranks * positive).sum(axis=1) - n_pos * (n_pos + 1) / 2) / np.maximum(n_pos * n_neg, 1)
+
+
 class PatchHistogram:
     """Streaming per-patch metrics in constant memory.
 

@@ -25,9 +25,7 @@ running the same command again):
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +35,8 @@ import numpy as np
 
 from ..core import fileio
 from ..core.config import ConfigError, require
-from ..data.dataset import FAKE, REAL, default_data_root, split_samples
+from ..core.provenance import code_commit
+from ..data.dataset import FAKE, REAL, data_release, default_data_root, split_samples
 from ..evaluation.calibrate import DEFAULT_TARGET_FPRS, calibrate, choose_thresholds, fpr_name
 from ..models.checkpoint import RESUME_FILE
 from ..scoring.engine import Engine
@@ -165,13 +164,6 @@ def provenance(root: Path, ckpts: Sequence[Path], device: str) -> dict[str, Any]
     its wall time and validation curve (every 5th epoch and the last)."""
     from ..core.imageio import list_images
 
-    readme = root.parent / "README.md"
-    versions = re.findall(r"Version (\d+(?:\.\d+)*)", readme.read_text()) if readme.is_file() else []
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
     runs = {}
     for ckpt in ckpts:
         summary = _summary(ckpt)
@@ -184,8 +176,8 @@ def provenance(root: Path, ckpts: Sequence[Path], device: str) -> dict[str, Any]
                            "runtime": config.get("runtime", {}), "curve": curve}
     counts = {split: {d: len(list_images(root / d / split)) for d in REAL_SETS + FAKE_SETS}
               for split in ("train", "val", "test")}
-    return {"data_version": max(versions, key=lambda v: tuple(map(int, v.split(".")))) if versions else None,
-            "counts": counts, "commit": commit, "cpu": cpu_kind(), "device": device, "runs": runs}
+    return {"data_version": data_release(root), "counts": counts, "commit": code_commit(), "cpu": cpu_kind(),
+            "device": device, "runs": runs}
 
 
 def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict[str, Any]:
