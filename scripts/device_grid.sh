@@ -6,7 +6,7 @@
 #                                                  # DATA/faces256 (45 MB; DATA: ../shared/data), the
 #                                                  # data README and the commit of this checkout
 #   bash scripts/device_grid.sh run [--device cuda] [--workers 4] [--minutes 6] [--grids "G ..."]
-#                                   [--src .device/faces256] [--findings docs/findings] [--out $OUT]
+#                                   [--src .device/faces256] [--subset] [--findings docs/findings] [--out $OUT]
 #
 # `run` rebuilds faces128 from the carried faces256 JPEGs (every pixel checked against
 # scripts/faces128.pixels.tsv: a mismatch stops it), continues the grids (default: the must-have
@@ -35,7 +35,7 @@ prepare() {
 }
 
 run() {
-    local device=cuda workers=4 minutes=6 grids=$MUST_HAVE src=.device/faces256 findings=docs/findings
+    local device=cuda workers=4 minutes=6 grids=$MUST_HAVE src=.device/faces256 findings=docs/findings subset=
     local out=${OUT:-} work
     while [ $# -gt 0 ]; do
         case "$1" in
@@ -44,6 +44,7 @@ run() {
             --minutes) minutes=$2; shift 2 ;;
             --grids) grids=$2; shift 2 ;;
             --src) src=$2; shift 2 ;;
+            --subset) subset=--subset; shift ;;     # a deliberately partial faces256 (tests)
             --findings) findings=$2; shift 2 ;;
             --out) out=$2; shift 2 ;;
             *) echo "run: unknown option $1" >&2; exit 2 ;;
@@ -52,14 +53,15 @@ run() {
     [ -n "$out" ] || { echo "run: give --out (the device tool sets \$OUT)" >&2; exit 2; }
     mkdir -p "$out"
     work=$(mktemp -d "${TMPDIR:-/tmp}/pf-device-grid.XXXXXX")
-    run_grids "$device" "$workers" "$minutes" "$grids" "$src" "$findings" "$out" "$work" 2>&1 | tee "$out/log.txt"
+    run_grids "$device" "$workers" "$minutes" "$grids" "$src" "$findings" "$out" "$work" "$subset" 2>&1 \
+        | tee "$out/log.txt"
 }
 
 run_grids() {
-    local device=$1 workers=$2 minutes=$3 grids=$4 src=$5 findings=$6 out=$7 work=$8
+    local device=$1 workers=$2 minutes=$3 grids=$4 src=$5 findings=$6 out=$7 work=$8 subset=$9
     local start=$SECONDS data grid left table
     data=$work/data/faces128
-    "$PYTHON" scripts/faces128_from_faces256.py "$src" "$data" --check scripts/faces128.pixels.tsv
+    "$PYTHON" scripts/faces128_from_faces256.py "$src" "$data" --check scripts/faces128.pixels.tsv $subset
     if [ -f "$(dirname "$src")/README.md" ]; then cp "$(dirname "$src")/README.md" "$work/data/README.md"; fi
     for table in cells curves regions; do
         if [ -f "$findings/$table.csv" ]; then cp "$findings/$table.csv" "$out/$table.csv"; fi

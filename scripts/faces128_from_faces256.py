@@ -62,14 +62,17 @@ def digest_folder(root: Path) -> dict[str, str]:
     return out
 
 
-def check(rebuilt: dict[str, str], reference_file: Path) -> int:
-    """Compare with the reference digests; prints a line, returns how many images differ or are unknown."""
+def check(rebuilt: dict[str, str], reference_file: Path, subset: bool = False) -> int:
+    """Compare with the reference digests; prints a line, returns how many images differ, are
+    unknown or (unless ``subset``: a deliberately partial copy) are missing."""
     reference = dict(line.split("\t") for line in reference_file.read_text().split("\n") if line)
     differ = [n for n, d in rebuilt.items() if reference.get(n) != d]
+    missing = [] if subset else sorted(reference.keys() - rebuilt.keys())
     print(f"faces128 rebuilt: {len(rebuilt)} images, {len(rebuilt) - len(differ)} pixel-identical to the shared "
           f"faces128 ({len(reference)} listed in {reference_file.name})"
-          + (f"; {len(differ)} differ or are not listed, e.g. {', '.join(differ[:3])}" if differ else ""))
-    return len(differ)
+          + (f"; {len(differ)} differ or are not listed, e.g. {', '.join(differ[:3])}" if differ else "")
+          + (f"; {len(missing)} missing (a partial copy?), e.g. {', '.join(missing[:3])}" if missing else ""))
+    return len(differ) + len(missing)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("src", nargs="?", help="faces256 folder (or a copy of it)")
     p.add_argument("dst", nargs="?", help="new folder for the 128-px PNGs")
     p.add_argument("--check", type=Path, metavar="TSV", help="pixel digests of the shared faces128 to compare with")
+    p.add_argument("--subset", action="store_true", help="the source is a deliberate part of faces256 (tests)")
     p.add_argument("--digest", type=Path, metavar="FACES128", help="print the pixel digests of a faces128 folder")
     args = p.parse_args(argv)
     if args.digest:
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.src and args.dst):
         p.error("give SRC and DST (or --digest FACES128)")
     rebuilt = rebuild(Path(args.src), Path(args.dst))
-    if args.check and check(rebuilt, args.check):
+    if args.check and check(rebuilt, args.check, args.subset):
         print("the rebuilt images are not the shared data's: results on them would not be comparable", file=sys.stderr)
         return 1
     return 0

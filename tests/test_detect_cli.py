@@ -167,3 +167,5 @@ def test_heatmap_names_follow_the_paths_as_typed(tmp_path, faces):
     other.parent.mkdir()
     other.symlink_to(faces / FAKE)
     assert heatmap_names([link, other]) == ["holiday.png", "sub__beach.png"]
+    assert heatmap_names([tmp_path / "a.jpg", tmp_path / "a.png", tmp_path / "b.jpg"]) == \
+        ["a.jpg.png", "a.png.png", "b.png"]                   # never one file for two photos

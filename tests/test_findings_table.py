@@ -81,7 +81,7 @@ def device_run(tiny) -> Path:
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO / "src"), "TMPDIR": str(scratch)}
     done = subprocess.run(["bash", str(REPO / "scripts" / "device_grid.sh"), "run", "--device", "cpu",
                            "--workers", "1", "--minutes", "5", "--grids", str(tiny["grid"]),
-                           "--src", str(tiny["src256"]), "--findings", str(committed), "--out", str(out)],
+                           "--src", str(tiny["src256"]), "--subset", "--findings", str(committed), "--out", str(out)],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return out

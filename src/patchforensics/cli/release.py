@@ -29,8 +29,9 @@ def register(sub, name: str) -> None:
     p.add_argument("--stop-after", choices=["train", "card"], default="card",
                    help="train: stop after the training runs and the choice (a GPU machine); card (default): "
                         "every step")
-    p.add_argument("--install", metavar="DIR", help="copy the chosen detector and its card there "
+    p.add_argument("--install", metavar="DIR", help="make DIR the chosen detector and its card "
                                                      "(src/patchforensics/bundled to ship it)")
+    p.add_argument("--force", action="store_true", help="replace an existing --install folder")
     p.set_defaults(func=run)
 
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = ReleaseConfig(data_root=args.data_root, out=args.out,
                         candidates=args.candidates or [c.name for c in CANDIDATES], epochs=args.epochs,
                         max_per_class=args.max_per_class, device=args.device, bf16=args.bf16,
-                        cross_source=args.cross_source, wild=args.wild, install=args.install,
+                        cross_source=args.cross_source, wild=args.wild, install=args.install, force=args.force,
                         stop_after=args.stop_after)
     summary = run_release(cfg, progress=progress_enabled())
     print(f"chosen: {summary['winner']}; card: {args.out}/MODEL_CARD.md")

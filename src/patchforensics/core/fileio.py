@@ -145,29 +145,39 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def try_lock(path: str | os.PathLike) -> bool:
-    """Create the lock file ``path`` holding our pid; ``False`` while another live process holds it.
+def try_lock(path: str | os.PathLike) -> int | None:
+    """Take the lock file ``path`` (an exclusive ``flock``); its file descriptor, or ``None`` while
+    another process holds it. Release with :func:`unlock`.
 
-    A lock whose process is gone (a killed run) is taken over; an empty one younger than a
-    minute is being written by its creator and counts as held.
+    The kernel drops the lock when its process dies, so a killed run's lock is never stale and
+    never has to be taken over (a takeover by deleting the file is the race this avoids).
     """
+    import fcntl
+
     path = Path(path)
-    for _ in range(2):
+    for _ in range(3):
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                text, age = path.read_text().strip(), time.time() - path.stat().st_mtime
-            except OSError:
-                continue                     # released meanwhile
-            if (not text and age < 60) or (text.isdigit() and _pid_alive(int(text))):
-                return False
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return True
-    return False
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            current = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            current = False
+        if current:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())     # who holds it, for a person looking
+            return fd
+        os.close(fd)        # its holder released (deleted) it between our open and our lock: again
+    return None
+
+
+def unlock(path: str | os.PathLike, fd: int) -> None:
+    """Release a lock of :func:`try_lock`: the file goes first, so no one locks a deleted file."""
+    Path(path).unlink(missing_ok=True)
+    os.close(fd)
 
 
 @contextmanager
@@ -177,14 +187,14 @@ def locked(path: str | os.PathLike, timeout: float = 600.0) -> Iterator[None]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout
-    while not try_lock(path):
+    while (fd := try_lock(path)) is None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} has been held by another process for {timeout:.0f} s")
         time.sleep(0.05)
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)
+        unlock(path, fd)
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:

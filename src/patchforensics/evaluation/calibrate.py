@@ -50,23 +50,17 @@ import numpy as np
 from ..core import fileio
 from ..core.config import require
 from ..data.dataset import FAKE, REAL, Sample, collect_samples, split_samples
-from ..models.card import ModelCard
+from ..models.card import EER, SCREENING_FPR, STRICT_FPR, ModelCard, fpr_name
 from ..scoring.engine import Engine
 from ..scoring.fastpath import FastPath
 from ..scoring.metrics import Predictions, binary_metrics
 
 CALIBRATION_FILE = "calibration.json"
 AGGREGATION = "after_softmax"
-EER = "eer"
 #: the false-alarm targets calibrated by default: the screening default and a strict one
-DEFAULT_TARGET_FPRS = (0.03, 0.01)
+DEFAULT_TARGET_FPRS = (SCREENING_FPR, STRICT_FPR)
 #: warn when the AP (fakes positive) is less than this above chance (the fraction of fakes)
 AP_MARGIN = 0.05
-
-
-def fpr_name(target_fpr: float) -> str:
-    """Threshold name for a false-positive-rate target, e.g. ``0.01 -> 'fpr1pct'``."""
-    return f"fpr{target_fpr * 100:g}pct"
 
 
 def _error_rates(p_real: np.ndarray, labels: np.ndarray, thresholds: np.ndarray):

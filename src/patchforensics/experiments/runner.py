@@ -52,7 +52,7 @@ from ..models import is_patch_model
 from ..models.card import ModelCard
 from ..models.checkpoint import RESUME_FILE
 from ..scoring.metrics import AGGREGATIONS, bootstrap_ci
-from ..training.train import train
+from ..training.train import train, training_minutes
 from .findings import view_rows, write_findings
 from .grid import RESOURCE_KEYS, Cell, Grid, load_grid
 from .table import TABLES, FindingsTables, cell_rows, write_cell
@@ -212,7 +212,10 @@ def run_worker(ctx: Context, tag: str, device: str, progress: bool) -> int:
             break
         record = cells_dir / f"{cell.name}.json"
         lock = Path(cell.train.checkpoints_dir) / f"{cell.train.name}.lock"
-        if finished(ctx, cell) or not fileio.try_lock(lock):
+        if finished(ctx, cell):
+            continue
+        held = fileio.try_lock(lock)
+        if held is None:            # another worker has it
             continue
         try:
             if finished(ctx, cell):     # finished by another worker between the check and the lock
@@ -234,7 +237,7 @@ def run_worker(ctx: Context, tag: str, device: str, progress: bool) -> int:
             _log(f"{tag}cell {index}/{len(grid.cells)} done in {seconds:.0f} s; {left} left"
                  + (f", about {left * seconds / 60:.0f} min at this pace" if left else ""))
         finally:
-            lock.unlink(missing_ok=True)
+            fileio.unlock(lock, held)
     return done
 
 
@@ -274,7 +277,6 @@ def run_cell(ctx: Context, cell: Cell, device: str, progress: bool) -> dict[str,
     tcfg = replace(cell.train, device=device) if device != "auto" else cell.train
     ckpt = Path(tcfg.checkpoints_dir) / tcfg.experiment_name()
     summary = _read_json(ckpt / "train_summary.json")
-    start = time.perf_counter()
     if summary and summary.get("status") == "finished" and not force:
         _log(f"  trained already ({ckpt}); testing")
     else:
@@ -282,7 +284,7 @@ def run_cell(ctx: Context, cell: Cell, device: str, progress: bool) -> dict[str,
         _log(f"  {'resuming' if resume else 'training'} {tcfg.model} ({tcfg.max_epochs} epochs) -> {ckpt}")
         train(tcfg, resume=resume, force=not resume, progress=progress)
         summary = _read_json(ckpt / "train_summary.json")
-    train_s = time.perf_counter() - start
+    train_s = 60 * training_minutes((summary or {}).get("history", []))   # every call of a resumed run
     results_dir = grid.out / "results"
     rows = []
     for suite in grid.suites if not (ctx.tables and ctx.tables.has_rows(grid, cell)) else []:
@@ -341,7 +343,9 @@ def _runtime(ckpt: Path) -> dict[str, str]:
     if device.startswith("cuda"):
         import torch
 
-        runtime["machine"] = f"{device}: {torch.cuda.get_device_name(torch.device(device))}"
+        # the GPU's name where the cell is measured on one (regions of GPU cells run on a CPU later)
+        gpu = torch.cuda.get_device_name(torch.device(device)) if torch.cuda.is_available() else "GPU"
+        runtime["machine"] = f"{device}: {gpu}"
     else:
         runtime["machine"] = f"{device}: {runtime.get('cpu', '')}"
     return runtime

@@ -78,10 +78,7 @@ def rank_images(labels: np.ndarray, p_fake: np.ndarray, label: int, topn: int) -
 def decision_threshold(card: ModelCard) -> tuple[str, float]:
     """``(name, p(fake) cut)`` at which images are marked right or wrong: the card's default
     threshold (as ``detect`` and ``serve`` decide) when it has been calibrated, else 0.5."""
-    name = card.default_threshold()
-    if name:
-        return name, card.p_fake_threshold(name)
-    return "0.5", 0.5
+    return card.default_cut() or ("0.5", 0.5)
 
 
 def _stored_scores(out_dir: Path, engine: Engine, samples: Sequence[Sample],

@@ -38,10 +38,21 @@ CARD_KEYS = ("name", "class_ids", "created", "thresholds", "runtime")
 #: training options renamed since they were first written (old name -> new name)
 RENAMED_OPTIONS = {"inference_backend": "backend"}
 CLASS_IDS = {"fake": FAKE, "real": REAL}
-#: names of the default decision threshold, first stored one wins: the screener's (at most 3% of
-#: the validation reals flagged, see evaluation/calibrate.py), then the equal-error threshold of
-#: checkpoints calibrated before ``fpr3pct`` existed
-DEFAULT_THRESHOLD_NAMES = ("fpr3pct", "eer")
+#: false-alarm targets on the validation reals of the two screening thresholds: the default
+#: decision and the strict one (why 3%: evaluation/calibrate.py and docs/detect.md)
+SCREENING_FPR, STRICT_FPR = 0.03, 0.01
+EER = "eer"
+
+
+def fpr_name(target_fpr: float) -> str:
+    """Threshold name for a false-positive-rate target, e.g. ``0.01 -> 'fpr1pct'``."""
+    return f"fpr{target_fpr * 100:g}pct"
+
+
+#: names of the default decision threshold, first stored one wins: the screener's, then the
+#: equal-error threshold of checkpoints calibrated before ``fpr3pct`` existed
+DEFAULT_THRESHOLD_NAMES = (fpr_name(SCREENING_FPR), EER)
+STRICT_THRESHOLD = fpr_name(STRICT_FPR)
 #: the ONNX metadata key under which the card travels inside an exported model
 ONNX_METADATA_KEY = "patchforensics"
 
@@ -136,9 +147,14 @@ class ModelCard:
         return 1.0 - float(self.thresholds[name])
 
     def default_threshold(self) -> str | None:
-        """The name of the stored threshold ``detect`` and ``serve`` decide with by default
-        (:data:`DEFAULT_THRESHOLD_NAMES`), or None when the card holds none of them."""
+        """The name of the stored threshold ``detect``, ``serve`` and ``visualize`` decide with by
+        default (:data:`DEFAULT_THRESHOLD_NAMES`), or None when the card holds none of them."""
         return next((n for n in DEFAULT_THRESHOLD_NAMES if n in self.thresholds), None)
+
+    def default_cut(self) -> tuple[str, float] | None:
+        """``(name, p(fake) cut)`` of :meth:`default_threshold`, or None when uncalibrated."""
+        name = self.default_threshold()
+        return (name, self.p_fake_threshold(name)) if name else None
 
     def with_thresholds(self, thresholds: Mapping[str, float]) -> "ModelCard":
         return replace(self, thresholds={k: float(v) for k, v in thresholds.items()})

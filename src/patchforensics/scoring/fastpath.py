@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 
 BF16_CHOICES = ("auto", "on", "off")
 #: ``1`` / ``0``: decide ``bf16="auto"`` on a CPU as if it had / lacked native bf16, so that one
-#: machine can run the suite as the other CPU kind would (forced bf16 on AVX2 is emulated: slow
-#: but numerically the same as native). Unset: the hardware decides.
+#: machine can run the suite as the other CPU kind would (forced bf16 on AVX2 is emulated: slow,
+#: and bf16 all the same, so tolerances that hold for one hold for the other). Unset: the hardware decides.
 NATIVE_BF16_ENV = "PATCHFORENSICS_NATIVE_BF16"
 BACKENDS = ("auto", "torch", "onnx")
 

@@ -29,13 +29,14 @@ from PIL import Image, ImageFilter
 
 from ..core.imageio import list_images, load_rgb
 from ..data.dataset import FAKE, REAL, collect_samples, default_data_root
+from ..models.card import STRICT_THRESHOLD
 from ..scoring.engine import Engine
 from ..scoring.metrics import aggregate, binary_metrics
 
+#: the folders of the shared faces a release trains on and a card reports, reals then fakes
 REAL_SETS = ("ffhq", "celebahq")
 FAKE_SETS = ("tpdne-stylegan2", "stylegan2-nvidia", "stylegan1", "generated-photos")
 FALSE_ALARM_ROW = ("celebahq-vs-tpdne-stylegan2", "celebahq", "tpdne-stylegan2")
-STRICT = "fpr1pct"
 AGE_BANDS = ((0, 19), (20, 39), (40, 59), (60, 200))
 #: the painted backdrops: flat colours and the photo's own pixels heavily blurred
 BACKDROPS = ("grey", "white", "blue", "blurred")
@@ -62,25 +63,26 @@ def rate(flags: np.ndarray) -> dict[str, Any]:
 def thresholds(engine: Engine) -> dict[str, dict[str, Any]]:
     """The default and strict decision thresholds of the engine's card, as p(fake) cuts."""
     card = engine.card
-    default = card.default_threshold()
-    if default is None or STRICT not in card.thresholds:
-        raise ValueError(f"{card.name} lacks calibrated thresholds (fpr3pct/eer and {STRICT}); run "
+    default = card.default_cut()
+    if default is None or STRICT_THRESHOLD not in card.thresholds:
+        raise ValueError(f"{card.name} lacks calibrated thresholds (a default and {STRICT_THRESHOLD}); run "
                          "'patchforensics calibrate' first")
-    return {"default": {"name": default, "p_fake": card.p_fake_threshold(default)},
-            "strict": {"name": STRICT, "p_fake": card.p_fake_threshold(STRICT)}}
+    return {"default": {"name": default[0], "p_fake": default[1]},
+            "strict": {"name": STRICT_THRESHOLD, "p_fake": card.p_fake_threshold(STRICT_THRESHOLD)}}
 
 
 def _p_fake_of_folders(engine: Engine, faces: Path, folders: Sequence[str]) -> dict[str, np.ndarray]:
     """p(fake) of every test image of each folder, through ``detect`` on aligned faces."""
     from .detect import DetectConfig, detect
 
-    dirs = {f: faces / f / "test" for f in folders}
-    result = detect(DetectConfig(paths=[str(d) for d in dirs.values()], faces="aligned"), progress=False,
-                    engine=engine)
-    if result.skipped:
-        raise ValueError(f"unreadable test images: {result.skipped}")
-    return {f: np.array([face.p_fake for im, face in result.faces if im.path.startswith(str(d) + "/")])
-            for f, d in dirs.items()}
+    out = {}
+    for folder in folders:
+        result = detect(DetectConfig(paths=[str(faces / folder / "test")], faces="aligned"), progress=False,
+                        engine=engine)
+        if result.skipped or not result.faces:
+            raise ValueError(f"{faces / folder / 'test'}: unreadable or no test images ({result.skipped})")
+        out[folder] = np.array([face.p_fake for _, face in result.faces])
+    return out
 
 
 def age_of(path: str) -> int | None:
@@ -210,7 +212,7 @@ def markdown(metrics: dict[str, Any]) -> str:
     lines.append("<!-- /card-ranking -->")
     if "wild" in metrics:
         w = metrics["wild"]
-        lines += ["", "<!-- card-wild -->", "| wild portraits (real) | photos | false alarms at default | "
+        lines += ["", "<!-- card-wild -->", "| wild portraits (real) | faces scored | false alarms at default | "
                   "false alarms at strict |", "|---|---|---|---|",
                   f"| all | {w['default']['n']} | {_pct(w['default'])} | {_pct(w['strict'])} |"]
         for band, r in w["by_age"].items():

@@ -431,8 +431,8 @@ class Detector:
 def resolve_threshold(card: ModelCard, threshold: str | float) -> tuple[str, float]:
     """``(name, p(fake) threshold)`` for a threshold stored on ``card`` or a p(fake) value."""
     stored = card.thresholds
-    if threshold == DEFAULT_THRESHOLD and card.default_threshold():
-        threshold = card.default_threshold()
+    if threshold == DEFAULT_THRESHOLD and card.default_cut():
+        return card.default_cut()
     if isinstance(threshold, str) and threshold in stored:
         return threshold, card.p_fake_threshold(threshold)
     try:
@@ -523,13 +523,16 @@ def expand_paths(paths: Sequence[str]) -> list[Path]:
 
 def heatmap_names(paths: Sequence[Path]) -> list[str]:
     """Distinct PNG names for overlay files: the path below the inputs' common folder,
-    with ``/`` turned into ``__`` (``ffhq/test/00001.png`` -> ``ffhq__test__00001.png``)."""
+    with ``/`` turned into ``__`` (``ffhq/test/00001.png`` -> ``ffhq__test__00001.png``); files
+    differing only in their suffix keep it (``a.jpg.png``, ``a.png.png``)."""
     # absolute as typed, symlinks kept: a link's heatmap is named after the link, not its target
     typed = [Path(os.path.abspath(p)) for p in paths]
     if not typed:
         return []
     common = Path(os.path.commonpath([str(p.parent) for p in typed]))
-    return ["__".join(p.relative_to(common).with_suffix("").parts) + ".png" for p in typed]
+    names = ["__".join(p.relative_to(common).with_suffix("").parts) for p in typed]
+    clash = {n for n in names if names.count(n) > 1}       # a.jpg and a.png side by side keep their suffix
+    return [(f"{n}{p.suffix}" if n in clash else n) + ".png" for n, p in zip(names, typed)]
 
 
 #: height (px) of a face's picture in the report: the model's input, not enlarged

@@ -523,6 +523,12 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     return _result(name, ckpt_dir, progress_state, skipped)
 
 
+def training_minutes(history: list[dict[str, Any]]) -> float:
+    """Minutes a run spent training and validating, from its ``train_summary.json`` history
+    (every call of a resumed run counted; the wall time of one call is not)."""
+    return sum(h.get("seconds", 0.0) for h in history) / 60
+
+
 def _summary_status(ckpt_dir: Path) -> str | None:
     """The ``status`` of the run's ``train_summary.json`` (None when there is none)."""
     try:
