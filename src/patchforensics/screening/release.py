@@ -297,6 +297,8 @@ TARGETS = (("false alarms on ffhq/test ≤ 5%", "ffhq", "max", 0.05),
            ("tpdne-stylegan2/test caught ≥ 80%", "tpdne-stylegan2", "min", 0.80),
            ("stylegan2-nvidia/test caught ≥ 50%", "stylegan2-nvidia", "min", 0.50),
            ("generated-photos/test caught ≥ 99%", "generated-photos", "min", 0.99))
+#: how far a painted backdrop may move the mean p(fake) of real faces (issue [detector], item 6)
+BACKDROP_MEAN_TOLERANCE = 0.05
 #: measured on earlier models with the faces of a latent-diffusion set the project does not have
 DIFFUSION_NOTE = ("Diffusion-generated faces are **not detected**. Measured on a latent-diffusion face set "
                   "(not in the shared data): every model trained before this one (the earlier bundled, demo and "
@@ -404,8 +406,17 @@ def card_text(winner: Path, metrics: dict[str, Any], summary: dict[str, Any]) ->
     seed_ap = metrics["ranking"]["tpdne-stylegan2"]["ap_real_positive"]
     lines.append(f"| seed AP ≥ 0.96 on tpdne-stylegan2 | {seed_ap:.4f} | {'yes' if seed_ap >= 0.96 else 'no'} |")
     lines.append(f"| weights < 10 MB | {weights_mb:.2f} MB | {'yes' if weights_mb < 10 else 'no'} |")
-    lines += ["", "## Known limits", "",
-              "- **Thresholds rest on a small validation split**: a rate measured on a few hundred images is "
+    base = metrics["backdrop"]["unchanged"]
+    shifted = {k: r["mean_p_fake"] - base["mean_p_fake"] for k, r in metrics["backdrop"].items()
+               if k != "unchanged" and abs(r["mean_p_fake"] - base["mean_p_fake"]) > BACKDROP_MEAN_TOLERANCE}
+    lines += ["", "## Known limits", ""]
+    for kind, shift in shifted.items():
+        lines.append(f"- **A {kind} backdrop moves p(fake) by {shift:+.2f}** on average (the band test above; "
+                     f"the tolerance is ±{BACKDROP_MEAN_TOLERANCE}): "
+                     + ("real faces on it look *more real*, so a fake on it may pass. "
+                        if shift < 0 else "real faces on it look faker. ")
+                     + "See docs/recipe.md (the release detector) for the cause measured in the data.")
+    lines += ["- **Thresholds rest on a small validation split**: a rate measured on a few hundred images is "
               "uncertain by several points (the intervals above); expect other photos to move it.",
               "- **Other generators, other post-processing, other framings** are outside what it was trained or "
               "tested on; its scores there mean little. Diffusion models are not detected at all (Scope).",
