@@ -5,16 +5,17 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from patchforensics.core.config import ConfigError
-from patchforensics.data.dataset import EpochSampler, collect_samples
+from patchforensics.data.dataset import EpochSampler, Sample, collect_samples, epoch_order
 from patchforensics.models.checkpoint import RESUME_FILE, weights_path
 from patchforensics.scoring.engine import Engine
 from patchforensics.scoring.metrics import binary_metrics
-from patchforensics.training.train import TrainConfig, train
+from patchforensics.training.train import TrainConfig, source_groups, train
 
 
 def test_training_on_real_faces_learns(trained_checkpoint, small_face_dirs):
@@ -68,6 +69,27 @@ def test_sampler_skip_gives_the_remaining_batches():
     assert list(s) == order[10:]
     s.set_epoch(3)
     assert list(s) != order
+
+
+def test_source_balancing_gives_every_folder_of_a_class_an_equal_share(tmp_path):
+    # 3 fake folders of 40, 8 and 2 images, 1 real folder of 30: balanced by class and by source
+    labels = np.array([0] * 50 + [1] * 30)
+    groups = np.array([0] * 40 + [1] * 8 + [2] * 2 + [3] * 30)
+    for epoch in (1, 2):
+        order = epoch_order(labels, epoch, seed=0, balance=True, groups=groups)
+        assert np.bincount(labels[order]).tolist() == [50, 50]
+        assert np.bincount(groups[order]).tolist() == [17, 17, 16, 50]    # 50 fake places over 3 folders
+    # the large folder is sub-sampled afresh each epoch, so all of it is seen over time
+    seen = set()
+    for epoch in range(1, 13):        # (deterministic in the seed)
+        order = epoch_order(labels, epoch, seed=0, balance=True, groups=groups)
+        seen |= {i for i in order.tolist() if groups[i] == 0}
+    assert len(seen) == 40
+    # without groups nothing changes: the same epochs as before the option existed
+    assert epoch_order(labels, 3, 0, True).tolist() == epoch_order(labels, 3, 0, True, None).tolist()
+    real, fake = tmp_path / "r", tmp_path / "f"
+    samples = [Sample(str(fake / "a" / "x.png"), 0), Sample(str(real / "y.png"), 1)]
+    assert source_groups(samples, [str(real), str(fake / "a")]) == [1, 0]
 
 
 def test_existing_run_is_not_overwritten(small_face_dirs, tmp_path):

@@ -57,6 +57,8 @@ def register(sub, name: str) -> None:
     p.add_argument("--cnn-aug-prob", dest="cnn_aug_prob", type=float,
                    help="CNNDetection blur+JPEG augmentation, each with this probability (e.g. 0.1, 0.5)")
     add_bool(p, "balance", "equal numbers of real and fake images per epoch (default on)")
+    add_bool(p, "balance-sources", "every --real/--fake folder of a class equally often per epoch (default off: "
+                                   "each in proportion to its size)")
     p.add_argument("--max-per-class", dest="max_per_class", type=int, help="use at most N training images per class")
     p.add_argument("--checkpoints-dir", dest="checkpoints_dir", help="default ./checkpoints")
     p.add_argument("--runs-dir", dest="runs_dir", help="TensorBoard logs (default ./runs)")

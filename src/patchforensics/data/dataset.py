@@ -167,23 +167,35 @@ def collate(items: list[dict]) -> dict:
     return batch
 
 
-def epoch_order(labels: np.ndarray, epoch: int, seed: int, balance: bool) -> np.ndarray:
+def _resampled(idx: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` indices from ``idx``: whole copies of it plus a random remainder."""
+    return np.concatenate([idx] * (n // len(idx)) + [rng.permutation(idx)[: n % len(idx)]])
+
+
+def epoch_order(labels: np.ndarray, epoch: int, seed: int, balance: bool,
+                groups: np.ndarray | None = None) -> np.ndarray:
     """Sample indices for one epoch, deterministic in ``(seed, epoch)``.
 
     With ``balance`` the minority class is re-sampled (with replacement) up to
-    the size of the majority, so each epoch sees as many reals as fakes.
+    the size of the majority, so each epoch sees as many reals as fakes. With
+    ``groups`` (one id per sample, e.g. its source folder) each class's places are
+    shared equally among its groups: a large source is sub-sampled afresh every
+    epoch, a small one repeated, so no source dominates what a class looks like.
     """
     rng = sample_seed(seed, epoch, 0x5EED)
-    if balance:
-        by_class = [np.flatnonzero(labels == c) for c in (FAKE, REAL)]
-        n = max(len(i) for i in by_class)
-        # whole copies of the minority class, plus a random remainder
-        parts = [np.concatenate([idx] * (n // len(idx)) + [rng.permutation(idx)[: n % len(idx)]])
-                 for idx in by_class]
-        order = np.concatenate(parts)
-    else:
-        order = np.arange(len(labels))
-    return rng.permutation(order)
+    if not balance and groups is None:
+        return rng.permutation(np.arange(len(labels)))
+    by_class = [np.flatnonzero(labels == c) for c in (FAKE, REAL)]
+    sizes = [max(len(i) for i in by_class) if balance else len(i) for i in by_class]
+    parts = []
+    for idx, n in zip(by_class, sizes):
+        if groups is None or len(idx) == 0:
+            parts.append(_resampled(idx, n, rng) if len(idx) else idx)
+            continue
+        members = [idx[groups[idx] == g] for g in np.unique(groups[idx])]
+        shares = [n // len(members) + (i < n % len(members)) for i in range(len(members))]
+        parts += [_resampled(m, k, rng) for m, k in zip(members, shares)]
+    return rng.permutation(np.concatenate(parts))
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -191,8 +203,9 @@ class EpochSampler(torch.utils.data.Sampler):
     ``num_replicas`` processes (rank ``rank`` takes every ``num_replicas``-th index)."""
 
     def __init__(self, labels: Sequence[int], seed: int, balance: bool, num_replicas: int = 1,
-                 rank: int = 0):
+                 rank: int = 0, groups: Sequence[int] | None = None):
         self.labels = np.asarray(labels)
+        self.groups = np.asarray(groups) if groups is not None else None
         self.seed, self.balance = seed, balance
         self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
@@ -203,7 +216,7 @@ class EpochSampler(torch.utils.data.Sampler):
         self.epoch, self.skip = epoch, skip
 
     def _order(self) -> np.ndarray:
-        order = epoch_order(self.labels, self.epoch, self.seed, self.balance)
+        order = epoch_order(self.labels, self.epoch, self.seed, self.balance, self.groups)
         usable = len(order) - len(order) % self.num_replicas
         return order[:usable][self.rank::self.num_replicas]
 

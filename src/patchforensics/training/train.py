@@ -88,6 +88,7 @@ class TrainConfig:
     color_jitter: bool = False                        # [color_augment]
     cnn_aug_prob: float = 0.0                         # [cnn_detection_augment]
     balance: bool = True
+    balance_sources: bool = False                     # every --real/--fake folder of a class equally often
     max_per_class: int | None = None                  # [max_dataset_size]
     checkpoints_dir: str = "checkpoints"
     runs_dir: str = "runs"
@@ -399,7 +400,8 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     val_dataset = make_dataset(val_shard, eval_transform(tcfg), tcfg, fast, training=False,
                                progress=progress, desc="decode val")
     sampler = EpochSampler([s.label for s in train_samples], cfg.seed, cfg.balance,
-                           num_replicas=ctx.world_size, rank=ctx.rank)
+                           num_replicas=ctx.world_size, rank=ctx.rank,
+                           groups=source_groups(train_samples, cfg.real + cfg.fake) if cfg.balance_sources else None)
     rank_batch = cfg.batch_size // ctx.world_size
     loader = make_loader(dataset, rank_batch, cfg.num_workers, sampler)
     step_fn = TrainStep(distributed.wrap_model(model, ctx), optimizer, fast, device)
@@ -521,6 +523,12 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
         for warning in calibration.report["warnings"]:          # also in calibration.json
             _log_line(f"calibration warning: {warning}", progress)
     return _result(name, ckpt_dir, progress_state, skipped)
+
+
+def source_groups(samples, folders: list[str]) -> list[int]:
+    """For each sample, the index of the folder in ``folders`` it was listed from."""
+    roots = [str(Path(f)) + "/" for f in folders]
+    return [next(i for i, r in enumerate(roots) if s.path.startswith(r)) for s in samples]
 
 
 def training_minutes(history: list[dict[str, Any]]) -> float:
