@@ -170,3 +170,26 @@ def require(cond: bool, key: str, message: str) -> None:
     """Raise :class:`ConfigError` ``"<key>: <message>"`` unless ``cond``."""
     if not cond:
         raise ConfigError(f"{key}: {message}")
+
+
+def bundled_yaml_names(package: str) -> list[str]:
+    """Names of the YAML files shipped in ``package`` (e.g. ``patchforensics.suites``), sorted."""
+    from importlib import resources
+
+    return sorted(p.name[:-5] for p in resources.files(package).iterdir() if p.name.endswith(".yaml"))
+
+
+def yaml_file(path_or_name: str | os.PathLike, package: str, what: str) -> Path:
+    """``path_or_name`` when it is a file, else the YAML file of that name shipped in ``package``;
+    ``FileNotFoundError`` naming the shipped ones (``what``: "suite", "grid" …)."""
+    from importlib import resources
+
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    names = bundled_yaml_names(package)
+    if str(path_or_name) in names:
+        return Path(str(resources.files(package) / f"{path_or_name}.yaml"))
+    raise FileNotFoundError(f"{what} {path_or_name} not found; give a YAML file or one of the bundled {what}s: "
+                            f"{', '.join(names)}")
+

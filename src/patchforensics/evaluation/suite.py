@@ -19,11 +19,10 @@ import csv
 import io
 import os
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from ..core import fileio
-from ..core.config import ConfigError, require
+from ..core.config import ConfigError, bundled_yaml_names, require, yaml_file
 from ..data.dataset import default_data_root
 from ..scoring.engine import Engine
 from ..scoring.fastpath import FastPath
@@ -50,19 +49,12 @@ class Suite:
 
 
 def bundled_suites() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("patchforensics.suites").iterdir()
-                  if p.name.endswith(".yaml"))
+    return bundled_yaml_names("patchforensics.suites")
 
 
 def suite_path(path_or_name: str | os.PathLike) -> Path:
     """The YAML file of a suite: ``path_or_name`` itself, or the bundled suite of that name."""
-    path = Path(path_or_name)
-    if path.is_file():
-        return path
-    if str(path_or_name) in bundled_suites():
-        return Path(str(resources.files("patchforensics.suites") / f"{path_or_name}.yaml"))
-    raise FileNotFoundError(f"suite {path_or_name} not found; give a YAML file or one of the "
-                            f"bundled suites: {', '.join(bundled_suites())}")
+    return yaml_file(path_or_name, "patchforensics.suites", "suite")
 
 
 def load_suite(path_or_name: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Suite:

@@ -41,13 +41,12 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..core.config import ConfigError, from_dict, load_yaml_file, require, to_dict
+from ..core.config import ConfigError, bundled_yaml_names, from_dict, load_yaml_file, require, to_dict, yaml_file
 from ..data.dataset import collect_samples, data_release, default_data_root, split_samples
 from ..data.transforms import parse_corruptions
 from ..evaluation.suite import Suite, load_suite
@@ -151,18 +150,12 @@ class Grid:
 
 
 def bundled_grids() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("patchforensics.grids").iterdir()
-                  if p.name.endswith(".yaml"))
+    return bundled_yaml_names("patchforensics.grids")
 
 
 def grid_path(path_or_name: str | os.PathLike) -> Path:
-    path = Path(path_or_name)
-    if path.is_file():
-        return path
-    if str(path_or_name) in bundled_grids():
-        return Path(str(resources.files("patchforensics.grids") / f"{path_or_name}.yaml"))
-    raise FileNotFoundError(f"grid {path_or_name} not found; give a YAML file or one of the bundled grids: "
-                            f"{', '.join(bundled_grids())}")
+    """The YAML file of a grid: ``path_or_name`` itself, or the bundled grid of that name."""
+    return yaml_file(path_or_name, "patchforensics.grids", "grid")
 
 
 def apply_overrides(spec: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
