@@ -25,9 +25,10 @@ running the same command again):
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -307,6 +308,11 @@ def install(winner: Path, out: Path, dest: Path, force: bool) -> None:
     with fileio.atomic_dir(dest, force=force) as tmp:
         for src, name in INSTALLED.items():
             shutil.copyfile(winner / src, tmp / name)
+        # training folders relative to where the command ran (the repository: ../shared/data/…),
+        # not this machine's absolute paths, so that `calibrate` finds them in any checkout
+        card = ModelCard.read(tmp)
+        folders = {k: [os.path.relpath(f) for f in card.options.get(k) or []] for k in ("real", "fake")}
+        replace(card, options={**card.options, **folders}).write(tmp)
         for name in ("MODEL_CARD.md", "card_metrics.json", "release.json", "selection.json"):
             if (out / name).is_file():
                 shutil.copyfile(out / name, tmp / name)
