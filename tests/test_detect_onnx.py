@@ -29,7 +29,8 @@ def exported(tmp_path_factory):
 def test_export_carries_config_and_refuses_to_overwrite(exported, capsys):
     meta = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
     config = json.loads(meta[ONNX_METADATA_KEY])["config"]
-    assert config["model"] == "xception_block2" and "eer" in config["thresholds"]
+    bundled = load_model(BUNDLED_DIR, "weights").card
+    assert config["model"] == bundled.architecture and config["thresholds"] == dict(bundled.thresholds)
     assert main(["export", str(BUNDLED_DIR), str(exported), "--which-epoch", "weights"]) == 2
     assert "--force" in capsys.readouterr().err
     with pytest.raises(ValueError, match=".onnx"):

@@ -56,6 +56,7 @@ from ..models.checkpoint import load_legacy_pth
 from ..core.config import ConfigError, require
 from ..core.device import resolve_device
 from ..core.imageio import ImageLoadError, SkipLog, load_rgb
+from ..core.stderr import native_stderr_silenced
 from ..models.layers import BasicBlock
 from .patches import cut_box, make_grid, read_patch_set
 from ..data.transforms import TransformConfig, eval_image, parse_corruptions
@@ -122,10 +123,11 @@ class MediapipeSegmenter:
         import mediapipe as mp
         from mediapipe.python.solutions import face_mesh_connections as mesh
 
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, refine_landmarks=False,
-            min_detection_confidence=min_detection_confidence)
-        self._selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+        with native_stderr_silenced():      # TFLite's start-up lines, as in detect
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+                min_detection_confidence=min_detection_confidence)
+            self._selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
         vertices = (lambda edges: sorted({v for e in edges for v in e}))
         self._oval = vertices(mesh.FACEMESH_FACE_OVAL)
         # (class id, landmark indices, convex?) painted in this order over the skin
@@ -149,11 +151,12 @@ class MediapipeSegmenter:
     def segment(self, rgb: np.ndarray) -> np.ndarray | None:
         rgb = np.ascontiguousarray(rgb)
         h, w = rgb.shape[:2]
-        found = self._mesh.process(rgb).multi_face_landmarks
+        with native_stderr_silenced():
+            found = self._mesh.process(rgb).multi_face_landmarks
+            person = self._selfie.process(rgb).segmentation_mask > 0.5 if found else None
         if not found:
             return None
         pts = np.array([(p.x * w, p.y * h) for p in found[0].landmark], dtype=np.float32)
-        person = self._selfie.process(rgb).segmentation_mask > 0.5
         labels = np.zeros((h, w), np.uint8)
         chin_row = pts[self._oval, 1].max()
         below_chin = (np.arange(h) > chin_row)[:, None]
