@@ -136,7 +136,7 @@ def test_results_record_and_are_keyed_on_the_effective_precision_and_backend(tra
                                                                             tmp_path, capsys):
     """'test --bf16 off' after a bf16 run used to return the cached bf16 results without a word."""
     from patchforensics.models.card import ModelCard
-    from patchforensics.scoring.fastpath import cpu_kind
+    from patchforensics.scoring.fastpath import cpu_kind, use_bf16
     from patchforensics.training.train import TrainConfig
 
     args = ["test", str(trained_checkpoint), "--real", str(small_face_dirs["real"]), "--fake",
@@ -165,5 +165,6 @@ def test_results_record_and_are_keyed_on_the_effective_precision_and_backend(tra
     # config.yaml says what training really ran with, not just 'bf16: auto'
     card = ModelCard.read(trained_checkpoint)
     assert card.options["bf16"] == "auto" and card.runtime["cpu"] == cpu_kind()
-    assert card.runtime["precision"] == ("bf16" if cpu_kind().startswith(("amx_bf16", "avx512_bf16")) else "fp32")
+    # what --bf16 auto decided on this CPU (or as $PATCHFORENSICS_NATIVE_BF16 says the other kind would)
+    assert card.runtime["precision"] == ("bf16" if use_bf16("auto", torch.device("cpu")) else "fp32")
     assert TrainConfig(bf16="on").runtime(torch.device("cpu"))["precision"] == "bf16"

@@ -230,8 +230,9 @@ def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict[str, Any]:
     choice_file = out / "selection.json"
     selection = json.loads(choice_file.read_text()) if choice_file.is_file() else {}
     for name, ckpt in ckpts.items():
-        if "backdrop_ok" not in selection.get(name, {}):
-            selection[name] = validation_choice(ckpt, cfg.root, cfg.device, progress)
+        if selection.get(name, {}).get("weights") != weights_digest(ckpt):     # measured on other weights
+            selection[name] = {**validation_choice(ckpt, cfg.root, cfg.device, progress),
+                               "weights": weights_digest(ckpt)}
             fileio.write_json(choice_file, selection)
         s = selection[name]
         _log(f"{name}: validation recall at {SELECTION_FPR:.0%} false alarms "
@@ -392,16 +393,20 @@ def card_text(winner: Path, metrics: dict[str, Any], summary: dict[str, Any]) ->
               "Candidates, each trained to the end of its cosine schedule (kaiming init, Adam lr 1e-3, batch 32, "
               f"random crops and flips, bf16 pinned), compared on the **validation** split only: recall at the "
               f"threshold that flags {SELECTION_FPR:.0%} of the validation reals, per generator and averaged:", "",
-              "| candidate | best epoch | " + " | ".join(FAKE_SETS) + " | mean | val AP |",
-              "|---|---|" + "---|" * (len(FAKE_SETS) + 2)]
+              "| candidate | best epoch | " + " | ".join(FAKE_SETS) + " | mean | val AP | backdrops (val) |",
+              "|---|---|" + "---|" * (len(FAKE_SETS) + 3)]
     for name, s in selection.items():
         mark = " (chosen)" if name == summary["winner"] else ""
         lines.append(f"| {name}{mark} | {s['epoch']} | " + " | ".join(f"{s['recall'][g]:.3f}" for g in FAKE_SETS)
-                     + f" | {s['mean_recall']:.3f} | {s['val_ap']:.4f} |")
+                     + f" | {s['mean_recall']:.3f} | {s['val_ap']:.4f} | {_backdrop_text(s['backdrop'])} |")
+    lines += ["", "A candidate whose validation reals a painted backdrop moves (the last column: the shift of their "
+              f"mean p(fake) beyond ±{BACKDROP_MEAN_TOLERANCE}, or of the share flagged beyond 5 points) loses to "
+              "one it does not move; where all are moved, recall decides."]
     curve = run.get("curve", [])
     lines += ["", f"Validation curve of the chosen run (`after_softmax` AP, fakes positive; best epoch "
               f"{run['best_epoch']} of {run['epochs']}): " + ", ".join(f"{e}: {ap:.4f}" for e, ap in curve) + ".",
-              "", f"Provenance: data version {prov['data_version']}, git commit `{prov['commit']}`, trained on "
+              "", f"Provenance: data version {prov['data_version']}, this card written by the code of git commit "
+              f"`{prov['commit']}`; trained on "
               f"{run['runtime'].get('device', '?')} ({run['runtime'].get('cpu', prov['cpu'])}), precision "
               f"{run['runtime'].get('precision', '?')}, {run['train_minutes']} min of training"
               + ".", "",
@@ -454,6 +459,17 @@ def card_text(winner: Path, metrics: dict[str, Any], summary: dict[str, Any]) ->
               "style faces (no licence stated), All-Age-Faces (Cheng et al., 2019; research use). Method: Chai, "
               "Bau, Lim & Isola, \"What makes fake images detectable?\", ECCV 2020.", ""]
     return "\n".join(lines)
+
+
+def _backdrop_text(shift: dict[str, dict[str, float]]) -> str:
+    """``pass``, or which painted backdrops move the mean p(fake) of the validation reals and by how much."""
+    base = shift["unchanged"]
+    out = []
+    for kind, r in shift.items():
+        mean, flagged = r["mean_p_fake"] - base["mean_p_fake"], r["flagged"] - base["flagged"]
+        if abs(mean) > BACKDROP_MEAN_TOLERANCE or abs(flagged) > 0.05 + 1e-9:
+            out.append(f"{kind} {mean:+.2f}" + (f" ({100 * flagged:+.0f} pts flagged)" if abs(flagged) > 0.05 else ""))
+    return ", ".join(out) or "pass"
 
 
 def _count(prov: dict[str, Any], split: str, folders: Sequence[str]) -> int:
