@@ -81,6 +81,30 @@ def clear_pair(n: int = 40) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=None)
+def _wild_portrait_faces() -> dict[Path, list]:
+    """Every wild portrait with the faces ``detect`` finds in it (bundled detector), found once."""
+    from patchforensics.screening.detect import DetectConfig, detect
+
+    result = detect(DetectConfig(paths=[str(DATA / "raw" / "wild-portraits")], faces="find"), progress=False)
+    return {Path(im.path): im.faces for im in result.images if im.faces}
+
+
+def edge_portraits(n: int = 4) -> list[Path]:
+    """The ``n`` wild portraits whose face squares reach furthest beyond the photo (the largest
+    alignment fill): where boxes were inverted and ``serve`` failed (issue #19)."""
+    fill = {path: max(f.fill_share for f in faces) for path, faces in _wild_portrait_faces().items()}
+    return sorted(fill, key=fill.get, reverse=True)[:n]
+
+
+def group_portrait() -> Path:
+    """The wild portrait in which the most faces are found (the smallest such photo on a tie)."""
+    from PIL import Image
+
+    found = _wild_portrait_faces()
+    return max(found, key=lambda p: (len(found[p]), -Image.open(p).width))
+
+
+@functools.lru_cache(maxsize=None)
 def plain_background_face() -> Path:
     """The FFHQ validation face whose top-left corner and left edge are the most uniform
     (a plain wall there: background for any face parser)."""

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DATA, REPO, clear_pair, raw_images
+from conftest import REPO, clear_pair, edge_portraits, group_portrait, raw_images
 from patchforensics.cli import main
 from patchforensics.core.config import ConfigError
 from patchforensics.core.imageio import load_rgb
@@ -27,9 +27,8 @@ from patchforensics.screening.detect import (MAX_PATCH_FILL, DetectConfig, capti
 WILD = raw_images("wild-portraits", 6)       # real, unaligned portrait photos of various sizes
 TPDNE = raw_images("tpdne-1024", 3)          # fake, raw 1024x1024 StyleGAN2 outputs
 REAL, _ = clear_pair()
-#: wild portraits whose face squares leave the photo so far that serve failed on them (issue #19)
-EDGE_PORTRAITS = [DATA / "raw" / "wild-portraits" / f"{name}.jpg"
-                  for name in ("02315A26", "03446A30", "07935A11", "12856A63")]
+#: wild portraits whose face squares leave the photo furthest (serve answered HTTP 500 on such; issue #19)
+EDGE_PORTRAITS = edge_portraits()
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +178,6 @@ def test_faces_leaving_the_photo_get_valid_boxes_and_their_fill_does_not_count(d
     """Where the face square leaves the photo, alignment fills it (blurred, median colour):
     boxes stay inside the photo, patches mostly in the fill are out of p(fake) and of the top
     patches, and the share of fill is reported."""
-    assert all(p.is_file() for p in EDGE_PORTRAITS), "the portraits named in issue #19 are missing"
     photos = [load_rgb(p) for p in EDGE_PORTRAITS]
     boxes = detector.card.patch_boxes().reshape(-1, 4)
     left_out = 0
@@ -307,7 +305,7 @@ def test_the_face_gate_keeps_the_aligned_test_faces(detector, faces):
 
 
 def test_captions_of_several_faces_in_a_small_photo_do_not_overlap(detector):
-    photo = load_rgb(EDGE_PORTRAITS[3])                  # a small photo with three faces
+    photo = load_rgb(group_portrait())                   # a small photo with several faces
     (screened,) = detector.screen([photo], "find")
     assert len(screened.faces) >= 2
     captions = [face_caption(i, a) for i, a in enumerate(screened.faces)]

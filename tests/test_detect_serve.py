@@ -19,16 +19,15 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import DATA, REPO, clear_pair, headless_chromium, raw_images
+from conftest import REPO, clear_pair, edge_portraits, headless_chromium, raw_images
 from patchforensics.cli import main
 from patchforensics.screening.serve import DetectOut, FaceOut, PatchOut, ServeConfig, create_app, make_server
 
 REAL, FAKE = clear_pair()
 WILD = raw_images("wild-portraits", 1)[0]
 TPDNE = raw_images("tpdne-1024", 1)[0]
-#: wild portraits on which serve answered HTTP 500 (inverted patch boxes; issue #19)
-EDGE_PORTRAITS = [DATA / "raw" / "wild-portraits" / f"{name}.jpg"
-                  for name in ("02315A26", "03446A30", "07935A11", "12856A63")]
+#: wild portraits whose face squares leave the photo furthest (serve answered HTTP 500 on such; issue #19)
+EDGE_PORTRAITS = edge_portraits()
 SHOTS_ENV = "PATCHFORENSICS_SHOTS"   # a folder to keep the page's screenshot in (default: pytest's tmp)
 
 
@@ -231,7 +230,6 @@ def check_photo_answer(r, data: bytes) -> None:
 
 def test_portraits_whose_face_leaves_the_photo_get_http_200(client):
     """Four wild portraits got HTTP 500 ('Coordinate right is less than left')."""
-    assert all(p.is_file() for p in EDGE_PORTRAITS), "the portraits named in issue #19 are missing"
     for path in EDGE_PORTRAITS:
         data = path.read_bytes()
         r = client.post("/api/detect", files={"file": (path.name, data)})
