@@ -93,6 +93,8 @@ def bootstrap_ci(p_fake: np.ndarray, is_fake: np.ndarray, level: float = 0.95,
     return out
 
 
+# Row-wise versions of scikit-learn's scorers: they take one vector per call, and 2,000 calls
+# per test set and aggregation made a findings table take minutes; these score every resample at once.
 def average_precision_rows(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
     """AP of each row of ``scores`` ``(R, N)`` against ``positive`` ``(R, N)``, with ties as
     scikit-learn's ``average_precision_score``: each positive counts the precision at the
