@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from patchforensics.cli import main
+from patchforensics.core.config import ConfigError
 from patchforensics.experiments import runner
 from patchforensics.experiments.grid import load_grid
 from patchforensics.experiments.table import CELL_COLUMNS
@@ -287,7 +288,7 @@ def test_findings_views_of_synthetic_rows(tmp_path):
 
 
 def test_findings_grids_describe_the_must_have_cells_under_one_protocol(faces):
-    """The bundled findings grids: one protocol (whole 128-px images, 24 epochs, fp32), the test sets
+    """The bundled findings grids: one protocol (whole 128-px images, 24 epochs, bf16), the test sets
     with StyleGAN2 from its second source, and the cells they share trained once (same key)."""
     from patchforensics.experiments.findings import findings_grids
 
@@ -295,7 +296,7 @@ def test_findings_grids_describe_the_must_have_cells_under_one_protocol(faces):
     assert set(grids) == {"findings-rf", "findings-cross", "findings-source", "findings-length", "findings-rf-all"}
     for grid in grids.values():
         assert {(c.train.fine_size, c.train.load_size, c.train.random_crop, c.train.bf16) for c in grid.cells} == \
-            {(128, 128, False, "off")}
+            {(128, 128, False, "on")}
         assert "stylegan2-nvidia" in grid.test_data
         assert grid.relation(["tpdne-stylegan2"], "stylegan2-nvidia") == "other-source"
     assert {c.train.max_epochs for g in grids.values() for c in g.cells} == {24, 48}
@@ -306,3 +307,19 @@ def test_findings_grids_describe_the_must_have_cells_under_one_protocol(faces):
                  for c in grids[name].cells}
     assert len(must_have) == 12 + 20 + 8 + 1
     assert len(must_have | {c.key for c in grids["findings-rf-all"].cells}) == 41 + 10
+
+
+def test_bf16_cells_on_a_cpu_that_emulates_bf16_are_warned_about_before_any_work(faces, monkeypatch, capsys):
+    """The findings grids pin bf16; on an AVX2-only CPU that is ~10x slower, which the run says at
+    once (it still runs: the cells are the same). Native hardware or fp32 cells: no warning."""
+    cells = load_grid("findings-rf", data_root=faces).cells
+    monkeypatch.setattr(runner, "cpu_has_native_bf16", lambda: False)
+    runner._warn_emulated_bf16(cells, ["cpu"])
+    assert "only emulates" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match='quote it, e.g. bf16: "off"'):   # YAML reads off as false
+        load_grid("findings-rf", ["base.bf16=off"], data_root=faces)
+    fp32 = load_grid("findings-rf", ['base.bf16="off"'], data_root=faces).cells
+    runner._warn_emulated_bf16(fp32, ["cpu"])
+    monkeypatch.setattr(runner, "cpu_has_native_bf16", lambda: True)
+    runner._warn_emulated_bf16(cells, ["cpu"])
+    assert capsys.readouterr().err == ""

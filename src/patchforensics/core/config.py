@@ -76,7 +76,11 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
+        hint = ""
+        if isinstance(value, bool):
+            # YAML 1.1 (PyYAML) reads unquoted on/off/yes/no as booleans
+            hint = f"; quote it, e.g. {key}: \"{'on' if value else 'off'}\""
+        raise ConfigError(f"{key}: expected a string, got {value!r}{hint}")
     if tp is Path:
         if isinstance(value, (str, os.PathLike)):
             return Path(value)

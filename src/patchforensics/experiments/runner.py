@@ -42,6 +42,7 @@ from typing import Any
 
 from ..core import fileio
 from ..core.config import require, to_dict
+from ..core.device import resolve_device
 from ..core.provenance import code_commit
 from ..data.transforms import parse_corruptions
 from ..evaluation.evaluate import read_scores_csv, results_dir_for
@@ -51,6 +52,7 @@ from ..explain.regions import RegionsConfig, run_regions
 from ..models import is_patch_model
 from ..models.card import ModelCard
 from ..models.checkpoint import RESUME_FILE
+from ..scoring.fastpath import cpu_has_native_bf16, cpu_kind
 from ..scoring.metrics import AGGREGATIONS, bootstrap_ci
 from ..training.train import train, training_minutes
 from .findings import view_rows, write_findings
@@ -165,6 +167,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentRe
     _log(f"experiment {grid.config.name}: {len(grid.cells)} cells, {len(grid.cells) - len(todo)} finished"
          + (f" (in {tables.path('cells')} or here)" if tables else "")
          + f", {len(todo)} to run, {cfg.workers} worker(s); output {out}")
+    _warn_emulated_bf16(todo, cfg.devices)
     if cfg.workers == 1 or len(todo) <= 1:
         worked = run_worker(ctx, "", cfg.devices[0], progress)
     else:
@@ -349,6 +352,17 @@ def _runtime(ckpt: Path) -> dict[str, str]:
     else:
         runtime["machine"] = f"{device}: {runtime.get('cpu', '')}"
     return runtime
+
+
+def _warn_emulated_bf16(todo: list[Cell], devices: list[str]) -> None:
+    """Say before any work when cells pinned to bf16 (the findings grids) would train on a CPU
+    that only emulates it: they would run, at about a tenth of the speed."""
+    cpus = {d for d in devices if resolve_device(d).type == "cpu"}
+    if cpus and not cpu_has_native_bf16() and any(c.train.bf16 == "on" for c in todo):
+        _log("experiment: warning: these cells train in bf16 (bf16: on), which this CPU only emulates "
+             f"({cpu_kind()}): about 10x slower than on a GPU or a CPU with AMX/AVX512-BF16. Run them on "
+             "one of those (scripts/device_grid.sh for a lent GPU); --set 'base.bf16=\"off\"' makes other cells "
+             "(another key, another precision), not these")
 
 
 def _read_json(path: Path) -> dict | None:
