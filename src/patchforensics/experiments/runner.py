@@ -357,8 +357,8 @@ def _runtime(ckpt: Path) -> dict[str, str]:
 def _warn_emulated_bf16(todo: list[Cell], devices: list[str]) -> None:
     """Say before any work when cells pinned to bf16 (the findings grids) would train on a CPU
     that only emulates it: they would run, at about a tenth of the speed."""
-    cpus = {d for d in devices if resolve_device(d).type == "cpu"}
-    if cpus and not cpu_has_native_bf16() and any(c.train.bf16 == "on" for c in todo):
+    on_cpu = any(resolve_device(d).type == "cpu" for d in devices)
+    if on_cpu and not cpu_has_native_bf16() and any(c.train.bf16 == "on" for c in todo):
         _log("experiment: warning: these cells train in bf16 (bf16: on), which this CPU only emulates "
              f"({cpu_kind()}): about 10x slower than on a GPU or a CPU with AMX/AVX512-BF16. Run them on "
              "one of those (scripts/device_grid.sh for a lent GPU); --set 'base.bf16=\"off\"' makes other cells "
