@@ -305,8 +305,8 @@ def test_findings_grids_describe_the_must_have_cells_under_one_protocol(faces):
         (m, s) for m in ("xception_block1", "xception_block2", "xception_block3", "xception") for s in (0, 1, 2)}
     must_have = {c.key for name in ("findings-rf", "findings-cross", "findings-source", "findings-length")
                  for c in grids[name].cells}
-    assert len(must_have) == 12 + 20 + 8 + 1
-    assert len(must_have | {c.key for c in grids["findings-rf-all"].cells}) == 41 + 10
+    assert len(must_have) == 12 + 20 + 8 + 2
+    assert len(must_have | {c.key for c in grids["findings-rf-all"].cells}) == 42 + 10
 
 
 def test_bf16_cells_on_a_cpu_that_emulates_bf16_are_warned_about_before_any_work(faces, monkeypatch, capsys):

@@ -384,16 +384,18 @@ def plot_curves(path: Path, curves: list[dict]) -> None:
     panels = _ordered((r["train_fakes"], r["epochs"]) for r in curves)
     fig, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(4.2 * len(panels), 3.2))
     colors = plt.get_cmap("tab10")
+    # one colour per model across all panels, so a model is the same line in each
+    color_of = {model: colors(i % 10) for i, model in enumerate(_ordered(r["model"] for r in curves))}
     for ax, (fakes, epochs) in zip(axes[0], panels):
         part = [r for r in curves if r["train_fakes"] == fakes and r["epochs"] == epochs]
-        for mi, model in enumerate(_ordered(r["model"] for r in part)):
+        for model in _ordered(r["model"] for r in part):
             by_epoch = defaultdict(list)
             for r in part:
                 if r["model"] == model:
                     by_epoch[r["epoch"]].append(r["val_ap_after_softmax"])
             xs = sorted(by_epoch)
             ax.plot(xs, [statistics.fmean(by_epoch[x]) for x in xs], lw=1.2, marker="o", ms=2.5,
-                    color=colors(mi % 10), label=model)
+                    color=color_of[model], label=model)
         ax.set(xlabel="epoch", ylabel=f"validation AP ({AGGREGATION})")
         ax.set_title(f"trained on {fakes}, {epochs} epochs", fontsize=9)
         ax.grid(alpha=0.3)
