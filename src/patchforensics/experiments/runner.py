@@ -54,7 +54,8 @@ from ..models.card import ModelCard
 from ..models.checkpoint import RESUME_FILE
 from ..scoring.fastpath import cpu_has_native_bf16, cpu_kind
 from ..scoring.metrics import AGGREGATIONS, bootstrap_ci
-from ..training.train import train, training_minutes
+from ..training.summary import read_train_summary, training_minutes
+from ..training.train import train
 from .findings import view_rows, write_findings
 from .grid import RESOURCE_KEYS, Cell, Grid, load_grid
 from .table import TABLES, FindingsTables, cell_rows, write_cell
@@ -279,15 +280,15 @@ def run_cell(ctx: Context, cell: Cell, device: str, progress: bool) -> dict[str,
     grid, force = ctx.grid, ctx.force
     tcfg = replace(cell.train, device=device) if device != "auto" else cell.train
     ckpt = Path(tcfg.checkpoints_dir) / tcfg.experiment_name()
-    summary = _read_json(ckpt / "train_summary.json")
+    summary = read_train_summary(ckpt)
     if summary and summary.get("status") == "finished" and not force:
         _log(f"  trained already ({ckpt}); testing")
     else:
         resume = (ckpt / RESUME_FILE).is_file() and not force
         _log(f"  {'resuming' if resume else 'training'} {tcfg.model} ({tcfg.max_epochs} epochs) -> {ckpt}")
         train(tcfg, resume=resume, force=not resume, progress=progress)
-        summary = _read_json(ckpt / "train_summary.json")
-    train_s = 60 * training_minutes((summary or {}).get("history", []))   # every call of a resumed run
+        summary = read_train_summary(ckpt)
+    train_s = 60 * training_minutes(summary.get("history", []))   # every call of a resumed run
     results_dir = grid.out / "results"
     rows = []
     for suite in grid.suites if not (ctx.tables and ctx.tables.has_rows(grid, cell)) else []:

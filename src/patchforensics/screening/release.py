@@ -45,7 +45,8 @@ from ..models.checkpoint import RESUME_FILE, load_model
 from ..scoring.engine import Engine
 from ..scoring.fastpath import FastPath, cpu_kind
 from ..scoring.onnx_backend import export_onnx
-from ..training.train import TrainConfig, resume_differences, train, training_minutes
+from ..training.summary import read_train_summary, training_minutes
+from ..training.train import TrainConfig, resume_differences, train
 from . import card_metrics as tables
 from .card_metrics import FAKE_SETS, REAL_SETS, wilson
 
@@ -140,7 +141,7 @@ def train_to_end(cfg: TrainConfig, progress: bool) -> Path:
     """Train ``cfg``; a finished run of the same options is kept, a killed one resumed (``train``
     refuses other options). A finished run of other options (a smoke run's 1 epoch …) is refused."""
     ckpt = Path(cfg.checkpoints_dir) / cfg.experiment_name()
-    status = _summary(ckpt).get("status")
+    status = read_train_summary(ckpt).get("status")
     if status == "finished":
         stored = ModelCard.read(ckpt)
         # the data by folder name: a run trained on a GPU machine saw the same sets under another root
@@ -161,13 +162,6 @@ def train_to_end(cfg: TrainConfig, progress: bool) -> Path:
     return ckpt
 
 
-def _summary(ckpt: Path) -> dict[str, Any]:
-    try:
-        return json.loads((ckpt / "train_summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def validation_choice(ckpt: Path, root: Path, device: str, progress: bool) -> dict[str, Any]:
     """The selection metric of one candidate on the validation split: at the threshold that
     flags at most :data:`SELECTION_FPR` of the validation reals, the fraction of each
@@ -184,7 +178,7 @@ def validation_choice(ckpt: Path, root: Path, device: str, progress: bool) -> di
     recall = {g: float(np.mean(p_real[(source == g) & (preds.labels == FAKE)] <= cut)) for g in FAKE_SETS}
     reals = preds.labels == REAL
     backdrop = tables.backdrop_shift(engine, [load_rgb(p) for p in list_images(root / "ffhq" / "val")], 1.0 - cut)
-    return {"checkpoint": ckpt.name, "epoch": _summary(ckpt).get("best_epoch"),
+    return {"checkpoint": ckpt.name, "epoch": read_train_summary(ckpt).get("best_epoch"),
             "threshold_p_fake": 1.0 - cut, "false_alarms": float(np.mean(p_real[reals] <= cut)),
             "recall": recall, "mean_recall": float(np.mean(list(recall.values()))),
             "val_ap": float(preds.metrics()["after_softmax"]["ap"]),
@@ -204,7 +198,7 @@ def provenance(root: Path, ckpts: Sequence[Path], device: str) -> dict[str, Any]
     its wall time and validation curve (every 5th epoch and the last)."""
     runs = {}
     for ckpt in ckpts:
-        summary = _summary(ckpt)
+        summary = read_train_summary(ckpt)
         history = summary.get("history", [])
         config = fileio.read_yaml(ckpt / "config.yaml")
         curve = [(h["epoch"], h["val_ap"]["after_softmax"]) for h in history

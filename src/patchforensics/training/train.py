@@ -32,6 +32,7 @@ from ..models.card import ModelCard, training_options
 from ..models.checkpoint import (RESUME_FILE, load_training_state, save_training_state, save_weights,
                                  weights_path)
 from ..scoring import distributed
+from .summary import SUMMARY_FILE, read_train_summary, training_minutes  # noqa: F401 (re-exported)
 from ..scoring.engine import Engine
 from ..scoring.fastpath import (FastPath, autocast, configure_runtime, effective_precision, inference_backend,
                                 make_dataset, memory_format, runtime_info)
@@ -358,7 +359,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
         raise ConfigError(f"--resume: {ckpt_dir} was trained with other data or options; resume with the same "
                           "ones (only " + ", ".join(sorted(resume_may_change(cfg))) + " may change), or start a new "
                           "run (another --suffix, or --force):\n  " + "\n  ".join(changed))
-    finished = resume and _summary_status(ckpt_dir) == "finished"
+    finished = resume and read_train_summary(ckpt_dir).get("status") == "finished"
     if not resume and ckpt_dir.exists() and any(ckpt_dir.glob("*.safetensors")) and not force:
         raise fileio.OutputExistsError(
             f"{ckpt_dir} already holds a run; pass --resume to continue it, --force to start over, "
@@ -417,7 +418,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
     def write_summary(status: str) -> bool:
         if not main or (finished and status != "finished"):   # a failed resume leaves a finished run as it was
             return False
-        fileio.write_json(ckpt_dir / "train_summary.json", {
+        fileio.write_json(ckpt_dir / SUMMARY_FILE, {
             "name": name, "status": status, "best_epoch": progress_state["best_epoch"],
             "best_metric": progress_state["best_metric"], "val_metric": cfg.val_metric,
             "history": progress_state["history"], "skipped": skipped.as_list()})
@@ -529,20 +530,6 @@ def source_groups(samples, folders: list[str]) -> list[int]:
     """For each sample, the index of the folder in ``folders`` it was listed from."""
     roots = [str(Path(f)) + "/" for f in folders]
     return [next(i for i, r in enumerate(roots) if s.path.startswith(r)) for s in samples]
-
-
-def training_minutes(history: list[dict[str, Any]]) -> float:
-    """Minutes a run spent training and validating, from its ``train_summary.json`` history
-    (every call of a resumed run counted; the wall time of one call is not)."""
-    return sum(h.get("seconds", 0.0) for h in history) / 60
-
-
-def _summary_status(ckpt_dir: Path) -> str | None:
-    """The ``status`` of the run's ``train_summary.json`` (None when there is none)."""
-    try:
-        return json.loads((ckpt_dir / "train_summary.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def epoch_line(epoch: int, max_epochs: int | None, train_loss: float, val_metric: str, score: float,
