@@ -15,11 +15,16 @@ import patchforensics
 ROOT = Path(patchforensics.__file__).resolve().parent
 
 #: pipeline stages, lowest first; a module may import its own stage or earlier ones.
-#: Stages of the same rank (explain, screening) are independent of each other. ``experiments``
-#: comes after explain (a grid runs the region histograms); ``report`` shows its findings by
-#: reading the files it writes (experiment.json), not by importing it.
+#: Stages of the same rank are independent of each other (explain and screening; experiments
+#: and release). ``experiments`` comes after explain (a grid runs the region histograms);
+#: ``report`` shows its findings by reading the files it writes (experiment.json), not by
+#: importing it. ``release`` (making the bundled detector) trains, evaluates and measures its
+#: card through screening's ``detect``, so it comes after training and screening, and no
+#: screening, explain or experiments module can import it (``cli release`` does): screening
+#: does not train.
 STAGE_RANK = {"core": 0, "suites": 0, "grids": 0, "data": 1, "models": 2, "scoring": 3, "evaluation": 4,
-              "training": 5, "explain": 6, "screening": 6, "experiments": 7, "demo": 8, "cli": 9, "": 10}
+              "training": 5, "explain": 6, "screening": 6, "experiments": 7, "release": 7, "demo": 8, "cli": 9,
+              "": 10}
 
 
 def module_name(path: Path) -> str:

@@ -9,8 +9,12 @@ import pytest
 from conftest import DATA, FACES
 from patchforensics.core import fileio
 from patchforensics.data.dataset import data_release
-from patchforensics.screening import card_metrics, release
-from patchforensics.screening.release import CANDIDATES, FAKE_SETS, REAL_SETS, ReleaseConfig, run_release
+from patchforensics.models.checkpoint import BUNDLED_DIR
+from patchforensics.release import card_metrics, pipeline
+from patchforensics.release.backdrop import BACKDROPS
+from patchforensics.release.card import render_card
+from patchforensics.release.pipeline import INSTALLED, ReleaseConfig, run_release
+from patchforensics.release.recipe import CANDIDATES, FAKE_SETS, HELD_OUT_SOURCE, REAL_SETS
 from patchforensics.training.train import train
 
 PER_SPLIT = {"train": 16, "val": 8, "test": 6}
@@ -50,7 +54,7 @@ def test_release_end_to_end_resumes_and_reruns_nothing(tiny_root, tmp_path, monk
     # a candidate whose score a painted backdrop moves loses to one it does not, then recall decides
     rank = {n: (s["backdrop_ok"], s["mean_recall"], s["val_ap"]) for n, s in summary["selection"].items()}
     assert rank[summary["winner"]] == max(rank.values())
-    assert all(set(s["backdrop"]) == {"unchanged", *card_metrics.BACKDROPS} for s in summary["selection"].values())
+    assert all(set(s["backdrop"]) == {"unchanged", *BACKDROPS} for s in summary["selection"].values())
     for s in summary["selection"].values():     # chosen on validation: each generator's recall
         assert set(s["recall"]) == set(FAKE_SETS) and s["false_alarms"] <= 0.03
 
@@ -64,7 +68,7 @@ def test_release_end_to_end_resumes_and_reruns_nothing(tiny_root, tmp_path, monk
     prov = summary["provenance"]
     assert prov["data_version"] == data_release(FACES) and prov["counts"]["test"]["ffhq"] == PER_SPLIT["test"]
     assert prov["runs"][winner.name]["runtime"]["precision"] == "fp32"
-    assert summary["cross_source"]["without"][release.HELD_OUT_SOURCE]["n"] == 2 * PER_SPLIT["test"]
+    assert summary["cross_source"]["without"][HELD_OUT_SOURCE]["n"] == 2 * PER_SPLIT["test"]
 
     # the card: every table there, counts as measured, and it reads back
     metrics = json.loads((out / "card_metrics.json").read_text())
@@ -83,8 +87,8 @@ def test_release_end_to_end_resumes_and_reruns_nothing(tiny_root, tmp_path, monk
     # the same command again trains nothing and measures nothing twice
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
-    monkeypatch.setattr(release, "train", no_training)
-    monkeypatch.setattr(release, "validation_choice", no_training)
+    monkeypatch.setattr(pipeline, "train", no_training)
+    monkeypatch.setattr(pipeline, "validation_choice", no_training)
     monkeypatch.setattr(card_metrics, "card_metrics", no_training)
     with pytest.raises(fileio.OutputExistsError, match="--force"):     # the installed detector stays
         run_release(cfg, progress=False)
@@ -105,6 +109,22 @@ def test_release_refuses_bad_options_before_work(tiny_root, tmp_path):
     with pytest.raises(ValueError, match="lacks"):
         run_release(ReleaseConfig(data_root=str(tmp_path), out=str(tmp_path / "o")))
     assert not any(tmp_path.iterdir())
+
+
+def test_the_bundled_card_renders_again_from_the_bundled_files(tmp_path):
+    """``bundled/MODEL_CARD.md`` is, byte for byte, what the card templates render from the
+    bundled ``release.json`` and ``card_metrics.json`` and the installed weights, card and
+    calibration (put back under their checkpoint names). Its provenance line names the commit
+    recorded in ``release.json`` when the release ran, not the code rendering it now."""
+    summary = json.loads((BUNDLED_DIR / "release.json").read_text())
+    metrics = json.loads((BUNDLED_DIR / "card_metrics.json").read_text())
+    winner = tmp_path / summary["selection"][summary["winner"]]["checkpoint"]
+    winner.mkdir()
+    for name, installed in INSTALLED.items():
+        (winner / name).symlink_to(BUNDLED_DIR / installed)
+    card = (BUNDLED_DIR / "MODEL_CARD.md").read_bytes()
+    assert render_card(winner, metrics, summary).encode("utf-8") == card
+    assert f"git commit `{summary['provenance']['commit']}`".encode() in card
 
 
 def test_wilson_interval_is_sound():

@@ -5,7 +5,7 @@ import argparse
 
 
 def register(sub, name: str) -> None:
-    from ..screening.release import CANDIDATES
+    from ..release.recipe import CANDIDATES
 
     p = sub.add_parser(name, help="train, choose, calibrate, export and describe the bundled detector (resumable)",
                        description="Train every candidate recipe to the end on the full shared training split, "
@@ -36,7 +36,7 @@ def register(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..screening.release import CANDIDATES, ReleaseConfig, run_release
+    from ..release.pipeline import CANDIDATES, ReleaseConfig, run_release
     from .common import progress_enabled
 
     cfg = ReleaseConfig(data_root=args.data_root, out=args.out,

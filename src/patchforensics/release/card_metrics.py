@@ -1,6 +1,6 @@
 """The numbers of a detector's model card, computed through ``detect`` (what a screener gets).
 
-    python -m patchforensics.screening.card_metrics [--model DIR] [--data ../shared/data/faces128]
+    python -m patchforensics.release.card_metrics [--model DIR] [--data ../shared/data/faces128]
 
 prints the card's metric tables (the blocks between ``<!-- card-... -->`` markers
 that :func:`parse` reads back; ``tests/test_detect_bundled.py`` recomputes them):
@@ -15,7 +15,8 @@ that :func:`parse` reads back; ``tests/test_detect_bundled.py`` recomputes them)
   aligned and scored as ``detect`` does; the largest face of each photo), overall
   and by age band (file names end in ``A<age>``);
 - **backdrop**: real test faces with a plain band painted on top, left and right
-  (a studio backdrop): the flagged share and mean p(fake) against the unchanged faces.
+  (:mod:`~patchforensics.release.backdrop`): the flagged share and mean p(fake)
+  against the unchanged faces.
 """
 from __future__ import annotations
 
@@ -25,24 +26,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image, ImageFilter
 
-from ..core.imageio import list_images, load_rgb
 from ..data.dataset import FAKE, REAL, collect_samples, default_data_root
 from ..models.card import STRICT_THRESHOLD
 from ..scoring.engine import Engine
-from ..scoring.metrics import aggregate, binary_metrics
+from ..scoring.metrics import binary_metrics
+from ..screening.detect import DetectConfig, detect
+from .backdrop import backdrop_faces, backdrop_shift
+from .recipe import FAKE_SETS, REAL_SETS
 
-#: the folders of the shared faces a release trains on and a card reports, reals then fakes
-REAL_SETS = ("ffhq", "celebahq")
-FAKE_SETS = ("tpdne-stylegan2", "stylegan2-nvidia", "stylegan1", "generated-photos")
 FALSE_ALARM_ROW = ("celebahq-vs-tpdne-stylegan2", "celebahq", "tpdne-stylegan2")
 AGE_BANDS = ((0, 19), (20, 39), (40, 59), (60, 200))
-#: the painted backdrops: flat colours and the photo's own pixels heavily blurred
-BACKDROPS = ("grey", "white", "blue", "blurred")
-BACKDROP_COLOURS = {"grey": (128, 128, 128), "white": (255, 255, 255), "blue": (40, 90, 170)}
-BACKDROP_BAND = 20       # px at 128 px: top, left and right edges, as a studio backdrop frames a head
-BACKDROP_FACES = 80      # the first 80 FFHQ test reals
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -73,8 +67,6 @@ def thresholds(engine: Engine) -> dict[str, dict[str, Any]]:
 
 def _p_fake_of_folders(engine: Engine, faces: Path, folders: Sequence[str]) -> dict[str, np.ndarray]:
     """p(fake) of every test image of each folder, through ``detect`` on aligned faces."""
-    from .detect import DetectConfig, detect
-
     out = {}
     for folder in folders:
         result = detect(DetectConfig(paths=[str(faces / folder / "test")], faces="aligned"), progress=False,
@@ -93,8 +85,6 @@ def age_of(path: str) -> int | None:
 
 def wild_false_alarms(engine: Engine, folder: Path, cuts: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """False alarms on unaligned real portraits: each photo's largest face, found and aligned by ``detect``."""
-    from .detect import DetectConfig, detect
-
     result = detect(DetectConfig(paths=[str(folder)], faces="find"), progress=False, engine=engine)
     scored = [(im.path, im.faces[0].p_fake) for im in result.images if im.faces]
     p_fake = np.array([p for _, p in scored])
@@ -109,36 +99,6 @@ def wild_false_alarms(engine: Engine, folder: Path, cuts: dict[str, dict[str, An
         label = f"{lo}-{hi}" if hi < 200 else f"{lo}+"
         out["by_age"][label] = {which: rate(p_fake[band] >= cut["p_fake"]) for which, cut in cuts.items()}
     return out
-
-
-def paint_backdrop(im: Image.Image, kind: str, band: int = BACKDROP_BAND) -> Image.Image:
-    """``im`` with its top, left and right ``band`` px replaced by a backdrop ``kind``."""
-    side_w, side_h = im.size
-    if kind == "blurred":
-        fill = im.filter(ImageFilter.GaussianBlur(radius=8))
-    else:
-        fill = Image.new("RGB", im.size, BACKDROP_COLOURS[kind])
-    mask = Image.new("L", im.size, 0)
-    mask.paste(255, (0, 0, side_w, band))
-    mask.paste(255, (0, 0, band, side_h))
-    mask.paste(255, (side_w - band, 0, side_w, side_h))
-    return Image.composite(fill, im, mask)
-
-
-def backdrop_shift(engine: Engine, images: Sequence[Image.Image], cut: float) -> dict[str, dict[str, float]]:
-    """Flagged share (p(fake) >= ``cut``) and mean p(fake) of ``images`` unchanged and with
-    each of :data:`BACKDROPS` painted on: does a plain background make a real face fake?"""
-    out = {}
-    for kind in ("unchanged",) + BACKDROPS:
-        shown = list(images) if kind == "unchanged" else [paint_backdrop(im, kind) for im in images]
-        _, logits = engine.score_images(shown)
-        p_fake = 1.0 - aggregate(logits)["after_softmax"].numpy().astype(np.float64)
-        out[kind] = {"flagged": float(np.mean(p_fake >= cut)), "mean_p_fake": float(np.mean(p_fake))}
-    return out
-
-
-def backdrop_faces(faces: Path, n: int = BACKDROP_FACES) -> list[Image.Image]:
-    return [load_rgb(p) for p in list_images(faces / "ffhq" / "test")[:n]]
 
 
 def card_metrics(faces: str | Path, model: str | None = None, wild: str | Path | None = None,

@@ -1,0 +1,69 @@
+"""The painted-backdrop check: real faces with a plain band painted on top, left and right (a
+studio backdrop) must score as the unchanged faces do (issue [detector], item 6).
+
+The release's choice, its card and ``tests/test_detect_bundled.py`` all judge a detector by it,
+so the paint, the measurement and the tolerances live here once.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from ..core.imageio import list_images, load_rgb
+from ..scoring.engine import Engine
+from ..scoring.metrics import aggregate
+
+#: the painted backdrops: flat colours and the photo's own pixels heavily blurred
+BACKDROPS = ("grey", "white", "blue", "blurred")
+BACKDROP_COLOURS = {"grey": (128, 128, 128), "white": (255, 255, 255), "blue": (40, 90, 170)}
+BACKDROP_BAND = 20       # px at 128 px: top, left and right edges, as a studio backdrop frames a head
+BACKDROP_FACES = 80      # the first 80 FFHQ test reals
+#: how far a painted backdrop may move the mean p(fake) of real faces
+BACKDROP_MEAN_TOLERANCE = 0.05
+#: how far it may move the share of them flagged fake: 5 points
+BACKDROP_FLAGGED_TOLERANCE = 0.05
+#: the flagged shares are fractions k/n, and a move of exactly 5 points can come out a hair above
+#: 0.05 in floating point (7/80 against 11/80 differ by 0.05000000000000002): the bound the
+#: shift is compared with, so that exactly 5 points passes
+BACKDROP_FLAGGED_BOUND = BACKDROP_FLAGGED_TOLERANCE + 1e-9
+
+
+def paint_backdrop(im: Image.Image, kind: str, band: int = BACKDROP_BAND) -> Image.Image:
+    """``im`` with its top, left and right ``band`` px replaced by a backdrop ``kind``."""
+    side_w, side_h = im.size
+    if kind == "blurred":
+        fill = im.filter(ImageFilter.GaussianBlur(radius=8))
+    else:
+        fill = Image.new("RGB", im.size, BACKDROP_COLOURS[kind])
+    mask = Image.new("L", im.size, 0)
+    mask.paste(255, (0, 0, side_w, band))
+    mask.paste(255, (0, 0, band, side_h))
+    mask.paste(255, (side_w - band, 0, side_w, side_h))
+    return Image.composite(fill, im, mask)
+
+
+def backdrop_shift(engine: Engine, images: Sequence[Image.Image], cut: float) -> dict[str, dict[str, float]]:
+    """Flagged share (p(fake) >= ``cut``) and mean p(fake) of ``images`` unchanged and with
+    each of :data:`BACKDROPS` painted on: does a plain background make a real face fake?"""
+    out = {}
+    for kind in ("unchanged",) + BACKDROPS:
+        shown = list(images) if kind == "unchanged" else [paint_backdrop(im, kind) for im in images]
+        _, logits = engine.score_images(shown)
+        p_fake = 1.0 - aggregate(logits)["after_softmax"].numpy().astype(np.float64)
+        out[kind] = {"flagged": float(np.mean(p_fake >= cut)), "mean_p_fake": float(np.mean(p_fake))}
+    return out
+
+
+def backdrop_faces(faces: Path, n: int = BACKDROP_FACES) -> list[Image.Image]:
+    return [load_rgb(p) for p in list_images(faces / "ffhq" / "test")[:n]]
+
+
+def backdrop_ok(shift: dict[str, dict[str, float]]) -> bool:
+    """Whether no painted backdrop moves the flagged share by more than
+    :data:`BACKDROP_FLAGGED_TOLERANCE` or the mean p(fake) by more than :data:`BACKDROP_MEAN_TOLERANCE`."""
+    base = shift["unchanged"]
+    return all(abs(r["flagged"] - base["flagged"]) <= BACKDROP_FLAGGED_BOUND
+               and abs(r["mean_p_fake"] - base["mean_p_fake"]) <= BACKDROP_MEAN_TOLERANCE for r in shift.values())

@@ -1,0 +1,261 @@
+"""``release``: make the bundled detector, from training to model card, in one resumable command.
+
+    patchforensics release [--out release] [--device cpu|cuda] [--install src/patchforensics/bundled]
+
+Steps, each skipped when its output is already there (a killed run is resumed by
+running the same command again):
+
+1. **train** every candidate recipe (:data:`~patchforensics.release.recipe.CANDIDATES`) to the
+   end of its cosine schedule on the full training split: reals ``ffhq`` + ``celebahq``, fakes
+   ``tpdne-stylegan2``, ``stylegan2-nvidia``, ``stylegan1``, ``generated-photos``.
+   The precision is pinned (``bf16``, default ``on``) so that a run resumes with the
+   same numerics on either CPU kind or a GPU.
+2. **choose** on the validation split only: for each candidate, the threshold that
+   flags at most 3% of the validation reals, and the fraction of each generator's
+   validation fakes it catches; the best mean over the generators wins.
+3. **calibrate** the winner (``eer``, ``fpr3pct`` = the default, ``fpr1pct`` = strict)
+   and **export** it to ONNX.
+4. **cross-source** (once): the winner's recipe trained without ``stylegan2-nvidia``,
+   tested on it: does the detector know StyleGAN2, or one website's files?
+5. **card**: the test-split metrics with 95% intervals
+   (:mod:`~patchforensics.release.card_metrics`), the validation curve, the
+   provenance (:mod:`~patchforensics.release.provenance`) into ``MODEL_CARD.md``
+   (:mod:`~patchforensics.release.card`); ``--install DIR`` copies the detector there.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..core import fileio
+from ..core.config import ConfigError, require
+from ..core.imageio import list_images, load_rgb
+from ..data.dataset import FAKE, REAL, default_data_root, split_samples
+from ..evaluation.calibrate import DEFAULT_TARGET_FPRS, calibrate, choose_thresholds
+from ..models.card import ModelCard, fpr_name
+from ..models.checkpoint import RESUME_FILE
+from ..scoring.engine import Engine
+from ..scoring.fastpath import FastPath
+from ..scoring.onnx_backend import export_onnx
+from ..training.summary import read_train_summary
+from ..training.train import TrainConfig, resume_differences, train
+from . import card_metrics as tables
+from .backdrop import backdrop_ok, backdrop_shift
+from .card import render_card
+from .provenance import provenance, release_summary, weights_digest
+from .recipe import CANDIDATES, FAKE_SETS, HELD_OUT_SOURCE, REAL_SETS, SELECTION_FPR, Candidate
+
+
+@dataclass
+class ReleaseConfig:
+    """Options of ``patchforensics release``.
+
+    ``epochs`` / ``max_per_class`` shorten every run (smoke tests, a GPU trial);
+    ``cross_source`` trains the winner's recipe once more without :data:`HELD_OUT_SOURCE`;
+    ``stop_after="train"`` ends after the training runs and the choice (on a GPU machine,
+    without mediapipe: the rest then runs on the CPU from the same output folder);
+    ``wild``: a folder of unaligned portraits for the false-alarm rows (default
+    ``<data root>/../raw/wild-portraits`` when it exists); ``install``: copy the winner
+    and its card there (e.g. ``src/patchforensics/bundled``).
+    """
+
+    data_root: str | None = None
+    out: str = "release"
+    candidates: list[str] = field(default_factory=lambda: [c.name for c in CANDIDATES])
+    epochs: int | None = None
+    max_per_class: int | None = None
+    device: str = "auto"
+    bf16: str = "on"
+    seed: int = 0
+    cross_source: bool = True
+    wild: str | None = None
+    install: str | None = None
+    force: bool = False               # replace an existing --install folder
+    stop_after: str = "card"          # card: every step | train: the training runs and the choice only
+
+    def validate(self) -> None:
+        require(self.stop_after in ("card", "train"), "stop_after", "must be card or train")
+        if self.install and Path(self.install).exists() and not self.force:
+            raise fileio.OutputExistsError(f"{self.install} exists; pass --force to replace it with the release")
+        known = [c.name for c in CANDIDATES]
+        require(bool(self.candidates) and all(c in known for c in self.candidates), "candidates",
+                f"choose among {', '.join(known)}")
+        require(self.epochs is None or self.epochs > 0, "epochs", "must be > 0")
+        require(self.bf16 in ("on", "off"), "bf16",
+                "pin the precision (on or off) so that the run resumes with the same numerics anywhere")
+        root = default_data_root(self.data_root)
+        missing = [d for d in REAL_SETS + FAKE_SETS if not (root / d).is_dir()]
+        require(not missing, "data_root", f"{root} lacks {', '.join(missing)} (the shared faces v2.1)")
+
+    @property
+    def root(self) -> Path:
+        return default_data_root(self.data_root)
+
+    def train_config(self, cand: Candidate, fakes: Sequence[str] = FAKE_SETS, tag: str = "") -> TrainConfig:
+        return TrainConfig(real=[str(self.root / d) for d in REAL_SETS], fake=[str(self.root / d) for d in fakes],
+                           model=cand.model, fine_size=cand.fine_size, max_epochs=self.epochs or cand.max_epochs,
+                           balance_sources=cand.balance_sources,
+                           name=f"release_{cand.name}{tag}", seed=self.seed, bf16=self.bf16, device=self.device,
+                           max_per_class=self.max_per_class, checkpoints_dir=str(Path(self.out) / "checkpoints"),
+                           runs_dir=str(Path(self.out) / "runs"))
+
+
+def _log(line: str) -> None:
+    print(f"[release] {line}", flush=True)
+
+
+def train_to_end(cfg: TrainConfig, progress: bool) -> Path:
+    """Train ``cfg``; a finished run of the same options is kept, a killed one resumed (``train``
+    refuses other options). A finished run of other options (a smoke run's 1 epoch …) is refused."""
+    ckpt = Path(cfg.checkpoints_dir) / cfg.experiment_name()
+    status = read_train_summary(ckpt).get("status")
+    if status == "finished":
+        stored = ModelCard.read(ckpt)
+        # the data by folder name: a run trained on a GPU machine saw the same sets under another root
+        changed = [line for line in resume_differences(cfg, cfg.experiment_name(), ckpt, stored.runtime)
+                   if not line.startswith(("real:", "fake:"))]
+        if [[Path(f).name for f in fs] for fs in stored.training_folders] != [[Path(f).name for f in fs]
+                                                                            for fs in (cfg.real, cfg.fake)]:
+            changed.append(f"training sets: {stored.training_folders} -> {cfg.real}, {cfg.fake}")
+        if changed:
+            raise ConfigError(f"{ckpt} holds a finished run of other options; give another --out (or remove "
+                              "it):\n  " + "\n  ".join(changed))
+        _log(f"{ckpt.name}: finished earlier, kept")
+        return ckpt
+    resume = (ckpt / RESUME_FILE).is_file()
+    _log(f"{ckpt.name}: {'resuming' if resume else 'training'} ({cfg.model}, {cfg.fine_size}-px crops, "
+         f"{cfg.max_epochs} epochs, bf16 {cfg.bf16})")
+    train(cfg, resume=resume, progress=progress)
+    return ckpt
+
+
+def validation_choice(ckpt: Path, root: Path, device: str, progress: bool) -> dict[str, Any]:
+    """The selection metric of one candidate on the validation split: at the threshold that
+    flags at most :data:`SELECTION_FPR` of the validation reals, the fraction of each
+    generator's validation fakes caught, and their mean (``mean_recall``)."""
+    _, val = split_samples([str(root / d) for d in REAL_SETS], [str(root / d) for d in FAKE_SETS])
+    engine = Engine.load(ckpt, "bestval", FastPath(cache_mb=0), device)
+    preds = engine.predict(val, progress=progress, desc=f"val {ckpt.name}")
+    p_real = preds.scores["after_softmax"]
+    cut = choose_thresholds(p_real, preds.labels, (SELECTION_FPR,)).thresholds[fpr_name(SELECTION_FPR)]
+    source = np.array([Path(p).parent.parent.name for p in preds.paths])   # <set>/val/<file>
+    missing = [g for g in FAKE_SETS if not np.any((source == g) & (preds.labels == FAKE))]
+    if missing:
+        raise ValueError(f"no validation fakes of {', '.join(missing)} under {root}: the choice needs each")
+    recall = {g: float(np.mean(p_real[(source == g) & (preds.labels == FAKE)] <= cut)) for g in FAKE_SETS}
+    reals = preds.labels == REAL
+    backdrop = backdrop_shift(engine, [load_rgb(p) for p in list_images(root / "ffhq" / "val")], 1.0 - cut)
+    return {"checkpoint": ckpt.name, "epoch": read_train_summary(ckpt).get("best_epoch"),
+            "threshold_p_fake": 1.0 - cut, "false_alarms": float(np.mean(p_real[reals] <= cut)),
+            "recall": recall, "mean_recall": float(np.mean(list(recall.values()))),
+            "val_ap": float(preds.metrics()["after_softmax"]["ap"]),
+            "backdrop": backdrop, "backdrop_ok": backdrop_ok(backdrop)}
+
+
+def choose(ckpts: dict[str, Path], cfg: ReleaseConfig, progress: bool) -> tuple[dict[str, Any], str]:
+    """``(selection, winner)``: each candidate's :func:`validation_choice`, kept in
+    ``<out>/selection.json`` for the weights it measured, and the name of the one chosen."""
+    choice_file = Path(cfg.out) / "selection.json"
+    selection = json.loads(choice_file.read_text()) if choice_file.is_file() else {}
+    for name, ckpt in ckpts.items():
+        if selection.get(name, {}).get("weights") != weights_digest(ckpt):     # measured on other weights
+            selection[name] = {**validation_choice(ckpt, cfg.root, cfg.device, progress),
+                               "weights": weights_digest(ckpt)}
+            fileio.write_json(choice_file, selection)
+        s = selection[name]
+        _log(f"{name}: validation recall at {SELECTION_FPR:.0%} false alarms "
+             + ", ".join(f"{g} {r:.3f}" for g, r in s["recall"].items()) + f"; mean {s['mean_recall']:.3f}; "
+             f"backdrops {'pass' if s['backdrop_ok'] else 'fail'} on the validation reals")
+    # a plain backdrop must not move a real face's score: a candidate that fails it on validation
+    # loses to one that passes, whatever its recall
+    winner = max(ckpts, key=lambda n: (selection[n]["backdrop_ok"], selection[n]["mean_recall"],
+                                       selection[n]["val_ap"]))
+    return selection, winner
+
+
+def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict[str, Any]:
+    """Every step of the module docstring; returns the summary written to ``<out>/release.json``."""
+    cfg.validate()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    chosen = [c for c in CANDIDATES if c.name in cfg.candidates]
+    ckpts = {c.name: train_to_end(cfg.train_config(c), progress) for c in chosen}
+
+    selection, winner_name = choose(ckpts, cfg, progress)
+    winner = ckpts[winner_name]
+    _log(f"chosen on validation: {winner_name}")
+    held = None
+    if cfg.cross_source:
+        spec = next(c for c in CANDIDATES if c.name == winner_name)
+        held = train_to_end(cfg.train_config(spec, [f for f in FAKE_SETS if f != HELD_OUT_SOURCE],
+                                             tag=f"_without_{HELD_OUT_SOURCE}"), progress)
+    if cfg.stop_after == "train":
+        _log("training done (--stop-after train); run the command again without it to finish")
+        return {"winner": winner_name, "selection": selection}
+
+    card = fileio.read_yaml(winner / "config.yaml")
+    if not {fpr_name(t) for t in DEFAULT_TARGET_FPRS} <= set(card.get("thresholds") or {}):
+        _, val = split_samples([str(cfg.root / d) for d in REAL_SETS], [str(cfg.root / d) for d in FAKE_SETS])
+        calibrate(winner, Engine.load(winner, "bestval", FastPath(cache_mb=0), cfg.device), val,
+                  progress=progress, force=True)
+    # each measurement is kept only for the weights it measured (a rerun may choose another winner)
+    weights = {"winner": weights_digest(winner)}
+    onnx_path = out / f"{winner.name}-{weights['winner']}.onnx"
+    if not onnx_path.is_file():
+        export_onnx(winner, onnx_path, which="bestval")
+    cross = None
+    if held is not None:
+        weights["held_out"] = weights_digest(held)
+        cross = _measured(out / "cross_source.json", weights,
+                          lambda: tables.cross_source_metrics(held, winner, cfg.root, HELD_OUT_SOURCE))
+    metrics = _measured(out / "card_metrics.json", {"winner": weights["winner"]},
+                        lambda: tables.card_metrics(cfg.root, str(winner), wild=cfg.wild, which="bestval"))
+    summary = release_summary(winner_name, weights, onnx_path, selection, cross,
+                              provenance(cfg.root, list(ckpts.values()), cfg.device),
+                              (time.perf_counter() - start) / 60)
+    fileio.write_json(out / "release.json", summary)
+    fileio.write_text(out / "MODEL_CARD.md", render_card(winner, metrics, summary))
+    if cfg.install:
+        install(winner, out, Path(cfg.install), cfg.force)
+        _log(f"installed into {cfg.install}")
+    return summary
+
+
+def _measured(path: Path, weights: dict[str, str], measure) -> dict[str, Any]:
+    """The JSON at ``path`` when it was measured on ``weights``, else ``measure()`` written there."""
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("weights") == weights:
+            return stored
+    result = {**measure(), "weights": weights}
+    fileio.write_json(path, result)
+    return result
+
+
+#: what ``--install`` copies: the winner's bestval weights, its card and calibration, the metrics
+INSTALLED = {"bestval.safetensors": "weights.safetensors", "config.yaml": "config.yaml",
+             "calibration.json": "calibration.json"}
+
+
+def install(winner: Path, out: Path, dest: Path, force: bool) -> None:
+    """Replace folder ``dest`` as a whole (built beside it, swapped in complete: weights, thresholds
+    and card always travel together) with the winner and its card; an existing one needs ``force``."""
+    with fileio.atomic_dir(dest, force=force) as tmp:
+        for src, name in INSTALLED.items():
+            shutil.copyfile(winner / src, tmp / name)
+        # training folders relative to where the command ran (the repository: ../shared/data/…),
+        # not this machine's absolute paths, so that `calibrate` finds them in any checkout
+        card = ModelCard.read(tmp)
+        folders = {k: [os.path.relpath(f) for f in card.options.get(k) or []] for k in ("real", "fake")}
+        replace(card, options={**card.options, **folders}).write(tmp)
+        for name in ("MODEL_CARD.md", "card_metrics.json", "release.json", "selection.json"):
+            if (out / name).is_file():
+                shutil.copyfile(out / name, tmp / name)
