@@ -11,6 +11,7 @@ from patchforensics.core import fileio
 from patchforensics.data.dataset import data_release
 from patchforensics.models.checkpoint import BUNDLED_DIR
 from patchforensics.release import card_metrics, pipeline
+from patchforensics.scoring.metrics import wilson
 from patchforensics.release.backdrop import BACKDROPS
 from patchforensics.release.card import render_card
 from patchforensics.release.pipeline import INSTALLED, ReleaseConfig, run_release
@@ -128,8 +129,8 @@ def test_the_bundled_card_renders_again_from_the_bundled_files(tmp_path):
 
 
 def test_wilson_interval_is_sound():
-    lo, hi = card_metrics.wilson(0, 53)
+    lo, hi = wilson(0, 53)
     assert lo == 0 and 0.05 < hi < 0.08          # no hit in 53 still allows ~7%
-    lo, hi = card_metrics.wilson(40, 80)
+    lo, hi = wilson(40, 80)
     assert lo < 0.5 < hi and hi - lo == pytest.approx(0.21, abs=0.01)
     assert card_metrics.age_of("x/00032A02.jpg") == 2 and card_metrics.age_of("x/face.jpg") is None

@@ -82,11 +82,11 @@ def _candidates(p_real: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate([[lowest], (u[:-1] + u[1:]) / 2.0, [1.0]]))
 
 
-def _check(p_real, labels) -> tuple[np.ndarray, np.ndarray]:
+def _check(p_real, labels, need_fakes: bool = True) -> tuple[np.ndarray, np.ndarray]:
     p_real, labels = np.asarray(p_real, dtype=np.float64), np.asarray(labels).astype(int)
     if p_real.shape != labels.shape or p_real.ndim != 1:
         raise ValueError(f"scores {p_real.shape} and labels {labels.shape} must be equal-length vectors")
-    if not (np.any(labels == REAL) and np.any(labels == FAKE)):
+    if not (np.any(labels == REAL) and (np.any(labels == FAKE) or not need_fakes)):
         raise ValueError("calibration needs both real and fake images "
                          f"(got {np.sum(labels == REAL)} real, {np.sum(labels == FAKE)} fake)")
     return p_real, labels
@@ -107,14 +107,14 @@ def equal_error_threshold(p_real, labels) -> float:
 def fpr_threshold(p_real, labels, target_fpr: float = 0.01) -> float:
     """Largest P(real) threshold calling at most ``target_fpr`` of the reals fake.
 
-    The largest such threshold calls the most fakes fake. Raises ``ValueError``
-    for a target outside ``[0, 1)``.
+    The largest such threshold calls the most fakes fake. Only the reals decide it, so
+    ``labels`` may hold no fake. Raises ``ValueError`` for a target outside ``[0, 1)``.
     """
     if not 0 <= target_fpr < 1:
         raise ValueError(f"target false-positive rate must be in [0, 1), got {target_fpr}")
-    p_real, labels = _check(p_real, labels)
+    p_real, labels = _check(p_real, labels, need_fakes=False)
     cands = _candidates(p_real)
-    real_err, _ = _error_rates(p_real, labels, cands)
+    real_err = np.searchsorted(np.sort(p_real[labels == REAL]), cands, side="right") / np.sum(labels == REAL)
     ok = real_err <= target_fpr + 1e-12   # the lowest candidate calls no image fake, so ok.any()
     return float(cands[ok].max())
 

@@ -18,7 +18,7 @@ from ..models.card import SCREENING_FPR, STRICT_FPR, ModelCard
 from ..models.checkpoint import load_model
 from . import card_metrics as tables
 from .backdrop import BACKDROP_FLAGGED_BOUND, BACKDROP_FLAGGED_TOLERANCE, BACKDROP_MEAN_TOLERANCE
-from .card_metrics import wilson
+from ..scoring.metrics import wilson
 from .recipe import FAKE_SETS, HELD_OUT_SOURCE, REAL_SETS, SELECTION_FPR
 
 TEMPLATE = "card_template.md"

@@ -30,28 +30,13 @@ import numpy as np
 from ..data.dataset import FAKE, REAL, collect_samples, default_data_root
 from ..models.card import STRICT_THRESHOLD
 from ..scoring.engine import Engine
-from ..scoring.metrics import binary_metrics
+from ..scoring.metrics import binary_metrics, rate
 from ..screening.detect import DetectConfig, detect
 from .backdrop import backdrop_faces, backdrop_shift
 from .recipe import FAKE_SETS, REAL_SETS
 
 FALSE_ALARM_ROW = ("celebahq-vs-tpdne-stylegan2", "celebahq", "tpdne-stylegan2")
 AGE_BANDS = ((0, 19), (20, 39), (40, 59), (60, 200))
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion ``k / n`` (sound for small ``n`` and 0 or n hits)."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p, z2 = k / n, z * z
-    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
-
-
-def rate(flags: np.ndarray) -> dict[str, Any]:
-    """``{k, n, rate, ci}`` of a boolean vector."""
-    k, n = int(np.sum(flags)), int(len(flags))
-    return {"k": k, "n": n, "rate": k / n if n else float("nan"), "ci": list(wilson(k, n))}
 
 
 def thresholds(engine: Engine) -> dict[str, dict[str, Any]]:

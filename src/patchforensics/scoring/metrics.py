@@ -17,7 +17,7 @@ Aggregations of a ``(N, 2, H, W)`` logit map into one score per image:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -62,6 +62,21 @@ def binary_metrics(p_real: np.ndarray, labels: np.ndarray, threshold: float = 0.
 
 #: resamples of :func:`bootstrap_ci`: on a test set of 53 fakes and 196 reals the interval is
 #: 0.1-0.2 wide and its bounds move by up to ~0.015 between resampling seeds at this count
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``k / n`` (sound for small ``n`` and 0 or n hits)."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p, z2 = k / n, z * z
+    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+def rate(flags: np.ndarray) -> dict[str, Any]:
+    """``{k, n, rate, ci}`` of a boolean vector."""
+    k, n = int(np.sum(flags)), int(len(flags))
+    return {"k": k, "n": n, "rate": k / n if n else float("nan"), "ci": list(wilson(k, n))}
+
+
 BOOTSTRAP_RESAMPLES = 2000
 
 
