@@ -26,7 +26,7 @@ from patchforensics.cli import main
 from patchforensics.core.config import ConfigError
 from patchforensics.experiments import runner
 from patchforensics.experiments.grid import load_grid
-from patchforensics.experiments.table import CELL_COLUMNS
+from patchforensics.experiments.results_tables import CELL_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -1,6 +1,6 @@
 """What finished cells show: one long table, summary tables and figures, drawn from table rows.
 
-The rows are those of the findings tables (:mod:`.table`: ``cells.csv``, ``curves.csv``,
+The rows are those of the findings tables (:mod:`.results_tables`: ``cells.csv``, ``curves.csv``,
 ``regions.csv``), read from the committed files or built from a run's cell records, so the
 same figures come out of a fresh clone with no checkpoint and no data. Written into one
 folder, which ``report`` finds when it is ``results/experiment-<grid>/`` and
@@ -45,7 +45,7 @@ from ..core.config import from_dict, load_yaml_file, to_dict
 from ..evaluation.suite import suite_path
 from ..training.train import TrainConfig
 from .grid import bundled_grids, grid_path
-from .table import CELL_COLUMNS, TABLES, FindingsTables, crop_text
+from .results_tables import CELL_COLUMNS, TABLES, FindingsTables, crop_text
 
 AGGREGATION = "after_softmax"
 _CLEAN = "none"
