@@ -194,6 +194,18 @@ def test_bundled_grids_are_valid(faces):
     assert len(reduced.cells) == 22 and reduced.cells[0].train.max_epochs == 4
 
 
+def test_help_names_every_bundled_grid(capsys, monkeypatch):
+    import patchforensics
+
+    shipped = sorted(p.stem for p in (Path(patchforensics.__file__).parent / "grids").glob("*.yaml"))
+    assert len(shipped) >= 7
+    monkeypatch.setenv("COLUMNS", "400")     # no line break inside a hyphenated name
+    with pytest.raises(SystemExit):
+        main(["experiment", "--help"])
+    listed = capsys.readouterr().out.split("bundled grid name: ")[1].split("\n")[0]
+    assert sorted(n.strip() for n in listed.split(",")) == shipped
+
+
 def test_report_shows_the_findings_of_an_experiment(tmp_path, tiny_data, capsys):
     grid = write_grid(tmp_path, tiny_data)
     out = tmp_path / "exp"

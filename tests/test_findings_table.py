@@ -26,7 +26,7 @@ from patchforensics.cli import main
 from patchforensics.core.config import ConfigError
 from patchforensics.experiments import runner
 from patchforensics.experiments.grid import load_grid
-from patchforensics.experiments.table import CELL_COLUMNS
+from patchforensics.experiments.results_tables import CELL_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -247,7 +247,7 @@ def test_findings_views_of_synthetic_rows(tmp_path):
     """The summary tables of claims (a) and (d) and the length check, on rows with known numbers, and a
     grid's view picking its cells by what they trained (no data, no key needed)."""
     from patchforensics.core.config import load_yaml_file
-    from patchforensics.experiments.findings import _write_findings, grid_view, spec_tests, typed
+    from patchforensics.experiments.findings import grid_view, spec_tests, typed, write_findings_into
     from patchforensics.experiments.grid import grid_path
 
     models = {"xception_block2": "43", "xception": "full"}
@@ -262,7 +262,7 @@ def test_findings_views_of_synthetic_rows(tmp_path):
     assert {(r["train_fakes"], r["epochs"]) for r in view["cells"]} == {("tpdne-stylegan2", "24"),
                                                                         ("stylegan2-nvidia", "24")}
     assert {r["corruption"] for r in view["cells"]} == {"none"}     # findings-rf's JPEG rows of a shared cell
-    _write_findings("source", {t: [typed(r) for r in part] for t, part in view.items()}, tmp_path, {})
+    write_findings_into("source", {t: [typed(r) for r in part] for t, part in view.items()}, tmp_path, {})
     info = json.loads((tmp_path / "experiment.json").read_text())
     by_id = {t["id"]: t for t in info["tables"]}
     source = by_id["source"]["rows"]
@@ -277,7 +277,7 @@ def test_findings_views_of_synthetic_rows(tmp_path):
                                                   "0.705 ± 0.007 (other source)", "0.505 ± 0.007", "0.505 ± 0.007"]
     # the length check compares one model at its two lengths
     length = grid_view(load_yaml_file(grid_path("findings-length")), tables, tests)
-    _write_findings("length", {t: [typed(r) for r in part] for t, part in length.items()}, tmp_path / "l", {})
+    write_findings_into("length", {t: [typed(r) for r in part] for t, part in length.items()}, tmp_path / "l", {})
     rows_ = json.loads((tmp_path / "l" / "experiment.json").read_text())["tables"][0]["rows"]
     assert [r[2] for r in rows_] == [24, 48] and rows_[0][4] == "0.800" and rows_[1][5] == "0.700"
     # one cell under two keys (other options or other images) is refused by name
@@ -285,6 +285,22 @@ def test_findings_views_of_synthetic_rows(tmp_path):
     with pytest.raises(ValueError, match="another-key"):
         grid_view(load_yaml_file(grid_path("findings-source")), {"cells": cells + [clash], "curves": [],
                                                                    "regions": []}, tests)
+
+
+def test_findings_drawn_twice_are_the_same_bytes(tmp_path):
+    """Redrawing unchanged rows changes no committed byte: no wall-clock time in experiment.json (its
+    ``finished`` is the newest cell's), no date in the PNGs."""
+    from patchforensics.experiments.findings import write_findings
+
+    cells = synthetic_rows({"xception_block2": "43", "xception": "full"}, ["tpdne-stylegan2"], [0, 1])
+    for i, row in enumerate(cells):
+        row["finished"] = f"2026-01-0{1 + i % 3}T12:00:00Z"
+    for folder in ("a", "b"):
+        write_findings("twice", {"cells": cells, "curves": [], "regions": []}, tmp_path / folder)
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert "ap_vs_rf.png" in files and files == sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+    assert json.loads((tmp_path / "a" / "experiment.json").read_text())["finished"] == "2026-01-03T12:00:00Z"
 
 
 def test_findings_grids_describe_the_must_have_cells_under_one_protocol(faces):

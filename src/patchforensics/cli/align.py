@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.align import STYLES
 from .prepare import _split as split_fractions
 
 
 def add_align_options(p: argparse.ArgumentParser, style: str, size: int) -> None:
     """Options shared by ``align`` and ``align-video``."""
-    p.add_argument("--style", choices=["ffhq", "celebahq"], default=style,
+    p.add_argument("--style", choices=list(STYLES), default=style,
                    help=f"crop recipe (default {style}): ffhq uses the eye-contour centres, celebahq the iris "
                         "centres and CelebA-HQ's half-pixel convention")
     p.add_argument("--size", type=int, default=size, help=f"output side in pixels (default {size})")

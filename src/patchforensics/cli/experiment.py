@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..experiments.grid import bundled_grids
+
 
 def register(sub, name: str) -> None:
     p = sub.add_parser(name, help="train and test a grid of cells (models x seeds x fake sets ...) into one table",
@@ -10,7 +12,7 @@ def register(sub, name: str) -> None:
                                    "a finished one is never retrained without --force), runs the grid's suites, "
                                    "and writes one long table (CSV and Markdown) plus summary figures under "
                                    "OUT/results/experiment-<grid>/, where 'report OUT/results' shows them.")
-    p.add_argument("grid", metavar="GRID", help="grid YAML, or a bundled grid name (rf-ablation, cross-generator)")
+    p.add_argument("grid", metavar="GRID", help=f"grid YAML, or a bundled grid name: {', '.join(bundled_grids())}")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a grid key (dotted path, YAML value), e.g. --set base.max_epochs=4 "
                         "--set vary.seed=[0,1]; repeatable")

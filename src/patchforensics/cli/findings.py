@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..experiments.findings import fill_document, findings_grids, render_views
-    from ..experiments.table import FindingsTables
+    from ..experiments.results_tables import FindingsTables
 
     folder = Path(args.folder)
     if not folder.is_dir():

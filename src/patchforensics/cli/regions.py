@@ -4,14 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..explain.regions import SEGMENTERS
+from ..explain.regions import NORMALISE, SEGMENTERS
 
 
 def register(sub, name: str) -> None:
     p = sub.add_parser(name, help="which face regions hold the most predictive patches",
                        description="Segment each source image of a 'patches' folder into face regions, assign "
-                                   "every top patch (and a random baseline patch) to the region of the class holding the largest "
-                                   "size-normalised share of its pixels; counts, grids and a histogram.")
+                                   "every top patch (and a random baseline patch) to the region of the class "
+                                   "holding the largest size-normalised share of its pixels; counts, grids and a "
+                                   "histogram.")
     p.add_argument("patches_dir", metavar="PATCHES_DIR",
                    help="results/<name>/<partition>/epoch_<which>/<dataset>/patches")
     p.add_argument("--segmenter", default="mediapipe", choices=SEGMENTERS,
@@ -22,7 +23,7 @@ def register(sub, name: str) -> None:
     p.add_argument("-o", "--output", metavar="DIR", help="output folder (default PATCHES_DIR/regions[_bisenet])")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline patches")
     p.add_argument("--grid-max", type=int, default=225, help="patches shown per region grid (default 225)")
-    p.add_argument("--normalise", choices=["class", "region"], default="class",
+    p.add_argument("--normalise", choices=NORMALISE, default="class",
                    help="divide a patch's pixels of each fine class (left eye, right eye, …) by that class's size, "
                         "then take the winner's region (class, the seed's rule, default); or group the classes "
                         "into regions first and divide by the region's size (region)")
@@ -51,7 +52,8 @@ def format_regions(summary: dict) -> str:
         lines.append("  region          top   share   random  share")
         for region in sorted(summary["regions"], key=lambda r: -c["counts"][r]["top"]):
             k = c["counts"][region]
-            lines.append(f"  {region:<14} {k['top']:>4}  {k['top_share']:6.1%}  {k['random']:>5}  {k['random_share']:6.1%}")
+            lines.append(f"  {region:<14} {k['top']:>4}  {k['top_share']:6.1%}  {k['random']:>5}  "
+                         f"{k['random_share']:6.1%}")
         if c["no_face_images"]:
             lines.append(f"  no face found in {c['no_face_images']} images ({c['no_face_patches']} patches):")
             lines.extend(f"    {f}" for f in c["no_face_files"][:20])

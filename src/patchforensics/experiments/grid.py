@@ -255,39 +255,30 @@ def load_grid(path_or_name: str | os.PathLike, overrides: list[str] | None = Non
         raise ConfigError(f"{path}: {e}") from None
     root = Path(data_root) if data_root else Path(cfg.data_root) if cfg.data_root else None
     if root is not None and not root.is_absolute() and cfg.data_root and not data_root:
-        root = path.parent / root
+        root = path.parent / root     # a data_root written in the grid is relative to the grid file
     root = default_data_root(root)
     out = Path(out) if out else Path("experiments")
+    cells = _cells(cfg, path, root, out)
+    if cfg.regions is not None:
+        models = {c.train.model for c in cells}
+        missing = [m for m in cfg.regions.models if m not in models]
+        require(not missing, "regions.models", f"{path}: {missing} are not models of this grid")
+    suites = _suites(cfg, path, root)
+    datasets = [d for suite in suites for d in suite.datasets]
+    test_data = {d.name: data_digest([s.path for s in collect_samples([d.real], [d.fake], split="test")], root)
+                 for d in datasets}
+    return Grid(cfg, root, cells, suites, out, test_data, data_release(root))
 
-    train_fields = set(to_dict(TrainConfig()))
+
+def _cells(cfg: GridConfig, path: Path, root: Path, out: Path) -> list[Cell]:
+    """Every combination of ``vary`` over ``base``, its training folders checked and its key computed."""
     cells = []
     train_digests: dict[tuple, str] = {}    # cells sharing their folders share one listing
     keys = list(cfg.vary)
     for values in itertools.product(*(cfg.vary[k] for k in keys)):
         options = dict(zip(keys, values))
         name = cell_name(options)
-        merged = {**cfg.base, **options}
-        for key in ("real", "fake"):
-            if key in merged:
-                merged[key] = _folders(merged[key], root)
-        merged.update(name=name, checkpoints_dir=str(Path(out) / "checkpoints"), runs_dir=str(Path(out) / "runs"))
-        where = "base" if not options else f"cell {name}"
-        for key in merged:
-            if key not in train_fields:
-                section = "vary" if key in options else "base"
-                allowed = sorted(train_fields - set(RESERVED_KEYS))
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"{path}: unknown config key '{section}.{key}'{hint}; base and vary take the "
-                                  f"options of 'patchforensics train': {', '.join(allowed)}")
-        try:
-            train_cfg = from_dict(TrainConfig, merged)
-        except ConfigError as e:
-            key = str(e).split(":", 1)[0]
-            section = "vary" if key in options else "base"
-            raise ConfigError(f"{path}: {section}.{e} ({where})") from None
-        require(bool(train_cfg.real) and bool(train_cfg.fake), "base.real",
-                f"{path}: every cell needs real and fake training folders (base.real/base.fake or vary)")
+        train_cfg = _cell_train_config(cfg, options, name, path, root, out)
         for folder in train_cfg.real + train_cfg.fake:
             if not Path(folder).is_dir():
                 raise FileNotFoundError(f"{path}: cell {name}: training folder {folder} not found "
@@ -299,11 +290,42 @@ def load_grid(path_or_name: str | os.PathLike, overrides: list[str] | None = Non
         key = cell_key(train_cfg, root, train_digests[folders])
         train_cfg.name = checkpoint_name(train_cfg, key)
         cells.append(Cell(name, options, train_cfg, key, train_digests[folders]))
-    if cfg.regions is not None:
-        models = {c.train.model for c in cells}
-        missing = [m for m in cfg.regions.models if m not in models]
-        require(not missing, "regions.models", f"{path}: {missing} are not models of this grid")
+    return cells
 
+
+def _cell_train_config(cfg: GridConfig, options: dict[str, Any], name: str, path: Path, root: Path,
+                       out: Path) -> TrainConfig:
+    """One cell's :class:`TrainConfig` (``base`` updated with its ``options``); an unknown or
+    ill-typed key is refused naming its section (``base.`` or ``vary.``) and the cell."""
+    merged = {**cfg.base, **options}
+    for key in ("real", "fake"):
+        if key in merged:
+            merged[key] = _folders(merged[key], root)
+    merged.update(name=name, checkpoints_dir=str(Path(out) / "checkpoints"), runs_dir=str(Path(out) / "runs"))
+    train_fields = set(to_dict(TrainConfig()))
+    for key in merged:
+        if key not in train_fields:
+            section = "vary" if key in options else "base"
+            allowed = sorted(train_fields - set(RESERVED_KEYS))
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{path}: unknown config key '{section}.{key}'{hint}; base and vary take the "
+                              f"options of 'patchforensics train': {', '.join(allowed)}")
+    try:
+        train_cfg = from_dict(TrainConfig, merged)
+    except ConfigError as e:
+        key = str(e).split(":", 1)[0]
+        section = "vary" if key in options else "base"
+        where = "base" if not options else f"cell {name}"
+        raise ConfigError(f"{path}: {section}.{e} ({where})") from None
+    require(bool(train_cfg.real) and bool(train_cfg.fake), "base.real",
+            f"{path}: every cell needs real and fake training folders (base.real/base.fake or vary)")
+    return train_cfg
+
+
+def _suites(cfg: GridConfig, path: Path, root: Path) -> list[Suite]:
+    """The grid's suites (a name or a file next to the grid), with the grid's corruptions; suite and
+    dataset names must be unique (the tables key rows by dataset name)."""
     suites = []
     for s in cfg.suites:
         local = path.parent / s
@@ -320,6 +342,4 @@ def load_grid(path_or_name: str | os.PathLike, overrides: list[str] | None = Non
     require(len({d.name for d in datasets}) == len(datasets), "suites",
             f"{path}: two suite datasets are named alike ({[d.name for d in datasets]}); the tables key rows "
             "by dataset name")
-    test_data = {d.name: data_digest([s.path for s in collect_samples([d.real], [d.fake], split="test")], root)
-                 for d in datasets}
-    return Grid(cfg, root, cells, suites, out, test_data, data_release(root))
+    return suites

@@ -22,7 +22,7 @@ With ``workers > 1`` that many processes each take the next unfinished cell
 whose lock they can create (``devices`` round robin: worker i gets the i-th).
 
 With ``findings`` (a folder holding the committed ``cells.csv``, ``curves.csv`` and
-``regions.csv``, see :mod:`.table`) a cell whose rows are all in the table is finished
+``regions.csv``, see :mod:`.results_tables`) a cell whose rows are all in the table is finished
 too, on any machine and with no checkpoint: it is neither trained nor tested. Every cell
 that finishes appends its rows there (test AP and ROC-AUC with 95% bootstrap intervals,
 its validation curve, its region counts), and the findings are drawn from those rows.
@@ -58,7 +58,7 @@ from ..training.summary import read_train_summary, training_minutes
 from ..training.train import train
 from .findings import view_rows, write_findings
 from .grid import RESOURCE_KEYS, Cell, Grid, load_grid
-from .table import TABLES, FindingsTables, cell_rows, write_cell
+from .results_tables import TABLES, FindingsTables, cell_rows, write_cell
 
 
 @dataclass

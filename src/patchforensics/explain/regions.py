@@ -9,19 +9,8 @@ under which a small part such as one eye wins when a patch covers much of it.
 region's size instead (both eyes together), which favours large regions. The same is done
 for one random patch position drawn in the same image for every top patch,
 the baseline a uniform-random detector would give (with ``patches --unique``
-that is exactly one random patch per image).
-
-Segmenters:
-
-- ``mediapipe`` (default, offline: ``mediapipe==0.10.21`` ships its models):
-  face-mesh landmarks give eye, brows, nose, mouth and skin (the face oval);
-  selfie segmentation gives person vs background; person pixels outside the
-  face are ``hair`` down to the chin and ``neck_clothes`` below it (ears fall
-  into ``hair``: the mesh has no ear landmarks).
-- ``bisenet``: a BiSeNet face-parsing network (19 CelebAMask-HQ classes, the
-  seed's segmenter) loaded from a checkpoint the user supplies (safetensors,
-  or a ``.pth`` state dict read with ``weights_only=True``); classes are
-  grouped as in the paper.
+that is exactly one random patch per image). The segmenters (``mediapipe``, the default,
+and ``bisenet``) are in :mod:`.segmenters`.
 
 Images where no face is found are counted and listed, their patches are kept
 out of the shares. Output (default ``<patches_dir>/regions`` or
@@ -38,317 +27,29 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 from tqdm.auto import tqdm
 
 from ..core import fileio
-from ..models.checkpoint import load_legacy_pth
 from ..core.config import ConfigError, require
 from ..core.device import resolve_device
 from ..core.imageio import ImageLoadError, SkipLog, load_rgb
-from ..core.stderr import native_stderr_silenced
-from ..models.layers import BasicBlock
-from .patches import cut_box, make_grid, read_patch_set
 from ..data.transforms import TransformConfig, eval_image, parse_corruptions
 from .common import CLASS_DIRS
+from .patches import cut_box, make_grid, read_patch_set
+from .segmenters import (CELEBAMASK_CLASSES, SEGMENTERS, BiSeNet, BiSeNetSegmenter, MediapipeSegmenter, Segmenter,
+                         load_bisenet)
 
-SEGMENTERS = ("mediapipe", "bisenet")
-
-
+#: how a patch's pixels are normalised: by its fine class's size (the seed's rule) or its region's
 NORMALISE = ("class", "region")
-
-
-class Segmenter(Protocol):
-    """Turns an RGB image into a map of fine classes, each belonging to one region."""
-
-    name: str
-    classes: tuple[str, ...]        # label id -> fine class name (l_eye, r_eye, …)
-    region_of: np.ndarray           # label id -> region id, (len(classes),) integers
-    regions: tuple[str, ...]        # region id -> region name (eye, …)
-    face_regions: frozenset[int]    # region ids whose presence means "a face was found"
-
-    def segment(self, rgb: np.ndarray) -> np.ndarray | None:
-        """``(H, W, 3)`` uint8 -> ``(H, W)`` uint8 class ids, or ``None`` when no face is found."""
-
-
-# ----------------------------------------------------------------- mediapipe
-def _chains(edges) -> list[list[int]]:
-    """Order an undirected edge set into vertex paths (a closed loop repeats no vertex)."""
-    adjacent: dict[int, list[int]] = {}
-    for a, b in edges:
-        adjacent.setdefault(a, []).append(b)
-        adjacent.setdefault(b, []).append(a)
-    unvisited, chains = set(adjacent), []
-    while unvisited:
-        ends = sorted(v for v in unvisited if len(adjacent[v]) == 1)
-        path = [ends[0] if ends else min(unvisited)]
-        unvisited.discard(path[0])
-        while True:
-            nxt = [v for v in adjacent[path[-1]] if v in unvisited]
-            if not nxt:
-                break
-            path.append(nxt[0])
-            unvisited.discard(nxt[0])
-        chains.append(path)
-    return chains
-
-
-def _band_polygon(edges) -> list[int]:
-    """A thin band drawn as two open lines (an eyebrow's upper and lower edge) -> one outline."""
-    first, second = _chains(edges)[:2]
-    return first + second[::-1]
-
-
-class MediapipeSegmenter:
-    """Face regions from mediapipe's face mesh + selfie segmentation (bundled models, CPU)."""
-
-    name = "mediapipe"
-    classes = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "hair",
-               "neck_clothes")
-    regions = ("background", "skin", "brows", "eye", "nose", "mouth", "hair", "neck_clothes")
-    region_of = np.array([0, 1, 2, 2, 3, 3, 4, 5, 6, 7])
-    face_regions = frozenset({1, 2, 3, 4, 5})
-
-    def __init__(self, min_detection_confidence: float = 0.3):
-        import mediapipe as mp
-        from mediapipe.python.solutions import face_mesh_connections as mesh
-
-        with native_stderr_silenced():      # TFLite's start-up lines, as in detect
-            self._mesh = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=1, refine_landmarks=False,
-                min_detection_confidence=min_detection_confidence)
-            self._selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
-        vertices = (lambda edges: sorted({v for e in edges for v in e}))
-        self._oval = vertices(mesh.FACEMESH_FACE_OVAL)
-        # (class id, landmark indices, convex?) painted in this order over the skin
-        self._parts = [
-            (6, vertices(mesh.FACEMESH_NOSE), True),
-            (7, vertices(mesh.FACEMESH_LIPS), True),
-            (2, _band_polygon(mesh.FACEMESH_LEFT_EYEBROW), False),
-            (3, _band_polygon(mesh.FACEMESH_RIGHT_EYEBROW), False),
-            (4, vertices(mesh.FACEMESH_LEFT_EYE), True),
-            (5, vertices(mesh.FACEMESH_RIGHT_EYE), True),
-        ]
-
-    @staticmethod
-    def _fill(shape: tuple[int, int], points: np.ndarray, convex: bool) -> np.ndarray:
-        canvas = np.zeros(shape, np.uint8)
-        poly = cv2.convexHull(points.astype(np.float32)) if convex else points.reshape(-1, 1, 2)
-        # 4 fractional bits keep sub-pixel landmark precision on small images
-        cv2.fillPoly(canvas, [np.round(poly * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
-        return canvas.astype(bool)
-
-    def segment(self, rgb: np.ndarray) -> np.ndarray | None:
-        rgb = np.ascontiguousarray(rgb)
-        h, w = rgb.shape[:2]
-        with native_stderr_silenced():
-            found = self._mesh.process(rgb).multi_face_landmarks
-            person = self._selfie.process(rgb).segmentation_mask > 0.5 if found else None
-        if not found:
-            return None
-        pts = np.array([(p.x * w, p.y * h) for p in found[0].landmark], dtype=np.float32)
-        labels = np.zeros((h, w), np.uint8)
-        chin_row = pts[self._oval, 1].max()
-        below_chin = (np.arange(h) > chin_row)[:, None]
-        labels[person & ~below_chin] = 8
-        labels[person & below_chin] = 9
-        labels[self._fill((h, w), pts[self._oval], True)] = 1
-        for cls, idx, convex in self._parts:
-            labels[self._fill((h, w), pts[idx], convex)] = cls
-        return labels
-
-    def close(self) -> None:
-        self._mesh.close()
-        self._selfie.close()
-
-
-# ------------------------------------------------------------------ BiSeNet
-class ConvBNReLU(nn.Module):
-    def __init__(self, cin: int, cout: int, ks: int = 3, stride: int = 1, padding: int = 1):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, ks, stride, padding, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
-
-    def forward(self, x):
-        return F.relu(self.bn(self.conv(x)))
-
-
-class ResNet18Features(nn.Module):
-    """ResNet-18 returning the 1/8, 1/16 and 1/32 resolution features."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        widths = [(64, 64, 1), (64, 128, 2), (128, 256, 2), (256, 512, 2)]
-        for i, (cin, cout, stride) in enumerate(widths, 1):
-            setattr(self, f"layer{i}", nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
-
-    def forward(self, x):
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-        feat8 = self.layer2(self.layer1(x))
-        feat16 = self.layer3(feat8)
-        return feat8, feat16, self.layer4(feat16)
-
-
-class AttentionRefinement(nn.Module):
-    """Re-weights channels by a sigmoid of their global average."""
-
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.conv = ConvBNReLU(cin, cout)
-        self.conv_atten = nn.Conv2d(cout, cout, 1, bias=False)
-        self.bn_atten = nn.BatchNorm2d(cout)
-
-    def forward(self, x):
-        feat = self.conv(x)
-        weight = torch.sigmoid(self.bn_atten(self.conv_atten(feat.mean(dim=(2, 3), keepdim=True))))
-        return feat * weight
-
-
-class ContextPath(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.resnet = ResNet18Features()
-        self.arm16 = AttentionRefinement(256, 128)
-        self.arm32 = AttentionRefinement(512, 128)
-        self.conv_head32 = ConvBNReLU(128, 128)
-        self.conv_head16 = ConvBNReLU(128, 128)
-        self.conv_avg = ConvBNReLU(512, 128, ks=1, padding=0)
-
-    def forward(self, x):
-        feat8, feat16, feat32 = self.resnet(x)
-        context = self.conv_avg(feat32.mean(dim=(2, 3), keepdim=True))     # broadcast over 1/32 grid
-        up32 = self.conv_head32(F.interpolate(self.arm32(feat32) + context, feat16.shape[2:], mode="nearest"))
-        up16 = self.conv_head16(F.interpolate(self.arm16(feat16) + up32, feat8.shape[2:], mode="nearest"))
-        return feat8, up16
-
-
-class FeatureFusion(nn.Module):
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.convblk = ConvBNReLU(cin, cout, ks=1, padding=0)
-        self.conv1 = nn.Conv2d(cout, cout // 4, 1, bias=False)
-        self.conv2 = nn.Conv2d(cout // 4, cout, 1, bias=False)
-
-    def forward(self, spatial, context):
-        feat = self.convblk(torch.cat([spatial, context], dim=1))
-        weight = torch.sigmoid(self.conv2(F.relu(self.conv1(feat.mean(dim=(2, 3), keepdim=True)))))
-        return feat * weight + feat
-
-
-class ParsingHead(nn.Module):
-    def __init__(self, cin: int, mid: int, n_classes: int):
-        super().__init__()
-        self.conv = ConvBNReLU(cin, mid)
-        self.conv_out = nn.Conv2d(mid, n_classes, 1, bias=False)
-
-    def forward(self, x):
-        return self.conv_out(self.conv(x))
-
-
-class BiSeNet(nn.Module):
-    """BiSeNet face parser (ResNet-18 context path, 1/8-resolution spatial path taken
-    from the backbone), with the module names of the widely shared face-parsing
-    checkpoints so their state dicts load as they are.
-
-    ``(N, 3, S, S)`` ImageNet-normalised RGB -> ``(N, n_classes, S, S)`` logits.
-    The two auxiliary heads exist only so training checkpoints load strictly.
-    """
-
-    def __init__(self, n_classes: int = 19):
-        super().__init__()
-        self.cp = ContextPath()
-        self.ffm = FeatureFusion(256, 256)
-        self.conv_out = ParsingHead(256, 256, n_classes)
-        self.conv_out16 = ParsingHead(128, 64, n_classes)
-        self.conv_out32 = ParsingHead(128, 64, n_classes)
-
-    def forward(self, x):
-        spatial, context = self.cp(x)
-        logits = self.conv_out(self.ffm(spatial, context))
-        return F.interpolate(logits, x.shape[2:], mode="bilinear", align_corners=True)
-
-
-#: The 19 CelebAMask-HQ classes, in the network's output order.
-CELEBAMASK_CLASSES = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear",
-                      "ear_r", "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat")
-#: The paper's grouping of those classes into regions.
-CELEBAMASK_GROUPS = {"background": "background", "skin": "skin", "l_brow": "brows", "r_brow": "brows",
-                     "l_eye": "eye", "r_eye": "eye", "eye_g": "eye", "l_ear": "ear", "r_ear": "ear",
-                     "ear_r": "ear", "nose": "nose", "mouth": "mouth", "u_lip": "mouth", "l_lip": "mouth",
-                     "neck": "neck", "neck_l": "neck", "cloth": "clothes", "hair": "hair", "hat": "hat"}
-_BISENET_REGIONS = tuple(OrderedDict.fromkeys(CELEBAMASK_GROUPS.values()))
-_IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-_IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-def load_bisenet(path: str | Path) -> BiSeNet:
-    """A :class:`BiSeNet` with weights from ``path`` (``.safetensors``, or a ``.pth``/``.pt``
-    state dict read with ``torch.load(weights_only=True)``: nothing is unpickled)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; pass the 19-class face-parsing checkpoint "
-                                "(e.g. 79999_iter.pth or a .safetensors conversion of it)")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        state = load_file(str(path))
-    else:
-        state = load_legacy_pth(path)
-    with torch.device("meta"):      # no random init: every tensor comes from the file
-        net = BiSeNet(len(CELEBAMASK_CLASSES))
-    expected = net.state_dict()
-    for key in expected:
-        if key.endswith("num_batches_tracked") and key not in state:   # absent in old checkpoints
-            state[key] = torch.zeros((), dtype=torch.long)
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        raise ValueError(f"{path} is not a 19-class BiSeNet face-parsing checkpoint (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]} ...)")
-    net.load_state_dict(state, assign=True)
-    return net.eval()
-
-
-class BiSeNetSegmenter:
-    """Face regions from a BiSeNet face parser, grouped as in the paper."""
-
-    name = "bisenet"
-    classes = CELEBAMASK_CLASSES
-    regions = _BISENET_REGIONS
-    region_of = np.array([_BISENET_REGIONS.index(CELEBAMASK_GROUPS[c]) for c in CELEBAMASK_CLASSES])
-    face_regions = frozenset(_BISENET_REGIONS.index(r) for r in ("skin", "brows", "eye", "nose", "mouth"))
-
-    def __init__(self, net: BiSeNet, input_size: int = 512, device: str | torch.device = "cpu"):
-        self.net = net.to(device).eval()
-        self.input_size, self.device = input_size, torch.device(device)
-
-    @torch.inference_mode()
-    def segment(self, rgb: np.ndarray) -> np.ndarray | None:
-        h, w = rgb.shape[:2]
-        x = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None].div(255.0)
-        x = F.interpolate(x, (self.input_size, self.input_size), mode="bilinear", align_corners=False)
-        x = ((x - _IMAGENET_MEAN) / _IMAGENET_STD).to(self.device)
-        classes = self.net(x)[0].argmax(0).byte().cpu().numpy()
-        labels = cv2.resize(classes, (w, h), interpolation=cv2.INTER_NEAREST)
-        if not np.isin(self.region_of[labels], list(self.face_regions)).any():
-            return None
-        return labels
-
-    def close(self) -> None:
-        pass
+#: the segmenters' names stay importable from here (tests, docs/explain.md)
+__all__ = ["CELEBAMASK_CLASSES", "NORMALISE", "SEGMENTERS", "BiSeNet", "BiSeNetSegmenter", "MediapipeSegmenter",
+           "RegionsConfig", "Segmenter", "assign_region", "build_segmenter", "class_summary", "load_bisenet",
+           "plot_examples", "plot_histograms", "region_shares", "run_regions"]
 
 
 # ------------------------------------------------------------- assignment
