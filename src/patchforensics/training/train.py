@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..core import fileio
+from ..core import fileio, ranks
 from ..core.config import ConfigError, require, to_dict
 from ..core.heatmap import heatmap_figure
 from ..core.imageio import ImageLoadError, NoUsableImagesError, SkipLog, load_rgb
@@ -32,6 +32,7 @@ from ..models.card import ModelCard, training_options
 from ..models.checkpoint import (RESUME_FILE, load_training_state, save_training_state, save_weights,
                                  weights_path)
 from ..scoring import distributed
+from . import distributed as ddp
 from .summary import SUMMARY_FILE, read_train_summary, training_minutes  # noqa: F401 (re-exported)
 from ..scoring.engine import Engine
 from ..scoring.fastpath import (FastPath, autocast, configure_runtime, effective_precision, inference_backend,
@@ -147,7 +148,7 @@ class TrainConfig:
         require(self.max_per_class is None or self.max_per_class > 0, "max_per_class", "must be > 0")
         fast = self.fast_path()
         fast.validate()
-        world = distributed.world_size()
+        world = ranks.world_size()
         require(self.batch_size % world == 0 and self.batch_size // world >= 1, "batch_size",
                 f"{self.batch_size} does not split evenly over {world} processes; it is the total "
                 "batch of one step, so pass a multiple of --nproc-per-node x --nnodes")
@@ -340,11 +341,11 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, progress:
     """
     cfg.validate()
     check_inputs(cfg)
-    with distributed.session(cfg.device) as ctx:
+    with ranks.session(cfg.device) as ctx:
         return _train(cfg, ctx, resume, force, progress, stop_after_steps)
 
 
-def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: bool, progress: bool,
+def _train(cfg: TrainConfig, ctx: ranks.DistContext, resume: bool, force: bool, progress: bool,
            stop_after_steps: int | None) -> TrainResult:
     main = ctx.is_main
     progress = progress and main
@@ -366,7 +367,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
             "or choose another --name/--suffix")
     train_samples, val_samples = split_samples(cfg.real, cfg.fake, cfg.max_per_class)
     check_leaks(train_samples, val_samples + held_out_samples(cfg.real, cfg.fake), cfg.allow_leak, main)
-    distributed.barrier(ctx)   # every process has seen the folder as it was before rank 0 writes
+    ranks.barrier(ctx)   # every process has seen the folder as it was before rank 0 writes
     device = ctx.device
     fast = cfg.fast_path()
     configure_runtime(fast, device, ctx.local_world_size)
@@ -405,7 +406,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
                            groups=source_groups(train_samples, cfg.real + cfg.fake) if cfg.balance_sources else None)
     rank_batch = cfg.batch_size // ctx.world_size
     loader = make_loader(dataset, rank_batch, cfg.num_workers, sampler)
-    step_fn = TrainStep(distributed.wrap_model(model, ctx), optimizer, fast, device)
+    step_fn = TrainStep(ddp.wrap_model(model, ctx), optimizer, fast, device)
     # unreadable files; kept in the snapshot so that a resumed run still lists them
     skipped = SkipLog([tuple(s) for s in progress_state.get("skipped", [])])
     steps_this_call = 0
@@ -467,7 +468,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, force: 
         # ---- end of epoch: validate, keep the best, decide whether to stop
         if whole_epoch:
             _require_both_classes(usable_labels, "training", skipped, write_summary)
-        distributed.broadcast_buffers(model, ctx)
+        ddp.broadcast_buffers(model, ctx)
         engine = Engine.from_model(model, card, fast, device)     # a snapshot of this epoch's weights
         preds = engine.predict(val_shard, batch_size=max(cfg.batch_size, 64), num_workers=cfg.num_workers,
                                progress=progress, desc="val", dataset=val_dataset)
