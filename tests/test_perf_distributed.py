@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
+from patchforensics.core import ranks
 from patchforensics.scoring import distributed
 from patchforensics.data.dataset import collect_samples
 from patchforensics.evaluation.evaluate import SCORE_COLUMNS, TestConfig as EvalConfig, run_test
@@ -35,12 +36,12 @@ def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
 
 def test_shards_cover_every_item_once():
     items = list(range(11))
-    shards = [distributed.shard(items, distributed.DistContext(rank=r, world_size=3)) for r in range(3)]
+    shards = [distributed.shard(items, ranks.DistContext(rank=r, world_size=3)) for r in range(3)]
     assert sorted(sum(shards, [])) == items and [len(s) for s in shards] == [4, 4, 3]
 
 
 def test_single_process_needs_no_group():
-    ctx = distributed.setup("cpu")
+    ctx = ranks.setup("cpu")
     assert not ctx.distributed and ctx.is_main and ctx.backend is None
     preds = Predictions(["a"], np.array([1]), {a: np.array([0.5]) for a in AGGREGATIONS}, PatchHistogram(),
                         SkipLog(), np.array([0]))

@@ -25,7 +25,7 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..scoring.distributed import is_main_process
+    from ..core.ranks import is_main_process
     from ..evaluation.evaluate import run_test
     from .common import print_skipped, progress_enabled
 

@@ -86,7 +86,7 @@ def load_train_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..scoring.distributed import is_main_process
+    from ..core.ranks import is_main_process
     from ..training.train import train
     from .common import print_skipped, progress_enabled
 

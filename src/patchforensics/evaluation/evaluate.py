@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core import fileio
+from ..core import fileio, ranks
 from ..core.config import ConfigError, require
 from ..core.imageio import NoUsableImagesError
 from ..data.dataset import collect_samples
@@ -104,11 +104,11 @@ def run_test(cfg: TestConfig, engine: Engine | None = None, progress: bool = Tru
     replaces the one ``cfg`` would open (its backend then decides).
     """
     cfg.validate()
-    with distributed.session(cfg.device) as ctx:
+    with ranks.session(cfg.device) as ctx:
         return _run_test(cfg, ctx, engine, progress)
 
 
-def _run_test(cfg: TestConfig, ctx: distributed.DistContext, engine: Engine | None,
+def _run_test(cfg: TestConfig, ctx: ranks.DistContext, engine: Engine | None,
               progress: bool) -> tuple[dict, Path]:
     corruptions = parse_corruptions(cfg.corrupt)
     samples = collect_samples(cfg.real, cfg.fake, split=cfg.partition)  # fails early on bad folders

@@ -22,7 +22,7 @@ from ..core.config import ConfigError, require
 from ..models import check_model_name, create_model
 from ..models.card import CONFIG_FILE, ModelCard
 from ..models.checkpoint import read_legacy_pth, save_tensors, weights_path
-from .train import TrainConfig
+from .config import TrainConfig
 
 #: seed file name -> which weights it holds
 SEED_FILE_PATTERN = re.compile(r"(?P<which>bestval|latest|\d+)_net_D\.pth")

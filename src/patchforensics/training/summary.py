@@ -1,10 +1,10 @@
 """``train_summary.json``: what a finished (or failed) training run says about itself.
 
-``train`` writes it at the end of every call; ``release``, the experiment runner and
-``train --resume`` read it through :func:`read_train_summary` only, so its fields are
-named in one place: ``name``, ``status`` (``finished`` or ``failed: …``), ``best_epoch``,
-``best_metric``, ``val_metric``, ``history`` (one dict per epoch, with ``seconds``) and
-``skipped`` (unreadable files).
+``train`` writes it at the end of every call (:func:`write_train_summary`); ``release``,
+the experiment runner and ``train --resume`` read it through :func:`read_train_summary`
+only, so its fields are named in one place: ``name``, ``status`` (``finished`` or
+``failed: …``), ``best_epoch``, ``best_metric``, ``val_metric``, ``history`` (one dict per
+epoch, with ``seconds``) and ``skipped`` (unreadable files).
 """
 from __future__ import annotations
 
@@ -12,7 +12,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..core import fileio
+from .state import TrainState
+
 SUMMARY_FILE = "train_summary.json"
+
+
+def write_train_summary(ckpt_dir: str | Path, name: str, status: str, state: TrainState, val_metric: str) -> None:
+    """Write the summary of run ``name`` as ``state`` leaves it (atomically)."""
+    fileio.write_json(Path(ckpt_dir) / SUMMARY_FILE, {
+        "name": name, "status": status, "best_epoch": state.best_epoch, "best_metric": state.best_metric,
+        "val_metric": val_metric, "history": state.history, "skipped": state.skipped.as_list()})
 
 
 def read_train_summary(ckpt_dir: str | Path) -> dict[str, Any]:
