@@ -2,9 +2,11 @@
 how bad input is reported."""
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
+import typing
 
 import numpy as np
 import pytest
@@ -13,12 +15,18 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import clear_pair, listed
-from patchforensics.cli import main
+from patchforensics.cli import build_parser, main
+from patchforensics.core.config import ConfigError
+from patchforensics.data.align import STYLES
 from patchforensics.data.transforms import TransformConfig, eval_image
 from patchforensics.models.checkpoint import BUNDLED_DIR
 from patchforensics.scoring.engine import Engine
-from patchforensics.screening.detect import (DetectConfig, Detector, detect, expand_paths, heatmap_names,
-                                             input_window, map_box)
+from patchforensics.scoring.fastpath import BACKENDS
+from patchforensics.screening.detect import DetectConfig, detect, expand_paths, heatmap_names
+from patchforensics.screening.detector import FACE_MODES, Detector
+from patchforensics.screening.geometry import input_window, map_box
+from patchforensics.screening.results import FORMATS
+from patchforensics.screening.serve import FaceMode, ServeConfig, create_app
 
 # test images the bundled detector gets right with a margin, chosen by listing the folders
 REAL, FAKE = clear_pair()
@@ -169,3 +177,30 @@ def test_heatmap_names_follow_the_paths_as_typed(tmp_path, faces):
     assert heatmap_names([link, other]) == ["holiday.png", "sub__beach.png"]
     assert heatmap_names([tmp_path / "a.jpg", tmp_path / "a.png", tmp_path / "b.jpg"]) == \
         ["a.jpg.png", "a.png.png", "b.png"]                   # never one file for two photos
+
+
+def test_option_values_are_those_the_code_implements():
+    """``--faces``, ``--align-style``, ``--backend`` and ``--format`` offer exactly the values defined
+    next to the code (FACE_MODES, STYLES, BACKENDS, FORMATS), and serve's API accepts and
+    describes the same face modes: a value added in one place shows everywhere."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+
+    def choices(command: str, flag: str) -> tuple:
+        return tuple(next(a for a in sub.choices[command]._actions if flag in a.option_strings).choices)
+    for command in ("detect", "serve"):
+        assert choices(command, "--faces") == tuple(FACE_MODES)
+        assert choices(command, "--align-style") == tuple(STYLES)
+        assert choices(command, "--backend") == BACKENDS
+    assert choices("detect", "--format") == FORMATS
+    assert typing.get_args(FaceMode) == tuple(FACE_MODES)
+    spec = create_app(service=None).openapi()            # the schema needs no model
+    (param,) = spec["paths"]["/api/detect"]["post"]["parameters"]
+    assert param["name"] == "faces" and param["schema"]["anyOf"][0]["enum"] == list(FACE_MODES)
+    assert all(mode in param["description"] for mode in FACE_MODES)
+    info = spec["components"]["schemas"]["InfoOut"]["properties"]
+    assert info["faces"]["enum"] == list(FACE_MODES) and info["align_style"]["enum"] == list(STYLES)
+    for bad in (dict(faces="everything"), dict(align_style="ffhq2"), dict(backend="tensorrt")):
+        with pytest.raises(ConfigError):
+            DetectConfig(paths=["x"], **bad).validate()
+        with pytest.raises(ConfigError):
+            ServeConfig(**bad).validate()

@@ -21,8 +21,9 @@ from patchforensics.cli import main
 from patchforensics.core.config import ConfigError
 from patchforensics.core.imageio import load_rgb
 from patchforensics.data.align import FaceLandmarker, pixel_affine
-from patchforensics.screening.detect import (MAX_PATCH_FILL, DetectConfig, caption_boxes, detect, face_caption,
-                                             open_detector, render_on_original)
+from patchforensics.screening.detect import DetectConfig, detect
+from patchforensics.screening.detector import MAX_PATCH_FILL, open_detector
+from patchforensics.screening.render import caption_boxes, face_caption, render_on_original
 
 WILD = raw_images("wild-portraits", 6)       # real, unaligned portrait photos of various sizes
 TPDNE = raw_images("tpdne-1024", 3)          # fake, raw 1024x1024 StyleGAN2 outputs
@@ -127,17 +128,17 @@ def test_heatmap_and_boxes_go_back_through_the_inverse_alignment(detector):
     photo = photo.resize((round(photo.width * 400 / photo.height), 400), Image.Resampling.LANCZOS)
     (screened,) = detector.screen([photo], "find")
     a = screened.faces[0]
-    side = a.input_image.width
+    side = a.maps.input_image.width
     size, original = photo.size, np.asarray(photo, np.float32)
 
     def warped_back(affine):          # the aligned face the model saw, put back onto the photo
-        back = cv2.warpAffine(np.asarray(a.input_image, np.float32), pixel_affine(affine), size,
+        back = cv2.warpAffine(np.asarray(a.maps.input_image, np.float32), pixel_affine(affine), size,
                               flags=cv2.INTER_LINEAR, borderValue=0)
         mask = cv2.warpAffine(np.ones((side, side), np.float32), pixel_affine(affine), size) > 0.999
         return np.abs(back - original)[mask].mean(), mask
 
-    error, mask = warped_back(a.to_original)
-    shifted, _ = warped_back(a.to_original + np.array([[0, 0, 6.0], [0, 0, 0]]))    # 6 px off
+    error, mask = warped_back(a.maps.to_original)
+    shifted, _ = warped_back(a.maps.to_original + np.array([[0, 0, 6.0], [0, 0, 0]]))    # 6 px off
     assert error < 12 and error < 0.6 * shifted
     # every reported box lies in the face square's bounding rectangle
     ys, xs = np.nonzero(mask)
@@ -186,20 +187,20 @@ def test_faces_leaving_the_photo_get_valid_boxes_and_their_fill_does_not_count(d
         for a in screened.faces:
             for box in [a.face_box] + [p.box for p in a.top_patches]:
                 assert inside(box, photo.width, photo.height), box
-            side = a.input_image.width
+            side = a.maps.input_image.width
             # the fill map, checked against the photo's own extent warped into the model input
             from_photo = cv2.warpAffine(np.ones((photo.height, photo.width), np.float32),
-                                        pixel_affine(a.to_original), (side, side),
+                                        pixel_affine(a.maps.to_original), (side, side),
                                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0)
-            assert np.mean((from_photo > 0.5) == a.inside_photo) > 0.99
-            assert a.fill_share == pytest.approx(1 - a.inside_photo.mean())
-            fill = np.array([1 - a.inside_photo[t:b, l:r].mean() for t, l, b, r in boxes])
+            assert np.mean((from_photo > 0.5) == a.maps.inside_photo) > 0.99
+            assert a.fill_share == pytest.approx(1 - a.maps.inside_photo.mean(), abs=5e-5)   # 4 decimals
+            fill = np.array([1 - a.maps.inside_photo[t:b, l:r].mean() for t, l, b, r in boxes])
             kept = fill <= MAX_PATCH_FILL
             left_out += int((~kept).sum())
-            assert a.p_fake == pytest.approx(a.patch_p_fake.reshape(-1)[kept].mean(), abs=1e-6)
+            assert a.p_fake == pytest.approx(a.maps.patch_p_fake.reshape(-1)[kept].mean(), abs=1e-6)
             for p in a.top_patches:
                 t, l, b, r = p.input_box
-                assert 1 - a.inside_photo[t:b, l:r].mean() <= MAX_PATCH_FILL
+                assert 1 - a.maps.inside_photo[t:b, l:r].mean() <= MAX_PATCH_FILL
     assert left_out > 0            # these photos do have patches mostly in the fill
 
 
@@ -227,7 +228,7 @@ def test_a_turned_photo_is_aligned_upright(detector, turn):
         assert len(screened.faces) == len(upright.faces) >= 1
         a, b = upright.faces[0], screened.faces[0]
         exact = turn == 180                  # a half turn maps pixels onto pixels; the mesh reads a sideways
-        ours, theirs = np.asarray(a.input_image, float), np.asarray(b.input_image, float)   # face a little apart
+        ours, theirs = (np.asarray(f.maps.input_image, float) for f in (a, b))   # face a little apart
         assert np.abs(ours - theirs).mean() < (0.5 if exact else 0.25 * np.abs(ours - ours[::-1, ::-1]).mean())
         # a quarter turn's face lands a pixel or so apart, which moves a patch model's score a little
         # (up to 0.11 with the block-3 detector on the 300 wild portraits): the alignment above is the property

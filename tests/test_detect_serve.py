@@ -4,6 +4,7 @@ HTTP 200 and valid boxes, and, end to end, the page in headless Chromium."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.client
 import io
 import json
@@ -21,6 +22,7 @@ from PIL import Image
 
 from conftest import REPO, clear_pair, edge_portraits, headless_chromium, raw_images
 from patchforensics.cli import main
+from patchforensics.screening.faces import Patch, ScoredFace
 from patchforensics.screening.serve import DetectOut, FaceOut, PatchOut, ServeConfig, create_app, make_server
 
 REAL, FAKE = clear_pair()
@@ -284,6 +286,16 @@ def test_docs_work_offline_and_the_description_matches_the_answers(client, faces
     example = example[:example.index("$ curl", 1)]                   # the first answer: a photo's
     shown = set(re.findall(r'"(\w+)":', example))
     assert shown == set(body) | set(face) | set(face["top_patches"][0]), shown ^ (set(body) | set(face))
+
+
+def test_every_answer_field_is_described_and_a_face_is_detects_scored_face(client):
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("DetectOut", "FaceOut", "PatchOut", "InfoOut", "ErrorOut"):
+        undescribed = [k for k, v in schemas[name]["properties"].items() if not v.get("description")]
+        assert not undescribed, f"{name}: {undescribed}"
+    # a face's fields (but its picture) and a patch's (but its crop) are those of detect's record
+    assert set(FaceOut.model_fields) - {"overlay"} <= {f.name for f in dataclasses.fields(ScoredFace)}
+    assert set(PatchOut.model_fields) - {"crop"} <= {f.name for f in dataclasses.fields(Patch)}
 
 
 def test_info_names_the_scope_and_the_false_alarm_rate(client):

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..data.align import STYLES
+from ..screening.detector import DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD, FACE_MODES, face_modes_text
+from ..screening.results import FORMATS
 from .common import add_backend_option
 
 
@@ -19,22 +22,18 @@ def register(sub, name: str) -> None:
     p.add_argument("--model", help="checkpoint folder or .onnx file (default: the bundled detector)")
     p.add_argument("--which-epoch", help="weights in the checkpoint folder: bestval (default) | latest | N")
     add_backend_option(p)
-    p.add_argument("--threshold", default="default",
+    p.add_argument("--threshold", default=DEFAULT_THRESHOLD,
                    help="stored threshold name or a p(fake) value such as 0.5: default = the model's screening "
                         "threshold (fpr3pct: at most 3%% of validation reals called fake; eer for models "
                         "calibrated before it existed); fpr1pct = strict (at most 1%%); eer = equal error")
-    p.add_argument("--faces", default="auto", choices=["auto", "find", "aligned"],
-                   help="auto (default): an image of exactly the model's input size (128x128 for the bundled "
-                        "detector) is one aligned face if a face is found in it (else: no face, no verdict), any "
-                        "other is searched for faces; find: always find and align faces; aligned: score every "
-                        "image as it is (centred square)")
-    p.add_argument("--align-style", default="ffhq", choices=["ffhq", "celebahq"],
-                   help="how found faces are aligned (default ffhq, as the shared training faces)")
+    p.add_argument("--faces", default=DEFAULT_FACE_MODE, choices=FACE_MODES, help=face_modes_text())
+    p.add_argument("--align-style", default=DEFAULT_ALIGN_STYLE, choices=STYLES,
+                   help=f"how found faces are aligned (default {DEFAULT_ALIGN_STYLE}, as the shared training faces)")
     p.add_argument("--heatmaps", metavar="OUT", help="write one heatmap PNG per image with a face into this folder")
     p.add_argument("--report", metavar="OUT.html",
                    help="write one offline HTML page: every face with its heatmap, sorted by p(fake), the verdicts, "
                         "the files with no face or unreadable, the model's scope and the threshold's false-alarm rate")
-    p.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    p.add_argument("--format", default=FORMATS[0], choices=FORMATS, help=f"default {FORMATS[0]}")
     p.add_argument("--top-k", type=int, default=3, help="patches reported per image in heatmaps (default 3)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")

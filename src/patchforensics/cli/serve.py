@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.align import STYLES
+from ..screening.detector import DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD, FACE_MODES
 from .common import add_backend_option
 
 
@@ -17,13 +19,13 @@ def register(sub, name: str) -> None:
     p.add_argument("--model", help="checkpoint folder or .onnx file (default: the bundled detector)")
     p.add_argument("--which-epoch", help="bestval (default) | latest | N")
     add_backend_option(p)
-    p.add_argument("--threshold", default="default",
+    p.add_argument("--threshold", default=DEFAULT_THRESHOLD,
                    help="stored threshold name or a p(fake) value (default: the model's screening threshold, "
                         "fpr3pct, else eer)")
-    p.add_argument("--faces", default="auto", choices=["auto", "find", "aligned"],
+    p.add_argument("--faces", default=DEFAULT_FACE_MODE, choices=FACE_MODES,
                    help="default face mode of each request (as detect's --faces; a request may pass ?faces=)")
-    p.add_argument("--align-style", default="ffhq", choices=["ffhq", "celebahq"],
-                   help="how found faces are aligned (default ffhq, as the shared training faces)")
+    p.add_argument("--align-style", default=DEFAULT_ALIGN_STYLE, choices=STYLES,
+                   help=f"how found faces are aligned (default {DEFAULT_ALIGN_STYLE}, as the shared training faces)")
     p.add_argument("--max-upload-mb", type=float, default=20.0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)

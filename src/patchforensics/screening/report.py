@@ -20,7 +20,8 @@ from PIL import Image
 
 from ..core import fileio
 from ..core.heatmap import SCALE_TEXT
-from .results import DetectResult, FaceResult, false_alarm_text, summary_line
+from .faces import ScoredFace
+from .results import DetectResult, false_alarm_text, summary_line
 
 
 def png_data_url(image: Image.Image) -> str:
@@ -35,7 +36,7 @@ class ReportFace:
     """One face card: its file, its row of ``detect``'s output, and its picture (a data URL)."""
 
     path: str
-    face: FaceResult
+    face: ScoredFace
     picture: str
 
 

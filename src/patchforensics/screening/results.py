@@ -14,36 +14,17 @@ from typing import Iterable
 
 from ..core.config import ConfigError
 from ..core.imageio import SkipLog
+from .faces import ScoredFace
 
+#: the text forms of a result (``--format``); the first is the default
 FORMATS = ("table", "json", "csv")
 
 
-@dataclass
-class FaceResult:
-    """One face of ``detect``'s output; boxes are ``(top, left, bottom, right)`` in original px.
-    ``fill_share``: share of the examined square that alignment filled in (outside the photo);
-    ``upscale``: model-input px per photo px (above 1: a small face, enlarged to be scored)."""
-
-    index: int                          # 0 = the largest face of its image (0 for an aligned input)
-    p_fake: float
-    verdict: str                        # "fake" | "real"
-    face_box: tuple[int, int, int, int]
-    box: tuple[int, int, int, int]      # the most suspicious patch
-    box_p_fake: float
-    fill_share: float = 0.0
-    upscale: float = 1.0
-    quad: list[list[float]] | None = None   # aligned square's corners (x, y), found faces only
-
-    @property
-    def notes(self) -> list[str]:
-        """What a reader should know about how this face was scored (``fill 23%``, ``upscaled 2.1x``)."""
-        return ([f"fill {self.fill_share:.0%}"] if self.fill_share >= 0.005 else []) + \
-               ([f"upscaled {self.upscale:.2f}x"] if self.upscale > 1 else [])
-
-    def to_dict(self) -> dict:
-        return {"index": self.index, "p_fake": self.p_fake, "verdict": self.verdict,
-                "face_box": list(self.face_box), "box": list(self.box), "box_p_fake": self.box_p_fake,
-                "fill_share": self.fill_share, "upscale": self.upscale, "quad": self.quad}
+def face_entry(f: ScoredFace) -> dict:
+    """One face of the JSON form: the most suspicious patch as ``box`` and ``box_p_fake``."""
+    return {"index": f.index, "p_fake": f.p_fake, "verdict": f.verdict, "face_box": list(f.face_box),
+            "box": list(f.box), "box_p_fake": f.box_p_fake, "fill_share": f.fill_share, "upscale": f.upscale,
+            "quad": f.quad}
 
 
 @dataclass
@@ -53,7 +34,7 @@ class ImageResult:
 
     path: str
     input: str | None = None            # "aligned" | "found" (how the faces were obtained)
-    faces: list[FaceResult] = field(default_factory=list)
+    faces: list[ScoredFace] = field(default_factory=list)
     width: int | None = None
     height: int | None = None
     heatmap: str | None = None
@@ -66,7 +47,7 @@ class ImageResult:
 
     def to_dict(self) -> dict:
         return {"path": self.path, "status": self.status, "input": self.input,
-                "faces": [f.to_dict() for f in self.faces], "width": self.width, "height": self.height,
+                "faces": [face_entry(f) for f in self.faces], "width": self.width, "height": self.height,
                 "heatmap": self.heatmap, "error": self.error}
 
 
@@ -83,7 +64,7 @@ class DetectResult:
     skipped: SkipLog = field(default_factory=SkipLog)
 
     @property
-    def faces(self) -> list[tuple[ImageResult, FaceResult]]:
+    def faces(self) -> list[tuple[ImageResult, ScoredFace]]:
         """Every scored face with its image, in input order."""
         return [(im, f) for im in self.images for f in im.faces]
 
@@ -93,19 +74,27 @@ class DetectResult:
         return [im for im in self.images if im.status == "no face found"]
 
 
-CSV_FIELDS = ("path", "status", "input", "face", "p_fake", "verdict", "face_top", "face_left", "face_bottom",
-              "face_right", "box_top", "box_left", "box_bottom", "box_right", "box_p_fake", "fill_share", "upscale",
-              "width", "height", "heatmap", "error")
+#: the CSV's columns: the image's first, then the face's (empty for an image without one), then the image's
+CSV_IMAGE_HEAD = ("path", "status", "input")
+CSV_FACE_FIELDS = ("face", "p_fake", "verdict", "face_top", "face_left", "face_bottom", "face_right", "box_top",
+                   "box_left", "box_bottom", "box_right", "box_p_fake", "fill_share", "upscale")
+CSV_IMAGE_TAIL = ("width", "height", "heatmap", "error")
+CSV_FIELDS = CSV_IMAGE_HEAD + CSV_FACE_FIELDS + CSV_IMAGE_TAIL
+
+
+def _csv_face(f: ScoredFace) -> list:
+    """The :data:`CSV_FACE_FIELDS` cells of one face."""
+    return [f.index, f"{f.p_fake:.6f}", f.verdict, *f.face_box, *f.box, f"{f.box_p_fake:.6f}",
+            f"{f.fill_share:.4f}", f"{f.upscale:.4f}"]
 
 
 def _csv_rows(im: ImageResult) -> Iterable[list]:
     head = [im.path, im.status, im.input or ""]
     tail = [im.width or "", im.height or "", im.heatmap or "", im.error or ""]
     if not im.faces:
-        yield head + [""] * 14 + tail
+        yield head + [""] * len(CSV_FACE_FIELDS) + tail
     for f in im.faces:
-        yield head + [f.index, f"{f.p_fake:.6f}", f.verdict, *f.face_box, *f.box, f"{f.box_p_fake:.6f}",
-                      f"{f.fill_share:.4f}", f"{f.upscale:.4f}"] + tail
+        yield head + _csv_face(f) + tail
 
 
 def decision_rule(result: DetectResult) -> str:
@@ -124,7 +113,7 @@ def false_alarm_text(result: DetectResult) -> str:
 def summary_line(result: DetectResult) -> str:
     """``3 faces scored in 2 images: 1 fake, 2 real; 1 image with no face (no verdict) (fake when …)``."""
     faces = [f for _, f in result.faces]
-    n_fake = sum(f.verdict == "fake" for f in faces)
+    n_fake = sum(f.is_fake for f in faces)
     n_images = sum(im.status == "scored" for im in result.images)
     line = (f"{len(faces)} face{'s' * (len(faces) != 1)} scored in {n_images} image{'s' * (n_images != 1)}: "
             f"{n_fake} fake, {len(faces) - n_fake} real")
@@ -136,7 +125,7 @@ def summary_line(result: DetectResult) -> str:
     return f"{line} ({decision_rule(result)})"
 
 
-def format_result(result: DetectResult, fmt: str = "table") -> str:
+def format_result(result: DetectResult, fmt: str = FORMATS[0]) -> str:
     """The result as a text table (one line per face, or per image without one, then the
     summary and the scope note), JSON (one entry per image, its faces inside; ``scope``
     beside the model) or CSV (one row per face, or per image without one)."""

@@ -1,0 +1,263 @@
+"""The detector: an engine and a calibrated threshold that find, align and score every face of an image.
+
+How images reach the model, how patches are left out and how p(fake) is formed:
+docs/detect.md, "How a face is scored".
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..core.config import ConfigError, require
+from ..data.align import STYLES, AlignedFace, FaceLandmarker, align_faces
+from ..evaluation.calibrate import validation_false_alarm_rate
+from ..models.card import ModelCard
+from ..scoring.engine import Engine
+from ..scoring.fastpath import FastPath
+from ..scoring.metrics import aggregate
+from ..scoring.onnx_backend import is_onnx_file
+from .faces import FaceMaps, Patch, ScoredFace, verdict_at
+from .geometry import Placement, as_is, input_window, map_box, on_photo
+from .scope import scope_note
+
+#: the card's default threshold (``fpr3pct``, else ``eer``: :meth:`ModelCard.default_threshold`)
+DEFAULT_THRESHOLD = "default"
+#: which faces are scored (``--faces``, ``?faces=``), each with what it does; the first is the default
+FACE_MODES = {
+    "auto": "an image of exactly the model's input size (128x128 for the bundled detector) is one aligned "
+            "face if a face is found in it (else: no face, no verdict), any other is searched for faces",
+    "find": "always find and align faces",
+    "aligned": "score every image as it is (centred square)",
+}
+DEFAULT_FACE_MODE = next(iter(FACE_MODES))
+#: how a screened image's faces were obtained: taken as one aligned face, or found and aligned
+INPUT_KINDS = ("aligned", "found")
+#: how found faces are aligned: as the shared training faces (FFHQ; StyleGAN's fakes share it)
+DEFAULT_ALIGN_STYLE = "ffhq"
+#: a patch whose field is more than this share alignment fill (outside the photo) is left out of
+#: p(fake) and of the top patches: the blurred, median-coloured fill looks like the flat backdrops
+#: the detector takes for fake, and it is not the photo's evidence
+MAX_PATCH_FILL = 0.5
+
+
+def face_modes_text(default: str | None = DEFAULT_FACE_MODE) -> str:
+    """``auto (default): …; find: …; aligned: …``: the face modes in words (``--help``, the API)."""
+    return "; ".join(f"{mode}{' (default)' * (mode == default)}: {what}" for mode, what in FACE_MODES.items())
+
+
+@dataclass
+class Screened:
+    """One image screened: ``mode`` says how its faces were obtained (one of
+    :data:`INPUT_KINDS`), ``faces`` holds one :class:`~.faces.ScoredFace` per face,
+    largest first (empty: no face found, no verdict)."""
+
+    mode: str
+    faces: list[ScoredFace]
+    width: int
+    height: int
+
+
+def _nms(order: Iterable[int], boxes: np.ndarray, k: int, max_iou: float = 0.25) -> list[int]:
+    """Greedy non-maximum suppression: the first ``k`` indices of ``order`` whose
+    boxes overlap every earlier pick by at most ``max_iou`` (neighbouring patches
+    share most of their field, so without this the top few are one spot)."""
+    picks: list[int] = []
+    for i in order:
+        t, l, b, r = boxes[i]
+        area = max(0, b - t) * max(0, r - l)
+        ok = True
+        for j in picks:
+            t2, l2, b2, r2 = boxes[j]
+            inter = max(0, min(b, b2) - max(t, t2)) * max(0, min(r, r2) - max(l, l2))
+            union = area + max(0, b2 - t2) * max(0, r2 - l2) - inter
+            if union > 0 and inter / union > max_iou:
+                ok = False
+                break
+        if ok:
+            picks.append(int(i))
+            if len(picks) == k:
+                break
+    return picks
+
+
+class Detector:
+    """An :class:`~patchforensics.scoring.engine.Engine` and a decision threshold; scores PIL images.
+
+    ``threshold``: ``default`` (the card's :meth:`~ModelCard.default_threshold`), the name of
+    a threshold stored with the model (``fpr3pct``, ``fpr1pct``, ``eer`` …) or a ``p(fake)``
+    value in (0, 1). A model without stored
+    thresholds falls back to p(fake) >= 0.5, with a warning.
+    """
+
+    def __init__(self, engine: Engine, threshold: str | float = DEFAULT_THRESHOLD,
+                 align_style: str = DEFAULT_ALIGN_STYLE):
+        require(align_style in STYLES, "align_style", f"must be one of {', '.join(STYLES)}")
+        self.engine = engine
+        self.threshold_name, self.p_fake_threshold = resolve_threshold(engine.card, threshold)
+        self.align_style = align_style
+        self._landmarker: FaceLandmarker | None = None     # loaded when the first face is looked for
+
+    def __enter__(self) -> "Detector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the face finder (mediapipe graphs), if one was loaded."""
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    @property
+    def card(self) -> ModelCard:
+        return self.engine.card
+
+    @property
+    def scope(self) -> str:
+        """What the model was trained on and what it does not detect (:func:`~.scope.scope_note`)."""
+        return scope_note(self.card)
+
+    def validation_false_alarm_rate(self) -> float | None:
+        """The share of validation reals called fake at this detector's threshold (the
+        checkpoint's ``calibration.json``); ``None`` when unknown: an ``.onnx`` model, a
+        p(fake) value as threshold, or no report of this threshold."""
+        weights = self.engine.weights_file
+        if weights is None or is_onnx_file(weights):
+            return None
+        return validation_false_alarm_rate(Path(weights).parent, self.card, self.threshold_name)
+
+    def analyze(self, images: Sequence[Image.Image], top_k: int = 3) -> list[ScoredFace]:
+        """Score RGB images (any sizes) as they are (their centred square); one :class:`ScoredFace` each."""
+        transform = self.card.transform()
+        return self._analyze(images, [as_is(im, input_window(im.width, im.height, transform)) for im in images],
+                             [0] * len(images), top_k)
+
+    def _analyze(self, images: Sequence[Image.Image], placements: Sequence[Placement], indices: Sequence[int],
+                 top_k: int) -> list[ScoredFace]:
+        """Score model inputs, each with where it lies in its photo and its face's index there; all in one
+        batch."""
+        if not images:
+            return []
+        inputs, logits = self.engine.score_images(images)              # logits (N, 2, H', W')
+        p_real = aggregate(logits)["after_softmax"].double().numpy()
+        patch_fake = self.card.p_fake(logits).numpy()                     # (N, H', W')
+        boxes = self.card.patch_boxes(inputs[0].size[0])
+        if boxes.shape[:2] != patch_fake.shape[1:]:
+            raise RuntimeError(f"model output {patch_fake.shape[1:]} does not match its receptive field "
+                               f"{boxes.shape[:2]}")
+        boxes = boxes.reshape(-1, 4)
+        out = []
+        for i, (placement, index) in enumerate(zip(placements, indices)):
+            flat = patch_fake[i].reshape(-1)
+            scored = placement.patch_fill(boxes) <= MAX_PATCH_FILL
+            # no patch left out: the plain after_softmax mean, test's and visualize's p(fake) to the last bit
+            p_fake = float(1.0 - p_real[i] if scored.all() else flat[scored].mean(dtype=np.float64))
+            picks = _nms((j for j in np.argsort(-flat, kind="stable") if scored[j]), boxes, top_k)
+            patches = [Patch(map_box(placement.to_original, boxes[j], placement.width, placement.height),
+                             tuple(int(v) for v in boxes[j]), float(flat[j])) for j in picks]
+            inside = placement.inside_photo()
+            quad = None if placement.quad is None else np.round(placement.quad, 2).tolist()
+            out.append(ScoredFace(index, p_fake, verdict_at(p_fake, self.p_fake_threshold), placement.face_box,
+                                  patches, round(float(1.0 - inside.mean()), 4), round(placement.upscale(), 4),
+                                  quad, FaceMaps(inputs[i], patch_fake[i], placement.to_original, inside)))
+        return out
+
+    def _face_finder(self) -> FaceLandmarker:
+        if self._landmarker is None:
+            self._landmarker = FaceLandmarker()
+        return self._landmarker
+
+    def is_aligned(self, image: Image.Image) -> bool:
+        """The ``auto`` rule: an image exactly the model's input square (``load_size`` x
+        ``load_size``) is taken to be an aligned face; whether it holds a face at all is
+        :meth:`has_face`."""
+        side = self.card.transform().load_size
+        return image.width == image.height == side
+
+    def has_face(self, image: Image.Image) -> bool:
+        """Whether mediapipe's face detector finds a face in ``image`` (the gate of an image
+        taken as aligned under ``auto``: a flat, noise or drawn square holds none)."""
+        return self._face_finder().has_face(np.asarray(image))
+
+    def find_faces(self, image: Image.Image) -> list[AlignedFace]:
+        """Every face of an RGB image, aligned (``align_style``) to the model's
+        ``load_size``, largest first; ``[]`` when there is none."""
+        rgb = np.asarray(image)
+        return align_faces(rgb, self._face_finder().detect(rgb), STYLES[self.align_style],
+                           self.card.transform().load_size, "all")
+
+    def screen(self, images: Sequence[Image.Image], faces: str = "auto", top_k: int = 3) -> list[Screened]:
+        """Score every face of RGB images of any size (``faces``: one of
+        :data:`FACE_MODES`); one :class:`Screened` per image, all faces scored in one batch.
+
+        ``auto`` takes an image of the model's input size as one aligned face only when a
+        face is found in it (else: no face, no verdict). A found face with no patch mostly
+        inside the photo is dropped: nothing of it would be left to score."""
+        require(faces in FACE_MODES, "faces", f"must be one of {', '.join(FACE_MODES)}")
+        transform = self.card.transform()
+        patch_boxes = self.card.patch_boxes().reshape(-1, 4)
+        out, inputs, placements, owners, indices = [], [], [], [], []
+
+        def add(owner: int, image: Image.Image, placement: Placement) -> None:
+            indices.append(owners.count(owner))
+            inputs.append(image)
+            placements.append(placement)
+            owners.append(owner)
+
+        for i, im in enumerate(images):
+            aligned = faces == "aligned" or (faces == "auto" and self.is_aligned(im))
+            out.append(Screened("aligned" if aligned else "found", [], im.width, im.height))
+            if aligned:
+                if faces == "aligned" or self.has_face(im):
+                    add(i, im, as_is(im, input_window(im.width, im.height, transform)))
+                continue
+            for face in self.find_faces(im):
+                placement = on_photo(face, input_window(face.image.width, face.image.height, transform),
+                                     im.width, im.height)
+                if placement.patch_fill(patch_boxes).min() <= MAX_PATCH_FILL:
+                    add(i, face.image, placement)
+        for i, face in zip(owners, self._analyze(inputs, placements, indices, top_k)):
+            out[i].faces.append(face)
+        return out
+
+
+def resolve_threshold(card: ModelCard, threshold: str | float) -> tuple[str, float]:
+    """``(name, p(fake) threshold)`` for a threshold stored on ``card`` or a p(fake) value."""
+    stored = card.thresholds
+    if threshold == DEFAULT_THRESHOLD and card.default_cut():
+        return card.default_cut()
+    if isinstance(threshold, str) and threshold in stored:
+        return threshold, card.p_fake_threshold(threshold)
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        value = None
+    if value is not None:
+        if not 0 < value < 1:
+            raise ConfigError(f"threshold: a p(fake) threshold must be in (0, 1), got {value}")
+        return f"p_fake>={value:g}", value
+    if not stored:
+        if threshold == DEFAULT_THRESHOLD:
+            warnings.warn("this model has no calibrated thresholds (run 'patchforensics calibrate "
+                          "CHECKPOINT_DIR'); deciding at p(fake) >= 0.5", stacklevel=3)
+            return "p_fake>=0.5", 0.5
+        raise ConfigError("threshold: the model has no stored thresholds; run 'patchforensics calibrate' "
+                          "or give a p(fake) value such as --threshold 0.5")
+    raise ConfigError(f"threshold: unknown threshold {threshold!r}; this model has "
+                      f"{', '.join(sorted(stored))}, or give a p(fake) value such as 0.5")
+
+
+def open_detector(model: str | os.PathLike | None = None, which: str | None = None, backend: str = "auto",
+                  device: str = "auto", threshold: str | float = DEFAULT_THRESHOLD,
+                  align_style: str = DEFAULT_ALIGN_STYLE) -> Detector:
+    """A :class:`Detector` over a checkpoint folder, an ``.onnx`` file or (``None``) the bundled detector."""
+    return Detector(Engine.load(model, which, FastPath(backend=backend, cache_mb=0), device), threshold,
+                    align_style)
+

@@ -1,0 +1,122 @@
+"""``detect``'s and ``serve``'s pictures of scored faces: the examined face beside its heatmap, and
+the photo with every face's heatmap warped back onto it; both with the p(fake) colour bar
+(red = fake-looking, :mod:`~patchforensics.core.heatmap`)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ..core.heatmap import colorize, overlay, with_colorbar
+from ..data.align import pixel_affine
+from .detector import Screened
+from .faces import ScoredFace
+from .geometry import map_point
+
+#: the grey that washes out alignment fill in heatmaps
+FILL_GREY = 160.0
+CAPTION_FONT, CAPTION_SCALE, CAPTION_OUTLINE = cv2.FONT_HERSHEY_SIMPLEX, 0.5, 3
+
+
+def render_overlay(face: ScoredFace, caption: str | None = None, alpha: float = 0.45,
+                   min_side: int = 256) -> Image.Image:
+    """The model input and the p(fake) heatmap over it, side by side, with the top
+    patches outlined (the most suspicious in white) and the colour bar (red =
+    fake-looking, :mod:`~patchforensics.core.heatmap`) at the right. Alignment fill
+    (outside the photo) is washed grey in the heatmap: it does not count."""
+    base = face.maps.input_image
+    heat = np.asarray(overlay(base, face.maps.patch_p_fake, alpha=alpha), dtype=np.float32)
+    fill = ~face.maps.inside_photo
+    heat[fill] = 0.3 * heat[fill] + 0.7 * FILL_GREY
+    pair = Image.new("RGB", (base.width * 2, base.height))
+    pair.paste(base, (0, 0))
+    pair.paste(Image.fromarray(np.uint8(np.rint(heat))), (base.width, 0))
+    scale = max(1, int(np.ceil(min_side / base.height)))
+    if scale > 1:
+        pair = pair.resize((pair.width * scale, pair.height * scale), Image.Resampling.NEAREST)
+    a = np.array(pair)
+    for rank, p in reversed(list(enumerate(face.top_patches))):
+        t, l, b, r = (v * scale for v in p.input_box)
+        colour = (255, 255, 255) if rank == 0 else (40, 40, 40)
+        cv2.rectangle(a, (l + base.width * scale, t), (r - 1 + base.width * scale, b - 1), colour, 2)
+    if caption:
+        _put_caption(a, caption, (6, 18))
+    return with_colorbar(Image.fromarray(a))
+
+
+def _put_caption(a: np.ndarray, text: str, origin: tuple[int, int]) -> None:
+    """White text outlined in black, its baseline starting at ``origin``."""
+    for thick, col in ((CAPTION_OUTLINE, (0, 0, 0)), (1, (255, 255, 255))):
+        cv2.putText(a, text, origin, CAPTION_FONT, CAPTION_SCALE, col, thick, cv2.LINE_AA)
+
+
+def caption_boxes(anchors: Sequence[tuple[float, float]], captions: Sequence[str], width: int,
+                  height: int) -> list[tuple[int, int, int, int]]:
+    """Where each caption goes on a ``width x height`` picture, as ``(x0, y0, x1, y1)``:
+    just above its anchor (a face box's top-left corner), kept inside the picture, and
+    moved down below any caption already placed that it would overlap (several faces in
+    a small photo, or squares leaving the photo, would otherwise stack their captions)."""
+    placed: list[tuple[int, int, int, int]] = []
+    for (ax, ay), text in zip(anchors, captions):
+        (w, h), baseline = cv2.getTextSize(text, CAPTION_FONT, CAPTION_SCALE, CAPTION_OUTLINE)
+        h += baseline
+        x0 = int(min(max(2, ax), max(2, width - w - 2)))
+        y0 = int(min(max(2, ay - h - 2), max(2, height - h - 2)))
+        while True:
+            hits = [p for p in placed if x0 < p[2] and p[0] < x0 + w and y0 < p[3] and p[1] < y0 + h]
+            if not hits:
+                break
+            y0 = max(p[3] for p in hits) + 2
+        placed.append((x0, y0, x0 + w, y0 + h))
+    return placed
+
+
+def render_on_original(image: Image.Image, faces: Sequence[ScoredFace], captions: Sequence[str],
+                       alpha: float = 0.45, max_side: int = 1024, min_side: int = 256) -> Image.Image:
+    """The original image with each face's p(fake) map warped back onto it (through
+    its ``to_original`` map), the face's examined square outlined, each face captioned
+    at its face box (:func:`caption_boxes`), and the colour bar at the right; scaled so
+    its longer side is at most ``max_side`` px (and its height at least ``min_side``)."""
+    scale = min(1.0, max_side / max(image.size))
+    scale = max(scale, min_side / image.height)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    a = np.asarray(image.resize(size, Image.Resampling.LANCZOS) if size != image.size else image,
+                   dtype=np.float32).copy()
+    corners = []
+    for f in faces:
+        side = f.maps.input_image.width
+        to_shown = pixel_affine(f.maps.to_original * scale)        # input pixel index -> shown pixel index
+        colour = cv2.warpAffine(colorize(f.maps.patch_p_fake, (side, side)).astype(np.float32), to_shown, size,
+                                flags=cv2.INTER_LINEAR, borderValue=0)
+        weight = alpha * cv2.warpAffine(np.ones((side, side), np.float32), to_shown, size,
+                                        flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
+        a = a * (1 - weight) + colour * weight
+        corners.append([map_point(f.maps.to_original * scale, x, y)
+                        for x, y in ((0, 0), (0, side), (side, side), (side, 0))])
+    a = np.uint8(np.clip(np.rint(a), 0, 255))
+    for quad in corners:
+        cv2.polylines(a, [np.int32(np.rint(np.array(quad) - 0.5))], True, (255, 255, 255), 2, cv2.LINE_AA)
+    anchors = [(f.face_box[1] * scale, f.face_box[0] * scale) for f in faces]
+    for (x0, _, _, y1), caption in zip(caption_boxes(anchors, captions, size[0], size[1]), captions):
+        _put_caption(a, caption, (x0, y1 - cv2.getTextSize(caption, CAPTION_FONT, CAPTION_SCALE,
+                                                           CAPTION_OUTLINE)[1]))
+    return with_colorbar(Image.fromarray(a))
+
+
+def face_caption(index: int, face: ScoredFace) -> str:
+    """``#0 fake 0.83``: a face's label on pictures."""
+    return f"#{index} {face.verdict} {face.p_fake:.2f}"
+
+
+def render_screened(image: Image.Image, screened: Screened) -> Image.Image | None:
+    """``detect``'s heatmap picture of one image: for an aligned input its examined
+    square beside the heatmap (:func:`render_overlay`); for found faces the original
+    with every face's heatmap on it (:func:`render_on_original`); ``None`` when no face was found."""
+    if not screened.faces:
+        return None
+    if screened.mode == "aligned":
+        face = screened.faces[0]
+        return render_overlay(face, f"p(fake) {face.p_fake:.2f}: {face.verdict}")
+    return render_on_original(image, screened.faces, [face_caption(i, a) for i, a in enumerate(screened.faces)])
