@@ -50,7 +50,7 @@ from patchforensics.data.transforms import TransformConfig, train_transform  # n
 from patchforensics.models import create_model  # noqa: E402
 from patchforensics.models.card import ModelCard  # noqa: E402
 from patchforensics.scoring.engine import Engine  # noqa: E402
-from patchforensics.scoring.fastpath import (FastPath, configure_runtime, cpu_has_native_bf16,  # noqa: E402
+from patchforensics.scoring.runtime import (FastPath, configure_runtime, cpu_has_native_bf16,  # noqa: E402
                                              inference_backend, make_dataset, use_bf16)
 from patchforensics.scoring.metrics import AGGREGATIONS  # noqa: E402
 from patchforensics.training.train import TrainStep  # noqa: E402

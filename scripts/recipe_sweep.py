@@ -25,7 +25,7 @@ import yaml
 
 from patchforensics.core.config import from_dict
 from patchforensics.evaluation.suite import load_suite, run_suite
-from patchforensics.scoring.fastpath import cpu_kind
+from patchforensics.scoring.runtime import cpu_kind
 from patchforensics.training.train import TrainConfig, train
 
 

@@ -6,6 +6,8 @@ those inside functions), so a lazy import cannot hide a cycle.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,10 +23,11 @@ ROOT = Path(patchforensics.__file__).resolve().parent
 #: importing it. ``release`` (making the bundled detector) trains, evaluates and measures its
 #: card through screening's ``detect``, so it comes after training and screening, and no
 #: screening, explain or experiments module can import it (``cli release`` does): screening
-#: does not train.
+#: does not train. ``adapt`` (teaching a detector a new generator) trains a part of a detector
+#: and measures it on the base's test sets: it comes after training, and nothing but the CLI uses it.
 STAGE_RANK = {"core": 0, "suites": 0, "grids": 0, "data": 1, "models": 2, "scoring": 3, "evaluation": 4,
-              "training": 5, "explain": 6, "screening": 6, "experiments": 7, "release": 7, "demo": 8, "cli": 9,
-              "": 10}
+              "training": 5, "explain": 6, "screening": 6, "experiments": 7, "release": 7, "adapt": 8, "demo": 9,
+              "cli": 10, "": 11}
 
 
 def module_name(path: Path) -> str:
@@ -126,3 +129,36 @@ def test_each_stage_folder_says_its_job_in_one_line(folder):
     first = doc.splitlines()[0] if doc else ""
     assert first.endswith(".") and len(first) <= 150, \
         f"{folder}/__init__.py needs a docstring whose first line says the folder's job"
+
+
+#: the size limits of the code (counted as the issue states them: lines of a file; a function's
+#: ``end_lineno - lineno + 1``, docstring and nested functions included)
+MAX_MODULE_LINES = 450
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_module_is_longer_than_the_limit():
+    long = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_no_function_is_longer_than_the_limit():
+    long = [f"{p.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})"
+            for p in ROOT.rglob("*.py") for node in ast.walk(ast.parse(p.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_importing_the_package_stays_light_and_its_short_api_resolves():
+    """``import patchforensics`` loads neither torch nor ONNX Runtime (the CLI's start-up);
+    the top-level names load their module on first use and are the ones defined there."""
+    code = ("import sys, patchforensics as p; heavy = [m for m in ('torch', 'onnxruntime', 'mediapipe') "
+            "if m in sys.modules]; assert not heavy, heavy; "
+            "from patchforensics.models.registry import create_model; "
+            "from patchforensics.screening.detector import open_detector; "
+            "assert p.create_model is create_model and p.open_detector is open_detector; "
+            "assert 'xception_block2' in p.list_models() and 'torch' in sys.modules; "
+            "assert set(p.__all__) <= set(dir(p))")
+    subprocess.run([sys.executable, "-c", code], check=True)

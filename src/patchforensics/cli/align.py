@@ -36,7 +36,7 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.align import AlignConfig, align_images
-    from .common import print_skipped, progress_enabled
+    from .options import print_skipped, progress_enabled
 
     cfg = AlignConfig(src=args.src, out=args.out, style=args.style, size=args.size, faces=args.faces,
                       split=args.split, seed=args.seed, max_faces=args.max_faces,

@@ -30,7 +30,7 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.align import VideoAlignConfig, align_videos
-    from .common import print_skipped, progress_enabled
+    from .options import print_skipped, progress_enabled
 
     cfg = VideoAlignConfig(src=args.src, out=args.out, style=args.style, size=args.size, every=args.every,
                            max_frames=args.max_frames, faces=args.faces, split=args.split, seed=args.seed,

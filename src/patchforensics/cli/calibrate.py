@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_backend_option
+from .options import add_backend_option
 
 
 def register(sub, name: str) -> None:
@@ -37,7 +37,7 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation.calibrate import DEFAULT_TARGET_FPRS, CalibrateConfig, run_calibration
-    from .common import progress_enabled
+    from .options import progress_enabled
 
     cfg = CalibrateConfig(checkpoint=args.checkpoint, which_epoch=args.which_epoch, real=args.real,
                           fake=args.fake, partition=args.partition,

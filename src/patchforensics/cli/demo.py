@@ -21,7 +21,7 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..demo import DemoConfig, run_demo
-    from .common import progress_enabled
+    from .options import progress_enabled
 
     epochs = DemoConfig.epochs if args.epochs is None else args.epochs
     if epochs < 1:

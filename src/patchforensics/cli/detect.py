@@ -7,7 +7,7 @@ import sys
 from ..data.align import STYLES
 from ..screening.detector import DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD, FACE_MODES, face_modes_text
 from ..screening.results import FORMATS
-from .common import add_backend_option
+from .options import add_backend_option
 
 
 def register(sub, name: str) -> None:
@@ -44,7 +44,7 @@ def register(sub, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..screening.detect import DetectConfig, detect
     from ..screening.results import format_result
-    from .common import progress_enabled
+    from .options import progress_enabled
 
     cfg = DetectConfig(paths=args.paths, model=args.model, which_epoch=args.which_epoch,
                        backend=getattr(args, "backend", "auto"),

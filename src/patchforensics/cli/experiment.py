@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..experiments.runner import ExperimentConfig, ExperimentIncomplete, plan, run_experiment
-    from .common import progress_enabled
+    from .options import progress_enabled
 
     cfg = ExperimentConfig(grid=args.grid, overrides=args.overrides, out=args.out, data_root=args.data_root,
                            workers=args.workers, devices=args.device or ["auto"], force=args.force,

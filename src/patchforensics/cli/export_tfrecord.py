@@ -33,7 +33,7 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.tfrecord import ExportConfig, export_tfrecord
-    from .common import print_skipped, progress_enabled
+    from .options import print_skipped, progress_enabled
 
     cfg = ExportConfig(src=args.src, out=args.out, resolution=args.resolution, size=args.size,
                        jpeg_quality=args.jpeg_quality, split=args.split, split_order=args.split_order,

@@ -49,7 +49,7 @@ def _register_sample(sub, name: str) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     from ..data.gmm import GMMFitConfig, gmm_fit
-    from .common import progress_enabled
+    from .options import progress_enabled
 
     cfg = GMMFitConfig(real=args.real, out=args.out, resolution=args.resolution, grayscale=args.grayscale,
                        n_components=args.n_components, latent_dim=args.latent_dim, iterations=args.iterations,
@@ -60,7 +60,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def run_sample(args: argparse.Namespace) -> int:
     from ..data.gmm import GMMSampleConfig, gmm_sample
-    from .common import progress_enabled
+    from .options import progress_enabled
     from .sample import print_result
 
     cfg = GMMSampleConfig(model=args.model, out=args.out, n=args.n, size=args.size or None, seed=args.seed,

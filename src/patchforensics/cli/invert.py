@@ -23,7 +23,7 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.sample import InvertConfig, invert
-    from .common import progress_enabled
+    from .options import progress_enabled
 
     cfg = InvertConfig(encoder=args.encoder, generator=args.generator, real=args.real, out=args.out,
                        input_size=args.input_size, size=args.size or None, value_range=args.value_range,

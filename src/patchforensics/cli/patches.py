@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_dataset_options, dataset_kwargs
+from .options import add_dataset_options, dataset_kwargs
 
 
 def register(sub, name: str) -> None:
@@ -21,7 +21,7 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..explain.patches import PatchesConfig, run_patches
-    from .common import print_skipped, progress_enabled
+    from .options import print_skipped, progress_enabled
 
     cfg = PatchesConfig(**dataset_kwargs(args), topn=args.topn, unique=args.unique, grid_max=args.grid_max)
     out = run_patches(cfg, progress=progress_enabled())

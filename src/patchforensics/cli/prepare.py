@@ -37,7 +37,7 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.prepare import PrepareConfig, prepare
-    from .common import print_skipped, progress_enabled
+    from .options import print_skipped, progress_enabled
 
     cfg = PrepareConfig(src=args.src, out=args.out, size=args.size, jpeg_quality=args.jpeg_quality,
                         jpeg_size=args.jpeg_size, split=args.split, crop=args.crop, seed=args.seed, force=args.force)

@@ -34,7 +34,7 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..explain.regions import RegionsConfig, run_regions
-    from .common import progress_enabled
+    from .options import progress_enabled
 
     cfg = RegionsConfig(patches_dir=args.patches_dir, segmenter=args.segmenter, bisenet_weights=args.bisenet_weights,
                         bisenet_size=args.bisenet_size, output=args.output, seed=args.seed, grid_max=args.grid_max,

@@ -37,7 +37,7 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..release.pipeline import CANDIDATES, ReleaseConfig, run_release
-    from .common import progress_enabled
+    from .options import progress_enabled
 
     cfg = ReleaseConfig(data_root=args.data_root, out=args.out,
                         candidates=args.candidates or [c.name for c in CANDIDATES], epochs=args.epochs,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import print_skipped
+from .options import print_skipped
 from .prepare import _split as split_fractions
 
 
@@ -64,7 +64,7 @@ def print_result(result) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.sample import SampleConfig, sample
-    from .common import progress_enabled
+    from .options import progress_enabled
 
     cfg = SampleConfig(generator=args.generator, out=args.out, n=args.n, seed=args.seed, batch_size=args.batch_size,
                        size=args.size or None, value_range=args.value_range, layout=args.layout,

@@ -5,7 +5,7 @@ import argparse
 
 from ..data.align import STYLES
 from ..screening.detector import DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD, FACE_MODES
-from .common import add_backend_option
+from .options import add_backend_option
 
 
 def register(sub, name: str) -> None:

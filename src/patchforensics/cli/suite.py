@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_backend_option
+from .options import add_backend_option
 
 
 def register(sub, name: str) -> None:
@@ -30,7 +30,7 @@ def register(sub, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluation.suite import load_suite, run_suite
     from ..data.transforms import parse_corruptions
-    from .common import progress_enabled
+    from .options import progress_enabled
 
     suite = load_suite(args.suite, args.data_root)
     for spec in args.corrupt or []:

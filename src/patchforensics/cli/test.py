@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_dataset_options, add_fast_path_options, dataset_kwargs
+from .options import add_dataset_options, add_fast_path_options, dataset_kwargs
 
 FAST_PATH_KEYS = ("channels_last", "bf16", "fold_bn", "backend", "threads")
 
@@ -27,7 +27,7 @@ def build_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..core.ranks import is_main_process
     from ..evaluation.evaluate import run_test
-    from .common import print_skipped, progress_enabled
+    from .options import print_skipped, progress_enabled
 
     cfg = build_config(args)
     result, out_dir = run_test(cfg, progress=progress_enabled())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_bool, add_fast_path_options, given
+from .options import add_bool, add_fast_path_options, given
 
 S = argparse.SUPPRESS
 
@@ -88,7 +88,7 @@ def load_train_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..core.ranks import is_main_process
     from ..training.train import train
-    from .common import print_skipped, progress_enabled
+    from .options import print_skipped, progress_enabled
 
     cfg = load_train_config(args)
     result = train(cfg, resume=args.resume, force=args.force, progress=progress_enabled())

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..scoring.metrics import AGGREGATIONS
-from .common import add_dataset_options, dataset_kwargs
+from .options import add_dataset_options, dataset_kwargs
 
 
 def register(sub, name: str) -> None:
@@ -22,7 +22,7 @@ def register(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..explain.visualize import VisualizeConfig, run_visualize
-    from .common import progress_enabled
+    from .options import progress_enabled
 
     cfg = VisualizeConfig(**dataset_kwargs(args), topn=args.topn, average_mode=args.average_mode)
     vis_dir = run_visualize(cfg, progress=progress_enabled())

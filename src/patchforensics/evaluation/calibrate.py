@@ -52,7 +52,7 @@ from ..core.config import require
 from ..data.dataset import FAKE, REAL, Sample, collect_samples, split_samples
 from ..models.card import EER, SCREENING_FPR, STRICT_FPR, ModelCard, fpr_name
 from ..scoring.engine import Engine
-from ..scoring.fastpath import FastPath
+from ..scoring.runtime import FastPath
 from ..scoring.metrics import Predictions, binary_metrics
 
 CALIBRATION_FILE = "calibration.json"

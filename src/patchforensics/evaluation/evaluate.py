@@ -29,7 +29,7 @@ from ..data.dataset import collect_samples
 from ..data.transforms import Corruption, corruption_tag, parse_corruptions
 from ..scoring import distributed
 from ..scoring.engine import Engine
-from ..scoring.fastpath import FastPath
+from ..scoring.runtime import FastPath
 from ..scoring.metrics import AGGREGATIONS, Predictions
 
 

@@ -25,7 +25,7 @@ from ..core import fileio
 from ..core.config import ConfigError, bundled_yaml_names, require, yaml_file
 from ..data.dataset import default_data_root
 from ..scoring.engine import Engine
-from ..scoring.fastpath import FastPath
+from ..scoring.runtime import FastPath
 from .evaluate import TestConfig, run_test
 from ..scoring.metrics import AGGREGATIONS
 from ..data.transforms import parse_corruptions

@@ -52,7 +52,7 @@ from ..explain.regions import RegionsConfig, run_regions
 from ..models import is_patch_model
 from ..models.card import ModelCard
 from ..models.checkpoint import RESUME_FILE
-from ..scoring.fastpath import cpu_has_native_bf16, cpu_kind
+from ..scoring.runtime import cpu_has_native_bf16, cpu_kind
 from ..scoring.metrics import AGGREGATIONS, bootstrap_ci
 from ..training.summary import read_train_summary, training_minutes
 from ..training.train import train

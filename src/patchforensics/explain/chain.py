@@ -6,7 +6,7 @@ from pathlib import Path
 from ..evaluation.evaluate import TestConfig, run_test
 from ..models.card import ModelCard
 from ..scoring.engine import Engine
-from .common import require_patch_model
+from .runs import require_patch_model
 from .patches import PatchesConfig, run_patches
 from .regions import RegionsConfig, run_regions
 from .report import ReportConfig, run_report

@@ -40,7 +40,7 @@ from ..core.imageio import SkipLog
 from ..data.dataset import REAL
 from ..evaluation.evaluate import TestConfig
 from ..scoring.engine import Engine
-from .common import CLASS_DIRS, image_array, open_explain_run, save_npy
+from .runs import CLASS_DIRS, image_array, open_explain_run, save_npy
 
 #: Fill value of cut-outs outside the image: mid-grey, i.e. 0 in the network's [-1, 1] input.
 PAD_VALUE = 128

@@ -39,7 +39,7 @@ from ..core.config import ConfigError, require
 from ..core.device import resolve_device
 from ..core.imageio import ImageLoadError, SkipLog, load_rgb
 from ..data.transforms import TransformConfig, eval_image, parse_corruptions
-from .common import CLASS_DIRS
+from .runs import CLASS_DIRS
 from .patches import cut_box, make_grid, read_patch_set
 from .segmenters import (CELEBAMASK_CLASSES, SEGMENTERS, BiSeNet, BiSeNetSegmenter, MediapipeSegmenter, Segmenter,
                          load_bisenet)

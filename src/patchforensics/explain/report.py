@@ -37,7 +37,8 @@ from ..core import fileio
 from ..core.config import require
 from ..scoring.metrics import AGGREGATIONS
 from ..core.heatmap import SCALE_TEXT
-from .common import CLASS_DIRS, GROUPS, html_page
+from .page import html_page
+from .runs import CLASS_DIRS, GROUPS
 
 TABLE_COLUMNS = (*AGGREGATIONS, "patch")
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}

@@ -44,7 +44,8 @@ from ..evaluation.evaluate import SCORE_CONVENTION, TestConfig, read_scores_csv,
 from ..models.card import ModelCard
 from ..scoring.engine import Engine
 from ..scoring.metrics import AGGREGATIONS, aggregate
-from .common import CLASS_DIRS, GROUPS, html_page, open_explain_run, safe_stem, save_npy
+from .page import html_page
+from .runs import CLASS_DIRS, GROUPS, open_explain_run, safe_stem, save_npy
 
 
 # ------------------------------------------------------------------ config

@@ -4,7 +4,10 @@
 >>> net = create_model("xception_block2")
 >>> receptive_field(net, 128).size
 """
-from . import nets as _nets  # noqa: F401  (registers the model families)
+# importing a family's file registers it; this order is the order `patchforensics models` lists them in
+from . import xception as _xception  # noqa: F401,I001
+from . import resnet as _resnet  # noqa: F401
+from . import widenet as _widenet  # noqa: F401
 from .receptive_field import ReceptiveField, architecture_field, receptive_field
 from .registry import (INIT_TYPES, SEED_INIT_GAIN, check_model_name, create_model, init_weights,
                        is_patch_model, list_models, list_patch_models)

@@ -5,7 +5,7 @@ Each layer maps output index ``i`` (along one axis) to the input interval
 compose in closed form, and a residual block's field is the union of its
 branches' maps, so the field of a whole network follows from its layer list
 without any forward pass. (The seed brute-forced this with gradients and
-cached the result; ``tests/test_receptive_field.py`` checks the two agree.)
+cached the result; ``tests/models/test_models.py`` checks the two agree.)
 """
 from __future__ import annotations
 

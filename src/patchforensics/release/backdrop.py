@@ -1,7 +1,7 @@
 """The painted-backdrop check: real faces with a plain band painted on top, left and right (a
 studio backdrop) must score as the unchanged faces do (issue [detector], item 6).
 
-The release's choice, its card and ``tests/test_detect_bundled.py`` all judge a detector by it,
+The release's choice, its card and ``tests/screening/test_detect_bundled.py`` all judge a detector by it,
 so the paint, the measurement and the tolerances live here once.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
     python -m patchforensics.release.card_metrics [--model DIR] [--data ../shared/data/faces128]
 
 prints the card's metric tables (the blocks between ``<!-- card-... -->`` markers
-that :func:`parse` reads back; ``tests/test_detect_bundled.py`` recomputes them):
+that :func:`parse` reads back; ``tests/screening/test_detect_bundled.py`` recomputes them):
 
 - **decisions**: per test folder, the share flagged fake at the default threshold
   (``fpr3pct``) and the strict one (``fpr1pct``), with 95% Wilson intervals:

@@ -42,7 +42,7 @@ from ..evaluation.calibrate import DEFAULT_TARGET_FPRS, calibrate, choose_thresh
 from ..models.card import ModelCard, fpr_name
 from ..models.checkpoint import RESUME_FILE
 from ..scoring.engine import Engine
-from ..scoring.fastpath import FastPath
+from ..scoring.runtime import FastPath
 from ..scoring.onnx_backend import export_onnx
 from ..training.summary import read_train_summary
 from ..training.train import TrainConfig, resume_differences, train

@@ -10,7 +10,7 @@ from ..core import fileio
 from ..core.imageio import list_images
 from ..core.provenance import code_commit
 from ..data.dataset import data_release
-from ..scoring.fastpath import cpu_kind
+from ..scoring.runtime import cpu_kind
 from ..training.summary import read_train_summary, training_minutes
 from .recipe import FAKE_SETS, REAL_SETS
 

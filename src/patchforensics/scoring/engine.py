@@ -4,7 +4,7 @@ Training's validation passes, ``test``, ``calibrate``, ``visualize``,
 ``patches``, ``detect`` and ``serve`` all score through one :class:`Engine`. It
 owns the device, the backend and the fast paths (:class:`FastPath`): the
 ``backend`` option means the same everywhere, and ``auto`` picks ONNX Runtime on
-a CPU and PyTorch on a GPU (:func:`~.fastpath.inference_backend`). So the same
+a CPU and PyTorch on a GPU (:func:`~.runtime.inference_backend`). So the same
 images scored by any command, on the same backend, give the same numbers.
 
 An engine is opened from a checkpoint folder, an exported ``.onnx`` file or the
@@ -34,7 +34,7 @@ from ..data.dataset import ImageDataset, Sample, make_loader
 from ..data.transforms import Corruption, eval_image, eval_transform, to_tensor
 from ..models.card import ModelCard
 from ..models.checkpoint import BUNDLED_DIR, BUNDLED_WEIGHTS, load_model
-from .fastpath import (FastPath, TorchInference, configure_runtime, effective_precision, fold_batchnorm,
+from .runtime import (FastPath, TorchInference, configure_runtime, effective_precision, fold_batchnorm,
                        inference_backend, memory_format, runtime_info)
 from .metrics import Predictions, ScoreAccumulator
 from .onnx_backend import is_onnx_file, load_onnx, onnx_runner
@@ -95,7 +95,7 @@ class Engine:
         """Open a checkpoint folder (weights ``which``, default ``bestval``), an ``.onnx``
         file from ``export``, or (``source=None``) the bundled detector.
 
-        Also sets this process's thread count (:func:`~.fastpath.configure_runtime`,
+        Also sets this process's thread count (:func:`~.runtime.configure_runtime`,
         ``local_processes`` sharing the cores).
         """
         fast = fast or FastPath()

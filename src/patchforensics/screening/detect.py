@@ -19,7 +19,7 @@ from ..core.config import require
 from ..core.imageio import ImageLoadError, list_images, load_rgb
 from ..data.align import STYLES
 from ..scoring.engine import Engine
-from ..scoring.fastpath import BACKENDS
+from ..scoring.runtime import BACKENDS
 from .detector import DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD, FACE_MODES, Detector, open_detector
 from .render import render_overlay, render_screened
 from .report import ReportFace, png_data_url, write_report

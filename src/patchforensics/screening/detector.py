@@ -15,12 +15,13 @@ import numpy as np
 from PIL import Image
 
 from ..core.config import ConfigError, require
+from ..core.imageio import load_rgb
 from ..data.align import STYLES, AlignedFace, FaceLandmarker, align_faces
 from ..evaluation.calibrate import validation_false_alarm_rate
 from ..models.card import ModelCard
 from ..scoring.engine import Engine
-from ..scoring.fastpath import FastPath
 from ..scoring.metrics import aggregate
+from ..scoring.runtime import FastPath
 from ..scoring.onnx_backend import is_onnx_file
 from .faces import FaceMaps, Patch, ScoredFace, verdict_at
 from .geometry import Placement, as_is, input_window, map_box, on_photo
@@ -192,6 +193,12 @@ class Detector:
         rgb = np.asarray(image)
         return align_faces(rgb, self._face_finder().detect(rgb), STYLES[self.align_style],
                            self.card.transform().load_size, "all")
+
+    def screen_paths(self, paths: Sequence[str | os.PathLike], faces: str = "auto",
+                     top_k: int = 3) -> list[Screened]:
+        """:meth:`screen` for image files (decoded as ``detect`` decodes them, EXIF orientation
+        applied); an unreadable file raises :class:`~patchforensics.core.imageio.ImageLoadError`."""
+        return self.screen([load_rgb(p) for p in paths], faces, top_k)
 
     def screen(self, images: Sequence[Image.Image], faces: str = "auto", top_k: int = 3) -> list[Screened]:
         """Score every face of RGB images of any size (``faces``: one of

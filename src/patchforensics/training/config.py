@@ -16,7 +16,7 @@ from ..data.dataset import collect_samples, duplicate_pairs
 from ..data.transforms import TransformConfig
 from ..models import INIT_TYPES, SEED_INIT_GAIN, check_model_name, is_patch_model
 from ..models.card import ModelCard
-from ..scoring.fastpath import FastPath, effective_precision, inference_backend, runtime_info
+from ..scoring.runtime import FastPath, effective_precision, inference_backend, runtime_info
 from ..scoring.metrics import AGGREGATIONS
 
 LR_POLICIES = ("constant", "plateau", "cosine")

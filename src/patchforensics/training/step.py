@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..scoring.fastpath import FastPath, autocast, memory_format
+from ..scoring.runtime import FastPath, autocast, memory_format
 from .config import TrainConfig
 
 

@@ -28,7 +28,7 @@ from ..models.card import ModelCard
 from ..models.checkpoint import RESUME_FILE, load_training_state, save_training_state, save_weights, weights_path
 from ..scoring.distributed import gather_predictions, shard
 from ..scoring.engine import Engine
-from ..scoring.fastpath import FastPath, configure_runtime, make_dataset, memory_format
+from ..scoring.runtime import FastPath, configure_runtime, make_dataset, memory_format
 from ..scoring.metrics import AGGREGATIONS
 from .config import TrainConfig, check_inputs, check_leaks, split_metric
 from .distributed import broadcast_buffers, wrap_model

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...models.checkpoint import load_legacy_pth
-from ...models.layers import BasicBlock
+from ...models.resnet import BasicBlock
 
 
 class ConvBNReLU(nn.Module):

@@ -7,7 +7,6 @@ can show it.
 from __future__ import annotations
 
 import html
-from importlib import resources
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -16,13 +15,14 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from ...core.assets import read_asset
 from ...core.imageio import ImageLoadError
 from ..detector import face_modes_text
 from .schemas import DetectOut, ErrorOut, FaceMode, InfoOut
 from .service import DetectService
 
 #: the page a person uses: drop an image, see every face's verdict, heatmap and patches
-PAGE = resources.files("patchforensics").joinpath("assets", "serve.html").read_text(encoding="utf-8")
+PAGE = read_asset("serve.html")
 
 #: both upload forms of ``POST /api/detect``, for the OpenAPI description (the body is read by hand)
 _UPLOAD_BODY = {"required": True, "content": {

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from ...core.config import ConfigError, require
 from ...data.align import STYLES
-from ...scoring.fastpath import BACKENDS
+from ...scoring.runtime import BACKENDS
 from ..detector import DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD, FACE_MODES, Detector, open_detector
 from .app import create_app
 from .service import DetectService

@@ -21,7 +21,7 @@ from patchforensics.core.imageio import SkipLog
 from patchforensics.scoring.engine import Engine
 from patchforensics.scoring.metrics import AGGREGATIONS, PatchHistogram, Predictions
 from patchforensics.data.dataset import split_samples
-from patchforensics.scoring.fastpath import FastPath
+from patchforensics.scoring.runtime import FastPath
 
 
 def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:

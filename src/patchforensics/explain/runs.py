@@ -1,11 +1,9 @@
-"""What the explain commands share: class folders, run set-up, arrays and the HTML page shell."""
+"""The set-up an explain run shares with the others: class folders, inputs, the model, output arrays."""
 from __future__ import annotations
 
-import html
 import io
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -62,20 +60,6 @@ def save_npy(path: Path, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     fileio.write_bytes(path, buf.getvalue())
-
-
-def read_asset(name: str) -> str:
-    return resources.files("patchforensics").joinpath("assets", name).read_text(encoding="utf-8")
-
-
-def html_page(title: str, body: str, with_lightbox: bool = True) -> str:
-    """A complete HTML page with the shared CSS (and lightbox script) inlined: no
-    external requests, so it works from the file system and offline."""
-    script = f"<script>\n{read_asset('gallery.js')}</script>\n" if with_lightbox else ""
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{html.escape(title)}</title>\n<style>\n{read_asset('explain.css')}</style>\n"
-            f"</head>\n<body>\n{body}\n{script}</body>\n</html>\n")
 
 
 def safe_stem(path: str, limit: int = 60) -> str:

@@ -28,7 +28,7 @@ from patchforensics.experiments import runner
 from patchforensics.experiments.grid import load_grid
 from patchforensics.experiments.results_tables import CELL_COLUMNS
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO  # noqa: E402
 SHARED = REPO.parent / "shared" / "data"
 COUNTS = {"train": 8, "val": 4, "test": 6}
 #: faces256 folder -> the faces128 folder it becomes (the "140k" FFHQ reals join ffhq at 128 px)

@@ -136,7 +136,7 @@ def test_results_record_and_are_keyed_on_the_effective_precision_and_backend(tra
                                                                             tmp_path, capsys):
     """'test --bf16 off' after a bf16 run used to return the cached bf16 results without a word."""
     from patchforensics.models.card import ModelCard
-    from patchforensics.scoring.fastpath import cpu_kind, use_bf16
+    from patchforensics.scoring.runtime import cpu_kind, use_bf16
     from patchforensics.training.train import TrainConfig
 
     args = ["test", str(trained_checkpoint), "--real", str(small_face_dirs["real"]), "--fake",
@@ -156,7 +156,7 @@ def test_results_record_and_are_keyed_on_the_effective_precision_and_backend(tra
     assert again == fp32_run and "reusing the results in" in err_again and "fp32 on torch" in err_again
     # visualize reuses test's scores.csv under the same rule
     from patchforensics.explain.visualize import _stored_scores
-    from patchforensics.scoring.fastpath import FastPath
+    from patchforensics.scoring.runtime import FastPath
 
     samples = collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], split="test")
     for bf16, reused in (("off", True), ("on", False)):

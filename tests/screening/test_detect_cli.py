@@ -21,7 +21,7 @@ from patchforensics.data.align import STYLES
 from patchforensics.data.transforms import TransformConfig, eval_image
 from patchforensics.models.checkpoint import BUNDLED_DIR
 from patchforensics.scoring.engine import Engine
-from patchforensics.scoring.fastpath import BACKENDS
+from patchforensics.scoring.runtime import BACKENDS
 from patchforensics.screening.detect import DetectConfig, detect, expand_paths, heatmap_names
 from patchforensics.screening.detector import FACE_MODES, Detector
 from patchforensics.screening.geometry import input_window, map_box

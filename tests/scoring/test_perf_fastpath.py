@@ -15,7 +15,7 @@ from patchforensics.data.dataset import ImageDataset, collect_samples
 from patchforensics.evaluation import evaluate
 from patchforensics.models.checkpoint import load_model
 from patchforensics.scoring.engine import Engine
-from patchforensics.scoring.fastpath import (CachedImageDataset, FastPath, _cpu_flags, cache_prefix, cpu_has_native_bf16,
+from patchforensics.scoring.runtime import (CachedImageDataset, FastPath, _cpu_flags, cache_prefix, cpu_has_native_bf16,
                                              fold_batchnorm, inference_backend, make_dataset, use_bf16,
                                              NATIVE_BF16_ENV)
 from patchforensics.scoring.metrics import AGGREGATIONS

@@ -13,7 +13,7 @@ from patchforensics.core.imageio import load_rgb
 from patchforensics.data.transforms import eval_transform
 from patchforensics.models.card import ONNX_METADATA_KEY
 from patchforensics.models.checkpoint import BUNDLED_DIR, load_model
-from patchforensics.scoring.fastpath import use_bf16
+from patchforensics.scoring.runtime import use_bf16
 from patchforensics.scoring.onnx_backend import OnnxRunner, export_onnx, load_onnx
 
 IMAGES = listed("ffhq/test", 2) + listed("tpdne-stylegan2/test", 2) + listed("generated-photos/test", 1)

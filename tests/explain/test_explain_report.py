@@ -126,7 +126,7 @@ def test_visualize_cli_refuses_existing_output(explained, trained_checkpoint, sm
 
 def test_a_table_wider_than_the_page_scrolls_in_its_own_box():
     """Many models x metrics: the page keeps the window's width, the table scrolls inside it."""
-    from patchforensics.explain.common import html_page
+    from patchforensics.explain.page import html_page
 
     head = "".join(f"<th>metric {i}</th>" for i in range(40))
     row = "".join(f"<td>{i / 7:.4f}</td>" for i in range(40))

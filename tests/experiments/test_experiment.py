@@ -17,7 +17,7 @@ import yaml
 from conftest import headless_chromium
 from patchforensics.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO  # noqa: E402
 CELLS = ("model-widenet_kw3_d1", "model-widenet_kw7_d1")
 MODELS = ("widenet_kw3_d1", "widenet_kw7_d1")
 
