@@ -1,6 +1,7 @@
 """Training on real faces: it learns, and --resume continues exactly."""
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import sys
@@ -246,3 +247,39 @@ def test_a_failed_resume_leaves_a_finished_run_intact(small_face_dirs, tmp_path)
         train(_cfg(dirs, tmp_path, name="done", max_epochs=2, max_per_class=8, lr_policy="constant"),
               resume=True, progress=False)
     assert {name: (run.checkpoint_dir / name).read_bytes() for name in kept} == kept
+
+
+def test_init_from_starts_from_a_checkpoints_weights_with_new_options(trained_checkpoint, small_face_dirs, tmp_path):
+    """The seed's --load_model --overwrite_config: weights from the checkpoint, options from this run."""
+    start = load_file(str(weights_path(trained_checkpoint, "bestval")))
+    cfg = TrainConfig(real=[str(small_face_dirs["real"])], fake=[str(small_face_dirs["fake"])],
+                      model="resnet18_layer1", init_from=str(trained_checkpoint), lr=1e-9, max_epochs=1,
+                      batch_size=8, max_per_class=8, checkpoints_dir=str(tmp_path / "c"), runs_dir=str(tmp_path / "r"),
+                      name="from_ckpt")
+    after = load_file(str(weights_path(train(cfg, progress=False).checkpoint_dir, "latest")))
+    convs = [k for k in start if k.endswith(".weight") and start[k].dim() == 4]
+    assert convs and all(torch.allclose(after[k], start[k], atol=1e-6) for k in convs)
+    scratch = load_file(str(weights_path(train(TrainConfig(**{**cfg.__dict__, "init_from": None, "name": "scratch"}),
+                                                progress=False).checkpoint_dir, "latest")))
+    assert not torch.allclose(scratch[convs[0]], start[convs[0]], atol=1e-3)
+
+
+def test_init_from_is_refused_with_init_or_another_architecture(trained_checkpoint, small_face_dirs, tmp_path, capsys):
+    from patchforensics.cli import main
+    from patchforensics.experiments.grid import portable_options
+
+    common = ["train", "--real", str(small_face_dirs["real"]), "--fake", str(small_face_dirs["fake"]),
+              "--checkpoints-dir", str(tmp_path / "c"), "--runs-dir", str(tmp_path / "r")]
+    assert main(common + ["--model", "resnet18_layer1", "--init-from", str(trained_checkpoint), "--init", "xavier"]) == 2
+    assert "--init-from starts from trained weights" in capsys.readouterr().err
+    assert main(common + ["--model", "xception_block2", "--init-from", str(trained_checkpoint)]) == 2
+    assert "holds a resnet18_layer1 model" in capsys.readouterr().err
+    assert main(common + ["--which-epoch", "latest"]) == 2
+    assert "give --init-from" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+    cfg = TrainConfig(real=[str(small_face_dirs["real"])], fake=[str(small_face_dirs["fake"])],
+                      model="resnet18_layer1", init_from=str(trained_checkpoint))
+    options = portable_options(cfg, tmp_path)
+    assert options["init_from"] == hashlib.sha256(
+        weights_path(trained_checkpoint, "bestval").read_bytes()).hexdigest()
+    assert "init_from" not in portable_options(TrainConfig(real=cfg.real, fake=cfg.fake), tmp_path)

@@ -25,6 +25,11 @@ def register(sub, name: str) -> None:
     p.add_argument("--prefix", help="prepended as PREFIX-")
     p.add_argument("--init", help="weight init: kaiming (default) | xavier (the seed's, with --init-gain "
                                   "0.02) | normal | orthogonal")
+    p.add_argument("--init-from", dest="init_from", metavar="CKPT",
+                   help="start from this checkpoint's weights with this run's options (the seed's --load_model "
+                        "--overwrite_config); not with --init")
+    p.add_argument("--which-epoch", dest="init_from_epoch", metavar="N",
+                   help="with --init-from: its weights bestval (default) | latest | N")
     p.add_argument("--init-gain", dest="init_gain", type=float,
                    help="scale of the xavier/normal/orthogonal inits (default 0.02, the seed's)")
     p.add_argument("--seed", type=int, help="fixes weights, sampling and augmentation (default 0)")
@@ -74,14 +79,20 @@ def register(sub, name: str) -> None:
 
 def load_train_config(args: argparse.Namespace):
     """Merge ``--config`` YAML and the given options into a validated TrainConfig."""
-    from ..core.config import from_dict, load_yaml_file
+    from ..core.config import ConfigError, from_dict, load_yaml_file
     from ..models.card import training_options
     from ..training.train import TrainConfig
 
     values: dict = {}
     if getattr(args, "config", None):
         values = training_options(load_yaml_file(args.config))   # a checkpoint's config.yaml works too
-    values.update(given(args, "config", "resume", "force"))
+    options = given(args, "config", "resume", "force")
+    if "init_from" in options and "init" in options:
+        raise ConfigError("init: --init-from starts from trained weights, so --init has nothing to do; "
+                          "pass one of them")
+    if "init_from_epoch" in options and not (options.get("init_from") or values.get("init_from")):
+        raise ConfigError("which_epoch: --which-epoch chooses the weights of --init-from; give --init-from CKPT")
+    values.update(options)
     return from_dict(TrainConfig, values)
 
 

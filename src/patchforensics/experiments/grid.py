@@ -47,10 +47,12 @@ from typing import Any
 import yaml
 
 from ..core.config import ConfigError, bundled_yaml_names, from_dict, load_yaml_file, require, to_dict, yaml_file
+from ..core.fileio import file_sha256
 from ..data.dataset import collect_samples, data_release, default_data_root, split_samples
 from ..data.transforms import parse_corruptions
 from ..evaluation.suite import Suite, load_suite
 from ..models import is_patch_model
+from ..models.checkpoint import weights_path
 from ..training.train import TrainConfig
 
 #: TrainConfig keys the experiment sets itself (one checkpoint folder per cell)
@@ -215,6 +217,11 @@ def portable_options(cfg: TrainConfig, root: Path) -> dict[str, Any]:
     options = {k: v for k, v in to_dict(cfg).items() if k not in RESOURCE_KEYS}
     for key in ("real", "fake"):
         options[key] = [relative_folder(f, root) for f in options[key]]
+    # starting weights enter the key by their digest, not their path; a run from scratch keeps
+    # the key it had before --init-from existed (the committed cells stay found)
+    init_from, which = options.pop("init_from", None), options.pop("init_from_epoch", None)
+    if init_from is not None:
+        options["init_from"] = file_sha256(weights_path(init_from, which))
     return options
 
 

@@ -16,6 +16,7 @@ from ..data.dataset import collect_samples, duplicate_pairs
 from ..data.transforms import TransformConfig
 from ..models import INIT_TYPES, SEED_INIT_GAIN, check_model_name, is_patch_model
 from ..models.card import ModelCard
+from ..models.checkpoint import weights_path
 from ..scoring.runtime import FastPath, effective_precision, inference_backend, runtime_info
 from ..scoring.metrics import AGGREGATIONS
 
@@ -50,6 +51,8 @@ class TrainConfig:
     prefix: str = ""
     init: str = "kaiming"                             # [init_type]; the seed's is xavier
     init_gain: float = SEED_INIT_GAIN                 # [init_gain], for xavier/normal/orthogonal
+    init_from: str | None = None                      # [load_model + overwrite_config]: start from these weights
+    init_from_epoch: str = "bestval"                  # [which_epoch] of init_from: bestval | latest | N
     seed: int = 0
     load_size: int = 128                              # [loadSize]
     fine_size: int | None = None                      # [fineSize]; None: see the docstring
@@ -97,6 +100,17 @@ class TrainConfig:
             if self.random_crop is None:
                 self.random_crop = patch and self.fine_size < self.load_size and not self.random_resized_crop
 
+    def _check_init_from(self) -> None:
+        folder = Path(self.init_from)
+        require((folder / "config.yaml").is_file(), "init_from",
+                f"{folder} is not a checkpoint folder (config.yaml + *.safetensors); pass one that "
+                "'patchforensics train' wrote")
+        arch = ModelCard.read(folder).architecture
+        require(arch == self.model, "init_from",
+                f"{folder} holds a {arch} model; pass --model {arch} (weights only load into their own architecture)")
+        require(weights_path(folder, self.init_from_epoch).is_file() or self.init_from_epoch == "bestval",
+                "init_from_epoch", f"{weights_path(folder, self.init_from_epoch)} not found")
+
     def validate(self) -> None:
         try:
             check_model_name(self.model)
@@ -104,6 +118,8 @@ class TrainConfig:
             raise ConfigError(f"model: {e}") from None
         require(self.init in INIT_TYPES, "init", f"must be one of {', '.join(INIT_TYPES)}")
         require(self.init_gain > 0 and math.isfinite(self.init_gain), "init_gain", "must be > 0")
+        if self.init_from is not None:
+            self._check_init_from()
         require(self.load_size > 0 and self.fine_size > 0, "fine_size", "sizes must be > 0")
         require(self.fine_size <= self.load_size, "fine_size",
                 f"fine_size {self.fine_size} is larger than load_size {self.load_size}; "

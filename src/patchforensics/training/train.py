@@ -25,7 +25,8 @@ from ..data.transforms import eval_transform, train_transform
 from ..evaluation.calibrate import calibrate
 from ..models import create_model
 from ..models.card import ModelCard
-from ..models.checkpoint import RESUME_FILE, load_training_state, save_training_state, save_weights, weights_path
+from ..models.checkpoint import (RESUME_FILE, load_model, load_training_state, save_training_state, save_weights,
+                                 weights_path)
 from ..scoring.distributed import gather_predictions, shard
 from ..scoring.engine import Engine
 from ..scoring.runtime import FastPath, configure_runtime, make_dataset, memory_format
@@ -164,8 +165,10 @@ def _setup(cfg: TrainConfig, ctx: ranks.DistContext, resume: bool, force: bool, 
     torch.manual_seed(cfg.seed)
     # channels_last before DistributedDataParallel sees the parameters (its gradient
     # buckets copy their strides)
-    model = create_model(cfg.model, cfg.init, cfg.seed, cfg.init_gain).to(device=ctx.device,
-                                                                          memory_format=memory_format(fast))
+    model = create_model(cfg.model, cfg.init, cfg.seed, cfg.init_gain)
+    if cfg.init_from is not None:      # the seed's --load_model: other weights, this run's options
+        model.load_state_dict(load_model(cfg.init_from, cfg.init_from_epoch).model.state_dict())
+    model = model.to(device=ctx.device, memory_format=memory_format(fast))
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg)
     card = cfg.card(name, runtime)
