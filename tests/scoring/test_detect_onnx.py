@@ -83,3 +83,31 @@ def test_onnx_errors_are_clear(tmp_path, faces, capsys):
     assert "not a loadable ONNX model" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="patchforensics export"):
         OnnxRunner(tmp_path / "missing.onnx")
+
+
+def test_an_onnx_file_beside_its_weights_is_run_without_exporting(trained_checkpoint, tmp_path, monkeypatch):
+    """``export CKPT CKPT/bestval.onnx`` makes opening the folder export nothing; once the weights
+    change, the stale file is passed over and the weights are exported afresh."""
+    import shutil
+
+    from patchforensics.models.checkpoint import load_model, save_weights
+    from patchforensics.scoring import engine as engine_module
+    from patchforensics.scoring.engine import Engine
+    from patchforensics.scoring.onnx_backend import OnnxRunner, export_onnx
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    export_onnx(ckpt, ckpt / "bestval.onnx")
+    exported = []
+    real_runner = engine_module.onnx_runner
+    monkeypatch.setattr(engine_module, "onnx_runner", lambda *a, **k: exported.append(1) or real_runner(*a, **k))
+    engine = Engine.load(ckpt)
+    assert isinstance(engine.runner, OnnxRunner) and engine.runner.path == ckpt / "bestval.onnx" and not exported
+    reference = Engine.load(trained_checkpoint)
+    images = torch.rand(2, 3, 128, 128) * 2 - 1
+    assert torch.allclose(engine.logits(images), reference.logits(images), atol=1e-5)
+    model = load_model(ckpt).model
+    with torch.no_grad():
+        model.head.bias += 1.0
+    save_weights(ckpt / "bestval.safetensors", model)
+    assert Engine.load(ckpt).runner.path != ckpt / "bestval.onnx" and exported

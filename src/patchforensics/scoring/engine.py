@@ -33,7 +33,8 @@ from ..core.imageio import SkipLog
 from ..data.dataset import ImageDataset, Sample, make_loader
 from ..data.transforms import Corruption, eval_image, eval_transform, to_tensor
 from ..models.card import ModelCard
-from ..models.checkpoint import BUNDLED_DIR, BUNDLED_WEIGHTS, load_model
+from ..core.fileio import file_sha256
+from ..models.checkpoint import BUNDLED_DIR, BUNDLED_WEIGHTS, load_model, weights_path
 from .runtime import (FastPath, TorchInference, configure_runtime, effective_precision, fold_batchnorm,
                        inference_backend, memory_format, runtime_info)
 from .metrics import Predictions, ScoreAccumulator
@@ -112,6 +113,10 @@ class Engine:
             raise FileNotFoundError(f"{path} not found; pass a checkpoint folder (config.yaml + "
                                     "*.safetensors) or an .onnx file from 'patchforensics export'")
         which = which or (BUNDLED_WEIGHTS if source is None else "bestval")
+        sidecar = _sidecar_onnx(path, which) if inference_backend(fast, device) == "onnx" else None
+        if sidecar is not None:
+            runner, _, meta = load_onnx(sidecar, intra_op_threads=torch.get_num_threads(), allow_spinning=False)
+            return cls(ModelCard.read(path), runner, "onnx", torch.device("cpu"), meta, weights_path(path, which))
         loaded = load_model(path, which)
         return cls.from_model(loaded.model, loaded.card, fast, device, loaded.meta, loaded.weights_file)
 
@@ -167,3 +172,21 @@ class Engine:
                                           progress, desc, dataset):
             acc.add(logits, batch["label"], batch["paths"], batch["index"])
         return acc.result()
+
+
+def _sidecar_onnx(ckpt_dir: Path, which: str) -> Path | None:
+    """``<which>.onnx`` beside ``<which>.safetensors`` when it was exported from exactly those
+    weights (its metadata holds their SHA-256): opening the folder then exports nothing. The
+    card is still the folder's ``config.yaml`` (thresholds may have been re-chosen since)."""
+    weights = weights_path(ckpt_dir, which)
+    onnx_file = weights.with_suffix(".onnx")
+    if not (onnx_file.is_file() and weights.is_file()):
+        return None
+    try:
+        import onnx
+
+        meta = {p.key: p.value for p in onnx.load(str(onnx_file), load_external_data=False).metadata_props}
+        _, weights_meta = ModelCard.from_onnx_metadata(meta, str(onnx_file))
+    except Exception:  # noqa: BLE001 - a damaged or foreign file is not used; the weights are
+        return None
+    return onnx_file if weights_meta.get("sha256") == file_sha256(weights) else None

@@ -67,7 +67,9 @@ def export_onnx(ckpt_dir: str | os.PathLike, out_path: str | os.PathLike, which:
                 force: bool = False, opset: int = OPSET) -> Path:
     """Export checkpoint ``ckpt_dir`` (weights ``which``) to ``out_path``.
 
-    Refuses to overwrite an existing file unless ``force``.
+    Refuses to overwrite an existing file unless ``force``. Written as ``<which>.onnx`` inside
+    the checkpoint folder, it is what :meth:`~.engine.Engine.load` runs (nothing is exported
+    when the folder is opened).
     """
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".onnx":
@@ -75,7 +77,10 @@ def export_onnx(ckpt_dir: str | os.PathLike, out_path: str | os.PathLike, which:
     if out_path.exists() and not force:
         raise fileio.OutputExistsError(f"{out_path} already exists; pass --force to overwrite it")
     loaded = load_model(ckpt_dir, which)
-    return export_model(loaded.model, loaded.card, out_path, opset, loaded.meta,
+    # the weights' digest lets Engine.load use this file in place of the weights when it lies
+    # beside them as <which>.onnx (and only while they are the weights it was made from)
+    meta = {**loaded.meta, "sha256": fileio.file_sha256(loaded.weights_file)} if loaded.weights_file else loaded.meta
+    return export_model(loaded.model, loaded.card, out_path, opset, meta,
                         loaded.weights_file.name if loaded.weights_file else None)
 
 
