@@ -39,6 +39,8 @@ COMMANDS = {
     "experiment": "experiment",
     "findings": "findings",
     "release": "release",
+    "adapt": "adapt",
+    "adapt-benchmark": "adapt",
 }
 
 

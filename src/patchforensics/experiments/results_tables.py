@@ -91,29 +91,9 @@ class FindingsTables:
         return rows
 
     def append(self, table: str, rows: list[dict[str, Any]]) -> int:
-        """Add the rows whose identity is not in ``table`` yet; returns how many were added.
-        Holds ``<table>.csv.lock`` while reading and rewriting (workers append concurrently)."""
-        columns, identity = TABLES[table]
-        if not rows:
-            return 0
-        with fileio.locked(self.path(table).with_name(f"{table}.csv.lock")):
-            self._cache.pop(table, None)
-            old = self.read(table)
-            have = {tuple(r.get(c, "") for c in identity) for r in old}
-            new = []
-            for row in rows:
-                text = {c: _text(row.get(c)) for c in columns}
-                ident = tuple(text[c] for c in identity)
-                if ident not in have:
-                    have.add(ident)
-                    new.append(text)
-            if new:
-                buf = io.StringIO()
-                writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(old + new)
-                fileio.write_text(self.path(table), buf.getvalue())
-            return len(new)
+        """Add the rows whose identity is not in ``table`` yet; returns how many were added."""
+        self._cache.pop(table, None)
+        return append_keyed_csv(self.path(table), *TABLES[table], rows)
 
     def merge(self, other: "FindingsTables") -> dict[str, int]:
         """Append every row of ``other``'s tables (e.g. those a GPU machine sent back) that this
@@ -131,6 +111,41 @@ class FindingsTables:
         """Whether ``regions.csv`` holds the cell's region counts on every suite dataset."""
         have = {(r["test_set"], r["test_data"]) for r in self.read("regions") if r["key"] == cell.key}
         return all((d.name, grid.test_data[d.name]) in have for s in grid.suites for d in s.datasets)
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a CSV file as strings; [] when it is absent."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+
+
+def append_keyed_csv(path: str | Path, columns, identity, rows: list[dict[str, Any]]) -> int:
+    """Append to the CSV at ``path`` the ``rows`` whose ``identity`` columns are not there yet;
+    returns how many were added. Holds ``<name>.lock`` while reading and rewriting (several
+    workers append at once); the file is rewritten atomically."""
+    if not rows:
+        return 0
+    path = Path(path)
+    with fileio.locked(path.with_name(f"{path.name}.lock")):
+        old = read_csv(path)
+        have = {tuple(r.get(c, "") for c in identity) for r in old}
+        new = []
+        for row in rows:
+            text = {c: _text(row.get(c)) for c in columns}
+            ident = tuple(text[c] for c in identity)
+            if ident not in have:
+                have.add(ident)
+                new.append(text)
+        if new:
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(old + new)
+            fileio.write_text(path, buf.getvalue())
+        return len(new)
 
 
 def short_commit(commit: str | None) -> str:

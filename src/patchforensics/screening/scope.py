@@ -13,12 +13,24 @@ from ..models.card import ModelCard
 
 
 def scope_note(card: ModelCard) -> str:
-    """One sentence: what ``card``'s model was trained on, and what it does not detect."""
+    """One sentence: what ``card``'s model was trained on, and what it does not detect.
+
+    An adapted model (``patchforensics adapt``) names the generator it was taught and
+    from how many samples; when the user said that generator is a diffusion model, the
+    note says it flags that one's faces, not diffusion models in general."""
     real, fake = card.training_folders
+    adapted = card.options.get("adapted") or {}
     if fake:
         trained = (f"trained on real faces ({', '.join(Path(f).name for f in real) or 'unnamed'}) vs "
                    f"faces made by {', '.join(Path(f).name for f in fake)}")
     else:
         trained = "training data not recorded"
+    if adapted:
+        trained += f", adapted to {adapted.get('generator')} from {adapted.get('samples')} of its samples"
+    if adapted.get("diffusion"):
+        limit = (f"of diffusion models it flags faces like {adapted.get('generator')}'s only: other diffusion "
+                 "models' faces are not reliably detected")
+    else:
+        limit = "diffusion-generated faces are not detected"
     return (f"{trained}, aligned as FFHQ at {card.input_side} px; it flags faces like those fakes only: "
-            "diffusion-generated faces are not detected")
+            f"{limit}")
