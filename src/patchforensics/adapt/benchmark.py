@@ -22,7 +22,7 @@ import numpy as np
 from ..core import fileio
 from ..core.imageio import list_images
 from ..core.provenance import code_commit
-from ..data.dataset import FAKE, REAL, data_release, sample_seed
+from ..data.dataset import data_release, sample_seed
 from ..experiments.results_tables import append_keyed_csv, read_csv
 from ..models.checkpoint import BUNDLED_DIR, load_model
 from ..scoring.engine import Engine

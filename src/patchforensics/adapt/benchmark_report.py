@@ -76,6 +76,35 @@ def recall_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _pooled_ci(draws: list[dict[str, Any]]) -> tuple[float, float, float]:
+    k, m = sum(d["k_n"][0] for d in draws), sum(d["k_n"][1] for d in draws)
+    return (k / m if m else float("nan"), *wilson(k, m))
+
+
+def targets_table(summary: dict[str, Any], method: str) -> str:
+    """The issue's targets per fold for ``method``: the gap closed at N = 50, N = 200 against the
+    bundled detector, the smallest N whose pooled recall interval lies above the base's recall,
+    and the largest forgetting of any old generator at any N (recall points, AP)."""
+    lines = ["| fold | gap closed at N=50 (target >= 0.5) | recall at N=200 vs bundled | smallest N clearly above "
+             "the base | worst old-generator recall change | worst AP change | FA ffhq / celebahq at N=50 |",
+             "|---|---|---|---|---|---|---|"]
+    for fold, f in summary.items():
+        cells = {n: d for (m, n), d in f["cells"].items() if m == method}
+        if not cells:
+            continue
+        def gap(n):
+            return ((np.mean([d["recall"] for d in cells[n]]) - f["base"]) / (f["bundled"] - f["base"])
+                    if n in cells and f["bundled"] > f["base"] else float("nan"))
+        r200 = (f"{np.mean([d['recall'] for d in cells[200]]):.3f} vs {f['bundled']:.3f}" if 200 in cells else "-")
+        above = next((n for n in sorted(cells) if _pooled_ci(cells[n])[1] > f["base"]), None)
+        forget = [v for ds in cells.values() for d in ds for v in d["forget"].values()]
+        fa = {s: np.mean([d["fa"].get(s, np.nan) for d in cells.get(50, [])]) for s in ("ffhq", "celebahq")}
+        lines.append(f"| {fold} | {gap(50):+.2f} | {r200} | {above if above else 'none up to ' + str(max(cells))} | "
+                     f"{min(v[0] for v in forget):+.3f} | {min(v[3] for v in forget):+.4f} | "
+                     f"{fa['ffhq']:.3f} / {fa['celebahq']:.3f} |")
+    return "\n".join(lines)
+
+
 def forgetting_table(summary: dict[str, Any]) -> str:
     lines = ["| fold | method | N | old test set | recall change (draws' 95% range) | AP change (range) |",
              "|---|---|---|---|---|---|"]
@@ -127,7 +156,10 @@ def write_report(results: str | Path, doc: str | Path | None = None) -> str:
     """Tables and figure from ``results/cells.csv``; fills ``doc``'s generated block if given."""
     results = Path(results)
     summary = summarise(read_csv(results / "cells.csv"))
-    text = (f"{BEGIN}\n### Recall on the held-out generator\n\n{recall_table(summary)}\n\n"
+    methods = sorted({m for f in summary.values() for m, _ in f["cells"]})
+    targets = "\n\n".join(f"`{m}`:\n\n{targets_table(summary, m)}" for m in methods)
+    text = (f"{BEGIN}\n### Against the targets\n\n{targets}\n\n"
+            f"### Recall on the held-out generator\n\n{recall_table(summary)}\n\n"
             f"![adapt curves](adapt/curves.png)\n\n### Forgetting\n\n{forgetting_table(summary)}\n{END}")
     if summary:
         figure(summary, results / "curves.png")

@@ -10,7 +10,7 @@ card. Numbers: :mod:`.measure`; the card: :mod:`.card`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -176,7 +176,3 @@ def adapt(cfg: AdaptConfig, progress: bool = True) -> dict[str, Any]:
     pools = Pools(cache.real, cache.new_fake, cache.old_fake)
     losses = train_trainable(trainable, pools, cfg.recipe(), cfg.seed, make_autocast(cfg))
     return write_adapted(cfg, base, source, model, inputs, est, losses, t0, progress)
-
-
-def with_method(cfg: AdaptConfig, method: str) -> AdaptConfig:
-    return replace(cfg, method=method)
