@@ -143,11 +143,12 @@ def figure(summary: dict[str, Any], path: Path) -> None:
         top.set(xscale="log", ylim=(0, 1), title=f"held out: {fold}", xlabel="N samples",
                 ylabel="recall on its test split" if j == 0 else None)
         bottom.axhline(0, color="grey", linewidth=0.8)
-        bottom.set(xscale="log", xlabel="N samples", ylabel="change / rate" if j == 0 else None)
+        bottom.set(xscale="log", xlabel="N samples",
+                   ylabel="old recall change; false alarms" if j == 0 else None)
         top.legend(fontsize=7)
         bottom.legend(fontsize=6)
-    fig.suptitle("adapt: recall on the held-out generator at the default threshold (3% of validation reals)")
-    fig.tight_layout()
+    fig.suptitle("adapt, leave one generator out: default threshold (3% of validation reals)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     fileio.save_figure(fig, path)
     plt.close(fig)
 
