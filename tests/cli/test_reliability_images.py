@@ -18,7 +18,8 @@ from PIL import Image
 
 from patchforensics.cli import main as cli_main
 from patchforensics.data.dataset import REAL, ImageDataset, Sample
-from patchforensics.core.imageio import MAX_PIXELS, ImageLoadError, SkipLog, list_images, load_rgb
+from patchforensics.core.imageio import (DECODERS, FORMATS, FORMATS_TEXT, IMAGE_EXTENSIONS, MAX_PIXELS, ImageLoadError,
+                                        SkipLog, list_images, load_rgb)
 from patchforensics.data.transforms import TransformConfig, eval_transform
 from reliability_support import one_thread  # noqa: F401 (fixture)
 
@@ -139,6 +140,29 @@ def test_more_odd_formats_decode(face, tmp_path):
     # float [0, 1] and int32 (> 8 bit) greys are rescaled, not clipped to white/black
     for name in ("float.tif", "int32.tif"):
         assert 40 < as_array(load_rgb(tmp_path / name)).mean() < 215, name
+
+
+def test_one_list_of_formats_every_extension_listed_and_read(face, tmp_path):
+    """Every extension a folder scan takes is read (a picture saved in its format under it);
+    every other file is named when the caller keeps a skip log, hidden ones aside."""
+    registered = Image.registered_extensions()
+    for ext in sorted(IMAGE_EXTENSIONS):
+        fmt = registered[ext]
+        im = face.convert("P") if fmt == "GIF" else face
+        (tmp_path / f"face{ext}").write_bytes(encoded(im, fmt))
+    (tmp_path / "face.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (tmp_path / ".hidden.png").write_bytes(encoded(face, "PNG"))
+    listed = list_images(tmp_path)
+    assert sorted(p.suffix for p in listed) == sorted(IMAGE_EXTENSIONS)   # .heic and hidden files left out
+    assert {".gif", ".png", ".jpg", ".webp", ".bmp", ".tif"} <= IMAGE_EXTENSIONS
+    for path in listed:
+        assert load_rgb(path).size == face.size, path
+    log = SkipLog()
+    assert list_images(tmp_path, skipped=log) == listed
+    ((path, reason),) = log.skipped
+    assert Path(path).name == "face.heic" and FORMATS_TEXT in reason and ".heic" in reason
+    assert set(FORMATS) == {"PNG", "JPEG", "WebP", "BMP", "TIFF", "GIF"}
+    assert all(name.upper() in DECODERS for name in FORMATS)
 
 
 # ------------------------------------------------------------ bad files

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from PIL import Image
 from conftest import clear_pair, listed
 from patchforensics.cli import build_parser, main
 from patchforensics.core.config import ConfigError
+from patchforensics.core.imageio import FORMATS_TEXT
 from patchforensics.data.align import STYLES
 from patchforensics.data.transforms import TransformConfig, eval_image
 from patchforensics.models.checkpoint import BUNDLED_DIR
@@ -90,6 +92,46 @@ def test_folders_globs_and_formats(faces, tmp_path, capsys):
     assert main(["detect", pattern, "--threshold", "0.999"]) == 0
     table = capsys.readouterr().out
     assert "4 faces scored in 4 images: 0 fake, 4 real" in table and "p_fake>=0.999" in table
+
+
+def test_gifs_in_a_folder_are_scored_and_every_skipped_file_named(faces, tmp_path, capsys):
+    """GIF is one of the accepted formats: a folder scan scores a static and an animated one (its
+    first frame), and names every other file it passes over, but for hidden ones."""
+    folder = tmp_path / "shoot"
+    (folder / ".git").mkdir(parents=True)
+    face = Image.open(faces / FAKE).convert("RGB")
+    face.save(folder / "static.gif")
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    face.save(folder / "animated.GIF", save_all=True, append_images=[noise, face.rotate(90)], duration=100)
+    assert Image.open(folder / "animated.GIF").n_frames == 3
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "IMG_0001.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main")
+    rc = main(["detect", str(folder), "--format", "json"])
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    rows = {Path(r["path"]).name: r for r in out["results"]}
+    assert set(rows) == {"static.gif", "animated.GIF", "notes.txt", "IMG_0001.heic"} and rc == 0
+    static, animated = rows["static.gif"], rows["animated.GIF"]
+    assert static["status"] == animated["status"] == "scored" and static["input"] == "aligned"
+    # the animation is scored on its first frame: the same pixels as the static GIF
+    assert animated["faces"][0]["p_fake"] == pytest.approx(static["faces"][0]["p_fake"], abs=1e-6)
+    for name in ("notes.txt", "IMG_0001.heic"):
+        assert rows[name]["status"] == "skipped" and "GIF" in rows[name]["error"]
+        assert f"skipped {folder / name}: not read: " in captured.err
+    assert {Path(s["path"]).name for s in out["skipped"]} == {"notes.txt", "IMG_0001.heic"}
+    assert ".DS_Store" not in captured.err + captured.out and "HEAD" not in captured.err + captured.out
+    assert [p.name for p in expand_paths([str(folder)])] == ["animated.GIF", "static.gif"]
+
+
+def test_error_texts_name_every_accepted_format(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main(["detect", str(tmp_path)]) == 2                        # a folder without images
+    assert f"no images found in this folder (accepted: {FORMATS_TEXT})" in capsys.readouterr().err
+    assert main(["detect", str(tmp_path / "notes.txt")]) == 1         # a file named on its own: its content
+    assert f"not a supported image (accepted: {FORMATS_TEXT})" in capsys.readouterr().err
+    assert FORMATS_TEXT == "PNG, JPEG, WebP, BMP, TIFF or GIF"
 
 
 def test_nothing_usable_and_wrong_arguments(tmp_path, faces, capsys):

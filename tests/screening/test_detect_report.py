@@ -34,8 +34,10 @@ def screened(tmp_path_factory, faces):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(noise)
     broken = root / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    grey = root / "grey-fake.png"                     # the fake in greyscale: a face with a caveat
+    Image.open(faces / FAKE).convert("L").convert("RGB").save(grey)
     page = root / "out" / "screening.html"
-    inputs = [faces / REAL, faces / FAKE, *WILD, noise, broken]
+    inputs = [faces / REAL, faces / FAKE, grey, *WILD, noise, broken]
     return {"inputs": inputs, "noise": noise, "broken": broken, "page": page, "root": root}
 
 
@@ -64,7 +66,13 @@ def test_report_lists_every_face_sorted_and_every_file_without_one(screened, cap
         assert shown == sorted(shown, reverse=True)                  # most fake-looking first
         assert sorted(shown) == pytest.approx(sorted(f["p_fake"] for _, f in faces), abs=1e-6)
         verdicts = page.eval_on_selector_all("#faces .face .verdict", "vs => vs.map(v => v.textContent)")
-        assert [v == "fake" for v in verdicts] == [p >= out["p_fake_threshold"] for p in shown]
+        assert [v.rstrip("*") == "fake" for v in verdicts] == [p >= out["p_fake_threshold"] for p in shown]
+        # the greyscale face's card says so, and only it
+        caveats = [f["caveat"] for _, f in faces if f["caveat"]]
+        assert caveats and page.locator("#faces .face .caveat").count() == len(caveats)
+        assert sum(v.endswith("*") for v in verdicts) == len(caveats)
+        assert page.inner_text("#faces .face .caveat") == "* " + caveats[0]
+        assert "not reliable" in page.inner_text("#summary")
         widths = page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
         assert len(widths) == len(faces) and min(widths) > 0          # every face's picture is there
         assert page.inner_text("#no-face") == str(screened["noise"])

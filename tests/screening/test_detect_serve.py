@@ -22,6 +22,7 @@ from PIL import Image
 
 from conftest import REPO, clear_pair, edge_portraits, headless_chromium, raw_images
 from patchforensics.cli import main
+from patchforensics.core.imageio import FORMATS_TEXT
 from patchforensics.screening.faces import Patch, ScoredFace
 from patchforensics.screening.serve import DetectOut, FaceOut, PatchOut, ServeConfig, create_app, make_server
 
@@ -88,12 +89,23 @@ def test_multipart_and_raw_uploads_score_every_face(client, faces):
     assert body["filename"] == "face.png" and body["input"] == "aligned" and body["overlay"] is None
     (face,) = body["faces"]
     assert face["verdict"] == "fake" and face["p_fake"] >= body["p_fake_threshold"]
-    assert face["face_box"] == [0, 0, 128, 128] and len(face["top_patches"]) == 3
-    assert all(p["crop"].startswith("data:image/png;base64,") for p in face["top_patches"])
+    assert face["face_box"] == [0, 0, 128, 128] and 1 <= len(face["top_patches"]) <= 3
+    assert all(p[k].startswith("data:image/png;base64,") for p in face["top_patches"] for k in ("crop", "centre_crop"))
     assert face["overlay"].startswith("data:image/png;base64,")
     raw = client.post("/api/detect", content=data, headers={"X-Filename": "face.png"}).json()
     assert raw["faces"][0]["p_fake"] == pytest.approx(face["p_fake"], abs=1e-6)
     assert client.get("/api/info").json()["p_fake_threshold"] == pytest.approx(body["p_fake_threshold"])
+
+
+def test_an_animated_gif_is_scored_on_its_first_frame(client, faces, noise_png):
+    face = Image.open(faces / FAKE).convert("RGB")
+    still, animated = io.BytesIO(), io.BytesIO()
+    face.save(still, "GIF")
+    face.save(animated, "GIF", save_all=True, append_images=[Image.open(noise_png).resize(face.size)])
+    one, first = (client.post("/api/detect", files={"file": (name, data.getvalue())}).json()
+                  for name, data in (("still.gif", still), ("animated.gif", animated)))
+    assert one["faces"] and first["faces"][0]["p_fake"] == pytest.approx(one["faces"][0]["p_fake"], abs=1e-6)
+    assert "GIF" in client.get("/api/info").json()["formats"]
 
 
 def test_photos_show_each_face_and_no_face_gets_no_verdict(client, noise_png):
@@ -111,9 +123,13 @@ def test_photos_show_each_face_and_no_face_gets_no_verdict(client, noise_png):
     assert forced["input"] == "aligned" and len(forced["faces"]) == 1
 
 
-def test_bad_requests_get_one_clear_error(client):
+def test_bad_requests_get_one_clear_error(client, faces):
     r = client.post("/api/detect", files={"file": ("report.pdf", b"%PDF-1.4 not an image")})
     assert r.status_code == 400 and "report.pdf is not an image" in r.json()["error"]
+    assert f"accepted: {FORMATS_TEXT})" in r.json()["error"] and r.json()["error"].count("GIF") == 1
+    png = (faces / REAL).read_bytes()
+    r = client.post("/api/detect", files={"file": ("cut.png", png[:len(png) // 2])})      # truncated
+    assert r.status_code == 400 and r.json()["error"].endswith(f"; upload a {FORMATS_TEXT} file")
     r = client.post("/api/detect", content=b"")
     assert r.status_code == 400 and "empty" in r.json()["error"]
     r = client.post("/api/detect", files={"photo": ("x.png", b"abc")})
@@ -180,9 +196,23 @@ def test_page_in_headless_chromium(server, faces, noise_png, tmp_path):
             assert page.inner_text(".face .verdict") == expected
             p_fake = float(page.inner_text(".face .pfake"))
             assert (p_fake >= threshold) == (expected == "FAKE")
-            assert page.locator(".face .patches img").count() == 3
+            # one picture per pick: the centre of each, where to look
+            answer = httpx.post(server + "/api/detect", files={"file": (rel, (faces / rel).read_bytes())},
+                                timeout=60).json()
+            assert page.locator(".face .patches img").count() == len(answer["faces"][0]["top_patches"]) >= 1
+            assert page.get_attribute(".face .patches img", "src") == answer["faces"][0]["top_patches"][0][
+                "centre_crop"]
             # input | overlay, enlarged 2x, and the p(fake) colour bar
             assert 512 < page.eval_on_selector(".face-overlay", "img => img.naturalWidth") < 600
+        assert "GIF" in page.inner_text("#formats")                    # the accepted formats, from /api/info
+        grey = tmp_path / "grey-fake.png"                              # a fake in greyscale: a caveat
+        Image.open(faces / FAKE).convert("L").convert("RGB").save(grey)
+        upload(grey)
+        assert page.inner_text(".face .verdict").endswith("*") and "not reliable" in page.inner_text("#summary")
+        assert page.inner_text(".face .caveat") == "* greyscale: the detector does not see fakes reliably without colour"
+        page.screenshot(path=str(shots / "serve-greyscale.png"), full_page=True)
+        upload(faces / FAKE)
+        assert page.locator(".face .caveat").count() == 0 and not page.inner_text(".face .verdict").endswith("*")
         upload(WILD)                                                   # a photo: faces found
         assert page.locator(".face").count() >= 1 and page.is_visible("#overlay")
         assert "found and aligned" in page.inner_text("#name")
@@ -216,18 +246,18 @@ def valid_box(box, width, height) -> bool:
 
 
 def check_photo_answer(r, data: bytes) -> None:
-    """HTTP 200, and every face box and patch box a valid box inside the photo whose crop is
-    that box's size."""
+    """HTTP 200, and every face box, patch box and centre box a valid box inside the photo whose
+    crop is that box's size."""
     assert r.status_code == 200, r.text[:300]
     body = r.json()
     w, h = body["width"], body["height"]
     for f in body["faces"]:
         assert valid_box(f["face_box"], w, h) and 0 <= f["fill_share"] < 1
         for patch in f["top_patches"]:
-            t, l, b, rr = patch["box"]
-            assert valid_box(patch["box"], w, h)
-            crop = Image.open(io.BytesIO(base64.b64decode(patch["crop"].split(",", 1)[1])))
-            assert crop.size == (rr - l, b - t)
+            for box, crop in ((patch["box"], patch["crop"]), (patch["centre_box"], patch["centre_crop"])):
+                t, l, b, rr = box
+                assert valid_box(box, w, h)
+                assert Image.open(io.BytesIO(base64.b64decode(crop.split(",", 1)[1]))).size == (rr - l, b - t)
 
 
 def test_portraits_whose_face_leaves_the_photo_get_http_200(client):
@@ -295,7 +325,7 @@ def test_every_answer_field_is_described_and_a_face_is_detects_scored_face(clien
         assert not undescribed, f"{name}: {undescribed}"
     # a face's fields (but its picture) and a patch's (but its crop) are those of detect's record
     assert set(FaceOut.model_fields) - {"overlay"} <= {f.name for f in dataclasses.fields(ScoredFace)}
-    assert set(PatchOut.model_fields) - {"crop"} <= {f.name for f in dataclasses.fields(Patch)}
+    assert set(PatchOut.model_fields) - {"crop", "centre_crop"} <= {f.name for f in dataclasses.fields(Patch)}
 
 
 def test_info_names_the_scope_and_the_false_alarm_rate(client):

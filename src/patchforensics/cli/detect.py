@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..core.imageio import FORMATS_TEXT
 from ..data.align import STYLES
 from ..screening.detector import DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD, FACE_MODES, face_modes_text
+from ..screening.faces import PICK_MARGIN
 from ..screening.results import FORMATS
 from .options import add_backend_option
 
@@ -17,8 +19,9 @@ def register(sub, name: str) -> None:
                                    "scored; an image exactly the model's input square is taken as one aligned "
                                    "face (--faces). An image with no face gets no verdict. Boxes are in "
                                    "original-image pixels.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or "
-                                                            "glob patterns (quote them, e.g. 'photos/**/*.jpg')")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=f"image files ({FORMATS_TEXT}), folders (searched "
+                                                            "recursively) or glob patterns (quote them, e.g. "
+                                                            "'photos/**/*.jpg')")
     p.add_argument("--model", help="checkpoint folder or .onnx file (default: the bundled detector)")
     p.add_argument("--which-epoch", help="weights in the checkpoint folder: bestval (default) | latest | N")
     add_backend_option(p)
@@ -34,7 +37,8 @@ def register(sub, name: str) -> None:
                    help="write one offline HTML page: every face with its heatmap, sorted by p(fake), the verdicts, "
                         "the files with no face or unreadable, the model's scope and the threshold's false-alarm rate")
     p.add_argument("--format", default=FORMATS[0], choices=FORMATS, help=f"default {FORMATS[0]}")
-    p.add_argument("--top-k", type=int, default=3, help="patches reported per image in heatmaps (default 3)")
+    p.add_argument("--top-k", type=int, default=3, help="most suspicious patches per face, at most (default 3; "
+                                                         f"fewer when fewer are within {PICK_MARGIN:g} of the best)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="write into a non-empty --heatmaps folder, replace --report")

@@ -31,11 +31,24 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 Image.init()   # register every Pillow plugin now: ``Image.open(formats=…)`` looks them up by name
-#: Pillow decoders tried on every file, whatever its extension. These are all
-#: in-process decoders; EPS/PDF (external programs) and rarely-seen formats are left out.
-DECODERS = tuple(f for f in ("PNG", "JPEG", "MPO", "WEBP", "BMP", "DIB", "TIFF", "GIF") if f in Image.OPEN)
+#: The accepted image formats, the one list every reader, folder scan, error and page names:
+#: each format's name, as people know it, and its Pillow decoders. All are in-process
+#: decoders; EPS/PDF (external programs) and rarely-seen formats are left out. An animation
+#: (GIF, WebP, APNG) or a multi-page TIFF gives its first frame.
+FORMATS = {"PNG": ("PNG",), "JPEG": ("JPEG", "MPO"), "WebP": ("WEBP",), "BMP": ("BMP", "DIB"), "TIFF": ("TIFF",),
+           "GIF": ("GIF",)}
+#: Pillow decoders tried on every file, whatever its extension (MPO has none of its own: JPEG's opens it).
+DECODERS = tuple(d for decoders in FORMATS.values() for d in decoders if d in Image.OPEN)
+#: The file name extensions a folder scan takes for images: Pillow's for :data:`FORMATS`
+#: (``.png``, ``.apng``, ``.jpg``, ``.jpeg``, ``.jpe``, ``.jfif``, ``.mpo``, ``.webp``, ``.bmp``,
+#: ``.dib``, ``.tif``, ``.tiff``, ``.gif``).
+IMAGE_EXTENSIONS = frozenset(ext for ext, fmt in Image.registered_extensions().items()
+                             if any(fmt in decoders for decoders in FORMATS.values()))
+#: :data:`FORMATS` in words, for messages: ``PNG, JPEG, WebP, BMP, TIFF or GIF``
+FORMATS_TEXT = ", ".join(list(FORMATS)[:-1]) + " or " + list(FORMATS)[-1]
+#: what is read of an animation or a multi-page file, in words
+FIRST_FRAME_TEXT = "an animated GIF, WebP or PNG, or a multi-page TIFF: its first frame only"
 #: Refuse images with more than this many pixels (decompression-bomb guard, about
 #: 9459 x 9459; exactly this many is accepted). It is Pillow's default
 #: ``Image.MAX_IMAGE_PIXELS``, above which Pillow only warns (silenced here); Pillow
@@ -85,20 +98,23 @@ class SkipLog:
 
 def list_images(root: str | os.PathLike, recursive: bool = True,
                 skipped: SkipLog | None = None) -> list[Path]:
-    """Sorted image files (by extension, hidden files excluded) under ``root``,
-    a folder or a single image file.
+    """Sorted image files (by extension, :data:`IMAGE_EXTENSIONS`; hidden files excluded)
+    under ``root``, a folder or a single image file.
 
     Symlinked folders are followed, but each real folder is visited once, so a
     symlink loop ends the descent (it is reported, not followed forever). A
     sub-folder that cannot be listed (permissions) is added to ``skipped``
-    when given, else reported with a warning. Raises ``FileNotFoundError``
+    when given, else reported with a warning. With ``skipped`` given, every other
+    file passed over is added to it too, with the reason (another extension), except
+    hidden ones (a name starting with ``.``, or under such a folder: ``.DS_Store``,
+    ``._photo.jpg``, ``.git``), which are no one's photos. Raises ``FileNotFoundError``
     with a hint if ``root`` does not exist.
     """
     root = Path(root)
     if not root.exists():
         hint = " (it is a broken or looping symbolic link)" if root.is_symlink() else ""
         raise FileNotFoundError(f"{root} does not exist{hint}; pass an existing folder of images "
-                                f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
+                                f"({FORMATS_TEXT})")
     if root.is_file():
         return [root]
 
@@ -135,10 +151,22 @@ def list_images(root: str | os.PathLike, recursive: bool = True,
             visited.add(sub_id)
             keep.append(d)
         dirnames[:] = keep
+        hidden = any(part.startswith(".") for part in Path(dirpath).relative_to(root).parts)
         for name in filenames:
-            if Path(name).suffix.lower() in IMAGE_EXTENSIONS and not name.startswith("."):
+            if name.startswith("."):
+                continue
+            suffix = Path(name).suffix.lower()
+            if suffix in IMAGE_EXTENSIONS:
                 found.append(Path(dirpath) / name)
+            elif skipped is not None and not hidden:
+                skipped.add(ImageLoadError(Path(dirpath) / name, not_an_image_name(suffix)))
     return sorted(found)
+
+
+def not_an_image_name(suffix: str) -> str:
+    """Why a folder scan passed a file over: its extension is none of :data:`FORMATS`'."""
+    what = f"{suffix} is not the extension of" if suffix else "no extension naming"
+    return f"not read: {what} an accepted format ({FORMATS_TEXT}); a file named on its own is read by its content"
 
 
 def require_images(root: str | os.PathLike, hint: str = "") -> list[Path]:
@@ -174,7 +202,7 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     except PermissionError:
         raise ImageLoadError(path, "permission denied; make the file readable") from None
     except UnidentifiedImageError:
-        raise ImageLoadError(path, f"not a supported image (decoders tried: {', '.join(DECODERS)})") from None
+        raise ImageLoadError(path, f"not a supported image (accepted: {FORMATS_TEXT})") from None
     except Image.DecompressionBombError as e:
         # Pillow refuses by itself above twice its warning threshold, before _check_geometry
         # sees the size; say it with this package's limit, not Pillow's doubled one

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..core import fileio
 from ..core.config import require
-from ..core.imageio import ImageLoadError, list_images, load_rgb
+from ..core.imageio import FORMATS_TEXT, ImageLoadError, SkipLog, list_images, load_rgb
 from ..data.align import STYLES
 from ..scoring.engine import Engine
 from ..scoring.runtime import BACKENDS
@@ -58,26 +58,40 @@ class DetectConfig:
                 "give a file name ending in .html, e.g. --report screening.html")
 
 
-def expand_paths(paths: Sequence[str]) -> list[Path]:
+def expand_paths(paths: Sequence[str], skipped: SkipLog | None = None) -> list[Path]:
     """Files, folders (searched recursively for images) and glob patterns -> image files.
 
     Raises ``FileNotFoundError`` for a path that does not exist or a pattern or
     folder with no images, before any work starts. An explicitly named file is
-    always kept (if it is not an image it is reported as unreadable later).
+    always kept (if it is not an image it is reported as unreadable later). With
+    ``skipped`` given, the files a folder scan passes over (another extension; not
+    hidden ones, :func:`~patchforensics.core.imageio.list_images`) are added to it and
+    kept in the list in their place, so that each is named where it lies.
     """
     found: list[Path] = []
+
+    def scan(folder: str) -> tuple[list[Path], list[Path]]:
+        """The images under ``folder``, and the list to add: them, with the passed-over files when named."""
+        if skipped is None:
+            images = list_images(folder)                   # raises FileNotFoundError with a hint
+            return images, images
+        passed = SkipLog()
+        images = list_images(folder, skipped=passed)
+        skipped.skipped.extend(passed.skipped)
+        return images, sorted(images + [Path(p) for p, _ in passed.skipped])
+
     for raw in paths:
         if glob.has_magic(raw) and not Path(raw).exists():
             matches = sorted(glob.glob(raw, recursive=True))
             if not matches:
                 raise FileNotFoundError(f"the pattern {raw!r} matches nothing")
             for m in matches:
-                found.extend(list_images(m) if Path(m).is_dir() else [Path(m)])
+                found.extend(scan(m)[1] if Path(m).is_dir() else [Path(m)])
             continue
-        images = list_images(raw)      # raises FileNotFoundError with a hint
+        images, listed = scan(raw)
         if not images:
-            raise FileNotFoundError(f"{raw}: no images found in this folder")
-        found.extend(images)
+            raise FileNotFoundError(f"{raw}: no images found in this folder (accepted: {FORMATS_TEXT})")
+        found.extend(listed)
     seen: set[str] = set()
     unique = []
     for p in found:
@@ -111,7 +125,9 @@ def detect(cfg: DetectConfig, progress: bool = True, engine: Engine | None = Non
     prints it then, so the run need not end before the user hears of it).
     """
     cfg.validate()
-    paths = expand_paths(cfg.paths)                       # fails before the model loads
+    passed_over = SkipLog()
+    paths = expand_paths(cfg.paths, passed_over)          # fails before the model loads
+    reasons = dict(passed_over.skipped)
     if cfg.heatmaps:
         fileio.ensure_new_output(cfg.heatmaps, cfg.force)
     if cfg.report:
@@ -130,6 +146,8 @@ def detect(cfg: DetectConfig, progress: bool = True, engine: Engine | None = Non
             images, kept = [], []
             for i in chunk:
                 try:
+                    if str(paths[i]) in reasons:       # a file a folder scan passed over
+                        raise ImageLoadError(paths[i], reasons[str(paths[i])])
                     images.append(load_rgb(paths[i]))
                     kept.append(i)
                 except ImageLoadError as e:

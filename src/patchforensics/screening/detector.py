@@ -9,8 +9,9 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -23,7 +24,7 @@ from ..scoring.engine import Engine
 from ..scoring.metrics import aggregate
 from ..scoring.runtime import FastPath
 from ..scoring.onnx_backend import is_onnx_file
-from .faces import FaceMaps, Patch, ScoredFace, verdict_at
+from .faces import PICK_MARGIN, PICK_MAX_IOU, FaceMaps, Patch, ScoredFace, colour_caveat, verdict_at
 from .geometry import Placement, as_is, input_window, map_box, on_photo
 from .scope import scope_note
 
@@ -64,27 +65,33 @@ class Screened:
     height: int
 
 
-def _nms(order: Iterable[int], boxes: np.ndarray, k: int, max_iou: float = 0.25) -> list[int]:
-    """Greedy non-maximum suppression: the first ``k`` indices of ``order`` whose
-    boxes overlap every earlier pick by at most ``max_iou`` (neighbouring patches
-    share most of their field, so without this the top few are one spot)."""
-    picks: list[int] = []
-    for i in order:
-        t, l, b, r = boxes[i]
-        area = max(0, b - t) * max(0, r - l)
-        ok = True
-        for j in picks:
-            t2, l2, b2, r2 = boxes[j]
-            inter = max(0, min(b, b2) - max(t, t2)) * max(0, min(r, r2) - max(l, l2))
-            union = area + max(0, b2 - t2) * max(0, r2 - l2) - inter
-            if union > 0 and inter / union > max_iou:
-                ok = False
-                break
-        if ok:
-            picks.append(int(i))
-            if len(picks) == k:
-                break
-    return picks
+def centre_boxes(boxes: np.ndarray) -> np.ndarray:
+    """``(N, 4)`` ``(top, left, bottom, right)`` boxes -> the middle of each: half its height and width
+    (at least 1 px), centred in it. Of a patch's receptive field it is where to look: about half of
+    what moves the patch's score lies there (the gradient's mass, docs/detect.md)."""
+    boxes = np.asarray(boxes, dtype=np.int64)
+    size = boxes[:, 2:] - boxes[:, :2]
+    half = np.maximum(1, np.rint(size / 2).astype(np.int64))
+    start = boxes[:, :2] + (size - half) // 2
+    return np.concatenate([start, start + half], axis=1)
+
+
+def pick_patches(patch_fake: np.ndarray, scored: np.ndarray, centres: np.ndarray, k: int) -> list[int]:
+    """The top patches' indices (:data:`~.faces.PICK_MARGIN`, :data:`~.faces.PICK_MAX_IOU`): among the
+    ``scored`` patches, those with p(fake) within the margin of the highest, kept greedily from the
+    most suspicious on when their ``centres`` box overlaps every earlier pick's by at most the IoU
+    (OpenCV's ``NMSBoxes``); at most ``k``, the first the highest p(fake) (lowest index on a tie)."""
+    candidates = np.flatnonzero(scored)
+    if not candidates.size:
+        return []
+    candidates = candidates[np.argsort(-patch_fake[candidates], kind="stable")]
+    candidates = candidates[patch_fake[candidates] >= patch_fake[candidates[0]] - PICK_MARGIN]
+    rects = [[int(l), int(t), int(r - l), int(b - t)] for t, l, b, r in centres[candidates]]
+    # NMSBoxes ranks by score (float32, keeping those above a threshold >= 0): the candidates' rank,
+    # n down to 1, keeps the order above exactly (near-equal p(fake) near 1 are equal in float32)
+    kept = cv2.dnn.NMSBoxes(rects, np.arange(len(candidates), 0, -1, dtype=np.float32).tolist(), 0.0,
+                            PICK_MAX_IOU)
+    return [int(candidates[i]) for i in np.asarray(kept, dtype=np.int64).reshape(-1)[:k]]
 
 
 class Detector:
@@ -154,20 +161,26 @@ class Detector:
             raise RuntimeError(f"model output {patch_fake.shape[1:]} does not match its receptive field "
                                f"{boxes.shape[:2]}")
         boxes = boxes.reshape(-1, 4)
+        centres = centre_boxes(boxes)
         out = []
         for i, (placement, index) in enumerate(zip(placements, indices)):
             flat = patch_fake[i].reshape(-1)
             scored = placement.patch_fill(boxes) <= MAX_PATCH_FILL
             # no patch left out: the plain after_softmax mean, test's and visualize's p(fake) to the last bit
             p_fake = float(1.0 - p_real[i] if scored.all() else flat[scored].mean(dtype=np.float64))
-            picks = _nms((j for j in np.argsort(-flat, kind="stable") if scored[j]), boxes, top_k)
-            patches = [Patch(map_box(placement.to_original, boxes[j], placement.width, placement.height),
-                             tuple(int(v) for v in boxes[j]), float(flat[j])) for j in picks]
+            def on_photo_box(box: np.ndarray) -> tuple[int, int, int, int]:
+                return map_box(placement.to_original, box, placement.width, placement.height)
+
+            patches = [Patch(on_photo_box(boxes[j]), tuple(int(v) for v in boxes[j]), float(flat[j]),
+                             on_photo_box(centres[j]), tuple(int(v) for v in centres[j]))
+                       for j in pick_patches(flat, scored, centres, top_k)]
             inside = placement.inside_photo()
             quad = None if placement.quad is None else np.round(placement.quad, 2).tolist()
+            # the colour is measured where the model looked at the photo (not the alignment's fill)
             out.append(ScoredFace(index, p_fake, verdict_at(p_fake, self.p_fake_threshold), placement.face_box,
                                   patches, round(float(1.0 - inside.mean()), 4), round(placement.upscale(), 4),
-                                  quad, FaceMaps(inputs[i], patch_fake[i], placement.to_original, inside)))
+                                  quad, colour_caveat(inputs[i], inside),
+                                  FaceMaps(inputs[i], patch_fake[i], placement.to_original, inside)))
         return out
 
     def _face_finder(self) -> FaceLandmarker:

@@ -12,18 +12,22 @@ from PIL import Image
 from ..core.heatmap import colorize, overlay, with_colorbar
 from ..data.align import pixel_affine
 from .detector import Screened
-from .faces import ScoredFace
+from .faces import PICK_MARGIN, ScoredFace
 from .geometry import map_point
 
 #: the grey that washes out alignment fill in heatmaps
 FILL_GREY = 160.0
 CAPTION_FONT, CAPTION_SCALE, CAPTION_OUTLINE = cv2.FONT_HERSHEY_SIMPLEX, 0.5, 3
+#: what the outlines of :func:`render_overlay` are, in words (the report's and the page's legends)
+PATCH_LEGEND = (f"Outlined on the heatmap, where to look: the centre (middle half) of each most suspicious patch, "
+                f"white the most suspicious, black the others within {PICK_MARGIN:g} of its p(fake); a patch's "
+                "score comes from a wider field, but about half of what moves it lies in its centre.")
 
 
 def render_overlay(face: ScoredFace, caption: str | None = None, alpha: float = 0.45,
                    min_side: int = 256) -> Image.Image:
     """The model input and the p(fake) heatmap over it, side by side, with the top
-    patches outlined (the most suspicious in white) and the colour bar (red =
+    patches' centre regions outlined (:data:`PATCH_LEGEND`) and the colour bar (red =
     fake-looking, :mod:`~patchforensics.core.heatmap`) at the right. Alignment fill
     (outside the photo) is washed grey in the heatmap: it does not count."""
     base = face.maps.input_image
@@ -38,7 +42,7 @@ def render_overlay(face: ScoredFace, caption: str | None = None, alpha: float = 
         pair = pair.resize((pair.width * scale, pair.height * scale), Image.Resampling.NEAREST)
     a = np.array(pair)
     for rank, p in reversed(list(enumerate(face.top_patches))):
-        t, l, b, r = (v * scale for v in p.input_box)
+        t, l, b, r = (v * scale for v in p.input_centre_box)
         colour = (255, 255, 255) if rank == 0 else (40, 40, 40)
         cv2.rectangle(a, (l + base.width * scale, t), (r - 1 + base.width * scale, b - 1), colour, 2)
     if caption:

@@ -21,7 +21,8 @@ from PIL import Image
 from ..core import fileio
 from ..core.heatmap import SCALE_TEXT
 from .faces import ScoredFace
-from .results import DetectResult, false_alarm_text, summary_line
+from .render import PATCH_LEGEND
+from .results import CAVEAT_MARK, DetectResult, false_alarm_text, summary_line
 
 
 def png_data_url(image: Image.Image) -> str:
@@ -50,16 +51,18 @@ STYLE = """
  .verdict{font-weight:700;text-transform:uppercase} .fake{color:#c62828} .real{color:#2e7d32}
  .path{overflow-wrap:anywhere;font-size:.85em;color:#444} ul.files li{overflow-wrap:anywhere}
  .notes{font-size:.85em;color:#8a5a00}
+ .caveat{font-size:.9em;font-weight:600;color:#7a1f00;background:#ffe9e0;padding:.2em .4em;border-radius:4px}
 """
 
 
 def _card(item: ReportFace) -> str:
     f = item.face
     notes = f'<div class="notes">{html.escape(", ".join(f.notes))}</div>' if f.notes else ""
+    caveat = f'<div class="caveat">{CAVEAT_MARK} {html.escape(f.caveat)}</div>' if f.caveat else ""
     return (f'<div class="face {f.verdict}" data-p-fake="{f.p_fake:.6f}">'
             f'<img src="{item.picture}" alt="face #{f.index} of {html.escape(item.path)} beside its heatmap">'
-            f'<div><span class="verdict {f.verdict}">{f.verdict}</span> p(fake) = '
-            f'<b class="pfake">{f.p_fake:.3f}</b></div>'
+            f'<div><span class="verdict {f.verdict}">{f.verdict}{CAVEAT_MARK * bool(f.caveat)}</span> p(fake) = '
+            f'<b class="pfake">{f.p_fake:.3f}</b></div>{caveat}'
             f'<div class="path">{html.escape(item.path)} · face #{f.index} · box (t,l,b,r) '
             f'{html.escape(str(tuple(f.face_box)))}</div>{notes}</div>')
 
@@ -82,8 +85,8 @@ def render_report(result: DetectResult, faces: Sequence[ReportFace]) -> str:
         f"<b>{html.escape(false_alarm_text(result))}</b>.</p>",
         f'<p class="muted" id="summary">{html.escape(summary_line(result))}</p>',
         f'<p class="muted">Each face: what the model examined (aligned) beside its per-patch heatmap ('
-        f"{html.escape(SCALE_TEXT)}; the most suspicious patch outlined in white, fill outside the photo "
-        "washed grey). Most fake-looking first.</p>",
+        f"{html.escape(SCALE_TEXT)}; fill outside the photo washed grey). {html.escape(PATCH_LEGEND)} "
+        f"A face marked {CAVEAT_MARK} has a caveat: its verdict is not reliable. Most fake-looking first.</p>",
         f'<div class="faces" id="faces">{"".join(_card(item) for item in ranked)}</div>',
         f'<h2>No face found: no verdict ({len(result.no_face)})</h2><ul class="files" id="no-face">{no_face}</ul>',
         f'<h2>Unreadable files, skipped ({len(result.skipped)})</h2><ul class="files" id="skipped">{skipped}</ul>',

@@ -20,11 +20,16 @@ from .faces import ScoredFace
 FORMATS = ("table", "json", "csv")
 
 
+#: the table's mark on the verdict of a face with a caveat, the caveat itself after the file name
+CAVEAT_MARK = "*"
+
+
 def face_entry(f: ScoredFace) -> dict:
-    """One face of the JSON form: the most suspicious patch as ``box`` and ``box_p_fake``."""
+    """One face of the JSON form: the most suspicious patch as ``box``, ``box_p_fake`` and
+    ``centre_box`` (where to look in it)."""
     return {"index": f.index, "p_fake": f.p_fake, "verdict": f.verdict, "face_box": list(f.face_box),
             "box": list(f.box), "box_p_fake": f.box_p_fake, "fill_share": f.fill_share, "upscale": f.upscale,
-            "quad": f.quad}
+            "quad": f.quad, "caveat": f.caveat, "centre_box": list(f.top_patches[0].centre_box)}
 
 
 @dataclass
@@ -74,12 +79,14 @@ class DetectResult:
         return [im for im in self.images if im.status == "no face found"]
 
 
-#: the CSV's columns: the image's first, then the face's (empty for an image without one), then the image's
+#: the CSV's columns: the image's first, then the face's (empty for an image without one), then the image's,
+#: then the face's added later (at the end, so that a reader of the older columns by position still reads them)
 CSV_IMAGE_HEAD = ("path", "status", "input")
 CSV_FACE_FIELDS = ("face", "p_fake", "verdict", "face_top", "face_left", "face_bottom", "face_right", "box_top",
                    "box_left", "box_bottom", "box_right", "box_p_fake", "fill_share", "upscale")
 CSV_IMAGE_TAIL = ("width", "height", "heatmap", "error")
-CSV_FIELDS = CSV_IMAGE_HEAD + CSV_FACE_FIELDS + CSV_IMAGE_TAIL
+CSV_FACE_TAIL = ("caveat", "centre_top", "centre_left", "centre_bottom", "centre_right")
+CSV_FIELDS = CSV_IMAGE_HEAD + CSV_FACE_FIELDS + CSV_IMAGE_TAIL + CSV_FACE_TAIL
 
 
 def _csv_face(f: ScoredFace) -> list:
@@ -92,9 +99,9 @@ def _csv_rows(im: ImageResult) -> Iterable[list]:
     head = [im.path, im.status, im.input or ""]
     tail = [im.width or "", im.height or "", im.heatmap or "", im.error or ""]
     if not im.faces:
-        yield head + [""] * len(CSV_FACE_FIELDS) + tail
+        yield head + [""] * len(CSV_FACE_FIELDS) + tail + [""] * len(CSV_FACE_TAIL)
     for f in im.faces:
-        yield head + _csv_face(f) + tail
+        yield head + _csv_face(f) + tail + [f.caveat or "", *f.top_patches[0].centre_box]
 
 
 def decision_rule(result: DetectResult) -> str:
@@ -111,12 +118,18 @@ def false_alarm_text(result: DetectResult) -> str:
 
 
 def summary_line(result: DetectResult) -> str:
-    """``3 faces scored in 2 images: 1 fake, 2 real; 1 image with no face (no verdict) (fake when …)``."""
+    """``3 faces scored in 2 images: 1 fake, 2 real; 1 face with a caveat (* greyscale): its verdict is not
+    reliable; 1 image with no face (no verdict) (fake when …)``."""
     faces = [f for _, f in result.faces]
     n_fake = sum(f.is_fake for f in faces)
     n_images = sum(im.status == "scored" for im in result.images)
     line = (f"{len(faces)} face{'s' * (len(faces) != 1)} scored in {n_images} image{'s' * (n_images != 1)}: "
             f"{n_fake} fake, {len(faces) - n_fake} real")
+    caveats = [f.caveat.split(":")[0] for f in faces if f.caveat]       # "greyscale"
+    if caveats:
+        n = len(caveats)
+        line += (f"; {n} face{'s' * (n != 1)} with a caveat ({CAVEAT_MARK} {', '.join(sorted(set(caveats)))}): "
+                 f"{'its verdict is' if n == 1 else 'their verdicts are'} not reliable")
     if result.no_face:
         n = len(result.no_face)
         line += f"; {n} image{'s' * (n != 1)} with no face found (no verdict)"
@@ -155,8 +168,10 @@ def format_result(result: DetectResult, fmt: str = FORMATS[0]) -> str:
             face = "aligned" if im.input == "aligned" else f"#{f.index}"
             box = "({},{},{},{})".format(*f.box) + f" p={f.box_p_fake:.2f}"
             notes = f"  ({', '.join(f.notes)})" if f.notes else ""
-            lines.append(f"{f.p_fake:7.3f}  {f.verdict:<7}  {face:<7}  {'({},{},{},{})'.format(*f.face_box):<20}  "
-                         f"{box:<32}  {im.path}{notes}")
+            verdict = f.verdict + CAVEAT_MARK * bool(f.caveat)
+            caveat = f"  {CAVEAT_MARK} {f.caveat}" if f.caveat else ""
+            lines.append(f"{f.p_fake:7.3f}  {verdict:<7}  {face:<7}  {'({},{},{},{})'.format(*f.face_box):<20}  "
+                         f"{box:<32}  {im.path}{notes}{caveat}")
     lines.append(summary_line(result))
     lines.append(f"scope: {result.scope}")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ...core.assets import read_asset
-from ...core.imageio import ImageLoadError
+from ...core.imageio import FORMATS_TEXT, ImageLoadError
 from ..detector import face_modes_text
 from .schemas import DetectOut, ErrorOut, FaceMode, InfoOut
 from .service import DetectService
@@ -98,8 +98,8 @@ async def api_detect(request: Request, faces: FaceMode | None = Query(None, desc
     try:
         return await run_in_threadpool(service.analyze_bytes, data, name, faces)
     except ImageLoadError as e:
-        raise HTTPException(400, f"{name} is not an image we can read ({e.reason}); "
-                                 "upload a PNG, JPEG, WebP, BMP or TIFF file") from None
+        hint = "" if FORMATS_TEXT in e.reason else f"; upload a {FORMATS_TEXT} file"   # said once
+        raise HTTPException(400, f"{name} is not an image we can read ({e.reason}){hint}") from None
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from ...data.align import STYLES
 from ..detector import FACE_MODES, INPUT_KINDS
 from ..faces import VERDICTS, Patch, ScoredFace, field_description
+from ..render import PATCH_LEGEND
 
 #: the values of ``?faces=`` (and ``--faces``)
 FaceMode = Literal[tuple(FACE_MODES)]
@@ -33,6 +34,8 @@ class PatchOut(BaseModel):
     box: list[int] = _of(Patch, "box")
     p_fake: float = _of(Patch, "p_fake")
     crop: str = Field(description="PNG data URL of that box cut from the uploaded image")
+    centre_box: list[int] = _of(Patch, "centre_box")
+    centre_crop: str = Field(description="PNG data URL of centre_box cut from the uploaded image: where to look")
 
 
 class FaceOut(BaseModel):
@@ -45,17 +48,20 @@ class FaceOut(BaseModel):
     quad: list[list[float]] | None = _of(ScoredFace, "quad")
     fill_share: float = _of(ScoredFace, "fill_share")
     upscale: float = _of(ScoredFace, "upscale")
+    caveat: str | None = _of(ScoredFace, "caveat")
     top_patches: list[PatchOut] = _of(ScoredFace, "top_patches")
-    overlay: str = Field(description="PNG data URL: the examined face beside its per-patch p(fake) heatmap, the "
-                                     "top patches outlined (the most suspicious in white)")
+    overlay: str = Field(description="PNG data URL: the examined face beside its per-patch p(fake) heatmap; "
+                                     + PATCH_LEGEND)
 
     @classmethod
-    def of(cls, face: ScoredFace, crops: Sequence[str], overlay: str) -> "FaceOut":
+    def of(cls, face: ScoredFace, crops: Sequence[tuple[str, str]], overlay: str) -> "FaceOut":
         """``face`` as the API shows it: every field but the pictures read from it; ``crops`` the
-        PNG data URLs of its top patches, ``overlay`` of its heatmap picture."""
+        PNG data URLs of its top patches (each its box's and its centre box's), ``overlay`` of its
+        heatmap picture."""
         shown = {name: getattr(face, name) for name in cls.model_fields if name not in ("top_patches", "overlay")}
         return cls(**shown, overlay=overlay, top_patches=[
-            PatchOut(box=list(p.box), p_fake=p.p_fake, crop=crop) for p, crop in zip(face.top_patches, crops)])
+            PatchOut(box=list(p.box), p_fake=p.p_fake, crop=crop, centre_box=list(p.centre_box), centre_crop=centre)
+            for p, (crop, centre) in zip(face.top_patches, crops)])
 
 
 class DetectOut(BaseModel):
@@ -94,6 +100,7 @@ class InfoOut(BaseModel):
                                         "in it is taken as one aligned face under faces=auto")
     heatmap: str = Field(description="the heatmaps' colour scale")
     max_upload_bytes: int = Field(description="the upload cap, bytes (over it: HTTP 413)")
+    formats: str = Field(description="the image formats an upload may be in, and what is read of an animation")
 
 
 class ErrorOut(BaseModel):

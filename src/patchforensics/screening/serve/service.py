@@ -9,9 +9,11 @@ import tempfile
 import threading
 from pathlib import Path
 
+from PIL import Image
+
 from ...core.config import require
 from ...core.heatmap import SCALE_TEXT
-from ...core.imageio import ImageLoadError, load_rgb
+from ...core.imageio import FIRST_FRAME_TEXT, FORMATS_TEXT, ImageLoadError, load_rgb
 from ..detector import DEFAULT_FACE_MODE, FACE_MODES, Detector
 from ..render import face_caption, render_on_original, render_overlay
 from ..report import png_data_url
@@ -40,7 +42,8 @@ class DetectService:
                        thresholds_p_fake={k: card.p_fake_threshold(k) for k in card.thresholds},
                        faces=self.faces, align_style=self.detector.align_style,
                        input_size=card.transform().load_size, heatmap=SCALE_TEXT,
-                       max_upload_bytes=self.max_upload_bytes).model_dump()
+                       max_upload_bytes=self.max_upload_bytes,
+                       formats=f"{FORMATS_TEXT} ({FIRST_FRAME_TEXT})").model_dump()
 
     def analyze_bytes(self, data: bytes, filename: str = "upload", faces: str | None = None) -> dict:
         """Score every face of one uploaded file (``faces``: a :data:`~..detector.FACE_MODES`
@@ -56,8 +59,8 @@ class DetectService:
                 raise ImageLoadError(filename, e.reason) from None
         with self._lock:
             screened = self.detector.screen([image], faces or self.faces, self.top_k)[0]
-        shown = [FaceOut.of(face, [png_data_url(image.crop((p.box[1], p.box[0], p.box[3], p.box[2])))
-                                   for p in face.top_patches], png_data_url(render_overlay(face)))
+        shown = [FaceOut.of(face, [(_crop(image, p.box), _crop(image, p.centre_box)) for p in face.top_patches],
+                            png_data_url(render_overlay(face)))
                  for face in screened.faces]
         found = screened.mode == "found" and screened.faces
         captions = [face_caption(i, face) for i, face in enumerate(screened.faces)]
@@ -66,3 +69,9 @@ class DetectService:
                          input=screened.mode, faces=shown, message=None if screened.faces else NO_FACE_MESSAGE,
                          overlay=png_data_url(render_on_original(image, screened.faces, captions)) if found else None
                          ).model_dump()
+
+
+def _crop(image: Image.Image, box: tuple[int, int, int, int]) -> str:
+    """A ``(top, left, bottom, right)`` box of ``image`` as a PNG data URL."""
+    t, l, b, r = box
+    return png_data_url(image.crop((l, t, r, b)))
