@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import socket
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from patchforensics.data.align import (STYLES, AlignConfig, FaceLandmarker, align_images, five_points)
+from patchforensics.data.align import (STYLES, AlignConfig, FaceLandmarker, align_images, five_points, flat_share,
+                                       is_photographic)
+from patchforensics.data.align.photographic import MAX_FLAT_SHARE
 from patchforensics.cli import main
 from patchforensics.core.config import ConfigError
 from patchforensics.core.imageio import load_rgb
@@ -230,6 +233,30 @@ def test_a_portrait_is_not_searched_as_a_group(landmarker, one_face_portraits, f
     assert calls == []
     landmarker.detect(collage([one_face_portraits[0][0]] * 4, 4))
     assert calls
+
+
+def test_flat_share_tells_a_photographed_face_from_flat_fills(faces):
+    """Fills are flat, photographed skin is not, even enlarged from a small face or compressed;
+    blown-out white and crushed black are not counted as flat (a photo clips there too)."""
+    side = 128
+    grey = np.full((side, side, 3), 180, np.uint8)
+    assert flat_share(grey) == 1.0 and not is_photographic(grey)
+    for clipped in (0, 255):
+        assert flat_share(np.full((side, side, 3), clipped, np.uint8)) == 0.0
+    noise = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    assert flat_share(noise) < 0.01
+    drawing = grey.copy()
+    cv2.ellipse(drawing, (64, 64), (40, 52), 0, 0, 360, (230, 190, 160), -1)
+    for x in (48, 80):
+        cv2.circle(drawing, (x, 54), 6, (60, 40, 30), -1)
+    assert flat_share(drawing) > 2 * MAX_FLAT_SHARE
+    for path in sorted((faces / "ffhq" / "test").glob("*.png"))[:10]:
+        face = np.asarray(load_rgb(path))
+        enlarged = cv2.resize(cv2.resize(face, (40, 40), interpolation=cv2.INTER_AREA), (side, side),
+                              interpolation=cv2.INTER_LINEAR)          # a 40 px face scored at 128 px
+        _, jpeg = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, 30])
+        for version in (face, enlarged, cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED)):
+            assert flat_share(version) < MAX_FLAT_SHARE / 2, path.name
 
 
 def test_bad_options_fail_early(tmp_path, wild_subset, capsys):

@@ -108,8 +108,8 @@ class FaceLandmarker:
 
     def has_face(self, rgb: np.ndarray) -> bool:
         """Whether the short-range detector finds a face at ``min_confidence`` (it found one in
-        every one of the 902 aligned 128 px test faces of the shared data, and none in flat,
-        noise or drawn pictures)."""
+        every one of the 902 aligned 128 px test faces of the shared data, and none in flat or
+        noise pictures; it does find drawn faces: :mod:`.photographic` tells those apart)."""
         return self.face_score(rgb) >= self.min_confidence
 
     def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
