@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import socket
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from patchforensics.data.align import (STYLES, AlignConfig, FaceLandmarker, align_images, five_points)
+from patchforensics.data.align import (STYLES, AlignConfig, FaceLandmarker, align_images, five_points, flat_share,
+                                       is_photographic)
+from patchforensics.data.align.photographic import MAX_FLAT_SHARE
 from patchforensics.cli import main
 from patchforensics.core.config import ConfigError
 from patchforensics.core.imageio import load_rgb
@@ -134,8 +137,8 @@ def test_border_padding_is_filled_not_black(aligned, wild_subset):
     assert checked >= 3, "expected crops needing padding in the subset"
 
 
-def test_all_faces_small_faces_and_celebahq_style(tmp_path, wild):
-    portraits = [load_rgb(p) for p in sorted(wild.iterdir())[1:3]]
+def test_all_faces_small_faces_and_celebahq_style(tmp_path, one_face_portraits):
+    portraits = [portrait for portrait, _ in one_face_portraits[1:3]]     # two faces in the pair, no third
     h = max(p.height for p in portraits)
     pair = Image.new("RGB", (sum(p.width for p in portraits) + 40, h), (128, 128, 128))
     pair.paste(portraits[0], (0, 0))
@@ -159,6 +162,101 @@ def test_all_faces_small_faces_and_celebahq_style(tmp_path, wild):
     largest = align_images(AlignConfig(src=str(src / "pair.png"), out=str(tmp_path / "one"), size=64),
                            progress=False)
     assert sum(largest.counts.values()) == 1
+
+
+CELL = (300, 340)      # a portrait pasted into a row or grid: the size screeners' collages had (issue #28)
+
+
+def collage(portraits: list[Image.Image], cols: int) -> np.ndarray:
+    """``portraits`` resized to :data:`CELL` and pasted ``cols`` to a row on grey, row after row."""
+    rows = -(-len(portraits) // cols)
+    canvas = Image.new("RGB", (cols * CELL[0], rows * CELL[1]), (128, 128, 128))
+    for i, portrait in enumerate(portraits):
+        canvas.paste(portrait.resize(CELL, Image.Resampling.LANCZOS), ((i % cols) * CELL[0], (i // cols) * CELL[1]))
+    return np.asarray(canvas)
+
+
+def mesh_box(mesh: np.ndarray) -> np.ndarray:
+    return np.concatenate([mesh.min(0), mesh.max(0)])
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
+    return float(inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter))
+
+
+@pytest.fixture(scope="module")
+def landmarker():
+    with FaceLandmarker() as finder:
+        yield finder
+
+
+@pytest.fixture(scope="module")
+def one_face_portraits(landmarker, wild) -> list[tuple[Image.Image, np.ndarray]]:
+    """The first six wild portraits (by name) that hold one face even when searched as a group
+    (pasted beside a grey cell, where the search for more faces runs: a child in the background
+    counts), each with its face's mesh box there."""
+    picked = []
+    for path in sorted(wild.iterdir()):
+        portrait = load_rgb(path)
+        meshes = landmarker.detect(collage([portrait, Image.new("RGB", CELL, (128, 128, 128))], 2))
+        if len(meshes) == 1:
+            picked.append((portrait, mesh_box(meshes[0])))
+        if len(picked) == 6:
+            return picked
+    pytest.fail("fewer than six one-face wild portraits")
+
+
+@pytest.mark.parametrize("count, cols", [(4, 4), (5, 5), (6, 6), (4, 2), (6, 3)])
+def test_every_face_of_a_row_or_grid_of_portraits_is_found(landmarker, one_face_portraits, count, cols):
+    """Portraits in a row lost faces (five in a row: 2 found): the whole-photo mesh sees the
+    photo at 128 px. Each portrait's face is found once, where it lies in the portrait."""
+    picture = collage([portrait for portrait, _ in one_face_portraits[:count]], cols)
+    boxes = [mesh_box(mesh) for mesh in landmarker.detect(picture)]
+    assert len(boxes) == count
+    for i, (_, alone) in enumerate(one_face_portraits[:count]):
+        offset = np.array([(i % cols) * CELL[0], (i // cols) * CELL[1]] * 2)
+        assert max(iou(alone + offset, box) for box in boxes) > 0.6, i
+    if cols >= 5:     # the whole-photo pass alone does lose them: what the test guards against
+        assert len(landmarker._meshes(landmarker._mesh, picture)) < count
+
+
+def test_a_portrait_is_not_searched_as_a_group(landmarker, one_face_portraits, faces, monkeypatch):
+    """The search for more faces (tiles, full-range detector) costs a group photo ~40 ms a
+    megapixel; a portrait, whose face is large in its photo, is spared it."""
+    calls = []
+    crops = FaceLandmarker._crop_meshes
+    monkeypatch.setattr(FaceLandmarker, "_crop_meshes", lambda self, *a: calls.append(1) or crops(self, *a))
+    large = sorted((faces.parent / "raw" / "ffhq-1024").iterdir())[0]
+    for portrait in [portrait for portrait, _ in one_face_portraits] + [load_rgb(large)]:
+        assert len(landmarker.detect(np.asarray(portrait))) == 1
+    assert calls == []
+    landmarker.detect(collage([one_face_portraits[0][0]] * 4, 4))
+    assert calls
+
+
+def test_flat_share_tells_a_photographed_face_from_flat_fills(faces):
+    """Fills are flat, photographed skin is not, even enlarged from a small face or compressed;
+    blown-out white and crushed black are not counted as flat (a photo clips there too)."""
+    side = 128
+    grey = np.full((side, side, 3), 180, np.uint8)
+    assert flat_share(grey) == 1.0 and not is_photographic(grey)
+    for clipped in (0, 255):
+        assert flat_share(np.full((side, side, 3), clipped, np.uint8)) == 0.0
+    noise = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    assert flat_share(noise) < 0.01
+    drawing = grey.copy()
+    cv2.ellipse(drawing, (64, 64), (40, 52), 0, 0, 360, (230, 190, 160), -1)
+    for x in (48, 80):
+        cv2.circle(drawing, (x, 54), 6, (60, 40, 30), -1)
+    assert flat_share(drawing) > 2 * MAX_FLAT_SHARE
+    for path in sorted((faces / "ffhq" / "test").glob("*.png"))[:10]:
+        face = np.asarray(load_rgb(path))
+        enlarged = cv2.resize(cv2.resize(face, (40, 40), interpolation=cv2.INTER_AREA), (side, side),
+                              interpolation=cv2.INTER_LINEAR)          # a 40 px face scored at 128 px
+        _, jpeg = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, 30])
+        for version in (face, enlarged, cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED)):
+            assert flat_share(version) < MAX_FLAT_SHARE / 2, path.name
 
 
 def test_bad_options_fail_early(tmp_path, wild_subset, capsys):

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..core.config import ConfigError, require
 from ..core.imageio import load_rgb
-from ..data.align import STYLES, AlignedFace, FaceLandmarker, align_faces
+from ..data.align import STYLES, AlignedFace, FaceLandmarker, align_faces, is_photographic
 from ..evaluation.calibrate import validation_false_alarm_rate
 from ..models.card import ModelCard
 from ..scoring.engine import Engine
@@ -196,16 +196,20 @@ class Detector:
         return image.width == image.height == side
 
     def has_face(self, image: Image.Image) -> bool:
-        """Whether mediapipe's face detector finds a face in ``image`` (the gate of an image
-        taken as aligned under ``auto``: a flat, noise or drawn square holds none)."""
-        return self._face_finder().has_face(np.asarray(image))
+        """Whether mediapipe's face detector finds a face in ``image`` and it looks photographed
+        (:func:`~patchforensics.data.align.is_photographic`): the gate of an image taken as
+        aligned under ``auto``; a flat, noise or drawn square holds none."""
+        rgb = np.asarray(image)
+        return self._face_finder().has_face(rgb) and is_photographic(rgb)
 
     def find_faces(self, image: Image.Image) -> list[AlignedFace]:
-        """Every face of an RGB image, aligned (``align_style``) to the model's
-        ``load_size``, largest first; ``[]`` when there is none."""
+        """Every photographed face of an RGB image, aligned (``align_style``) to the model's
+        ``load_size``, largest first; ``[]`` when there is none (a drawn face is none:
+        :func:`~patchforensics.data.align.is_photographic`)."""
         rgb = np.asarray(image)
-        return align_faces(rgb, self._face_finder().detect(rgb), STYLES[self.align_style],
-                           self.card.transform().load_size, "all")
+        faces = align_faces(rgb, self._face_finder().detect(rgb), STYLES[self.align_style],
+                            self.card.transform().load_size, "all")
+        return [face for face in faces if is_photographic(np.asarray(face.image))]
 
     def screen_paths(self, paths: Sequence[str | os.PathLike], faces: str = "auto",
                      top_k: int = 3) -> list[Screened]:

@@ -3,7 +3,7 @@
 The seed found the eyes and mouth with dlib; here mediapipe's face mesh provides
 them (the detector and mesh models ship inside the mediapipe wheel, nothing is
 downloaded). :class:`FaceLandmarker` also finds faces the whole-photo mesh
-misses: turned faces, and small faces in large photos.
+misses: turned faces, small faces in large photos, the faces of rows and groups.
 """
 from __future__ import annotations
 
@@ -14,8 +14,14 @@ from ...core.stderr import native_stderr_silenced
 
 #: side and stride (px) of the overlapping tiles searched for faces too small for a whole-photo pass;
 #: the overlap (128 px) is larger than the faces the whole-photo pass misses (~120 px), so every such
-#: face lies whole in some tile, where it is large enough for the short-range detector (from ~50 px)
+#: face lies whole in some tile, where it is large enough for the short-range detector (from ~50 px);
+#: beside faces found already both are scaled up so that the overlap holds the largest of them
 TILE, TILE_STRIDE = 384, 256
+#: a photo in which the whole-photo mesh found faces is searched further (tiles, full-range detector)
+#: when its long side is more than this many times the smallest face found: the mesh sees the photo
+#: shrunk to 128 px and loses faces of rows and groups (a row of five ~300 px portraits: 1 face of 5),
+#: while a portrait's long side is under 2.3 face sides (300 wild portraits; 1.9 for 1024 px FFHQ)
+GROUP_RATIO = 3.0
 #: how far apart two detections may overlap (intersection over union) and still be two faces
 SAME_FACE_IOU = 0.3
 
@@ -32,11 +38,12 @@ class FaceLandmarker:
        data the upright photo always scored higher, by 0.09 at least); when nothing is
        found, a quarter turn either way is tried where the detector sees a face. The
        points are given back in the photo's own pixels;
-    2. the mesh runs on the whole photo; when it finds nothing,
-    3. mediapipe's full-range detector proposes boxes, and when that finds nothing in
-       a photo larger than a :data:`TILE`, the short-range detector looks at
-       overlapping tiles (faces down to ~60 px high in large photos); the mesh is then
-       re-run on an enlarged crop of each box.
+    2. the mesh runs on the whole photo; when it finds nothing, or the photo's long side is
+       more than :data:`GROUP_RATIO` times the smallest face it found (a row, a grid, a group),
+    3. mediapipe's full-range detector and, in a photo larger than a tile, the short-range
+       detector on overlapping tiles (:data:`TILE` px, larger for large faces: faces down to
+       ~60 px high in large photos) propose boxes; the mesh is re-run on an enlarged crop of
+       each box not on a face found already, and a face found twice is kept once.
     """
 
     def __init__(self, max_faces: int = 10, min_confidence: float = 0.5):
@@ -101,8 +108,8 @@ class FaceLandmarker:
 
     def has_face(self, rgb: np.ndarray) -> bool:
         """Whether the short-range detector finds a face at ``min_confidence`` (it found one in
-        every one of the 902 aligned 128 px test faces of the shared data, and none in flat,
-        noise or drawn pictures)."""
+        every one of the 902 aligned 128 px test faces of the shared data, and none in flat or
+        noise pictures; it does find drawn faces: :mod:`.photographic` tells those apart)."""
         return self.face_score(rgb) >= self.min_confidence
 
     def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
@@ -125,40 +132,77 @@ class FaceLandmarker:
         return []
 
     def _find(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """The whole-photo mesh's faces, and where it may have missed some (it found none, or the
+        photo is a group: :func:`_may_hold_more`) the faces mediapipe's full-range detector and the
+        tiles propose beside them, each read by the mesh on an enlarged crop; one mesh per face."""
         faces = self._meshes(self._mesh, rgb)
-        if faces:
+        if faces and not _may_hold_more(faces, rgb.shape[:2]):
             return faces
-        boxes = [box for _, box in self._detections(self._full_range, rgb)]
-        if not boxes and max(rgb.shape[:2]) > TILE:
-            boxes = self._tiled_boxes(rgb)
+        found = self._detections(self._full_range, rgb) + self._tiled_boxes(rgb, faces)
+        found = [(score, box) for score, box in found
+                 if not any(_inside(_face_box(face), (box[:2] + box[2:]) / 2) for face in faces)]
+        boxes = [found[i][1] for i in _distinct([box for _, box in found], [score for score, _ in found])]
+        faces = faces + self._crop_meshes(rgb, boxes)
+        # a crop may hold a face found already (a neighbour's): the whole-photo mesh's own come first
+        return [faces[i] for i in _distinct([_face_box(face) for face in faces], range(len(faces), 0, -1))]
+
+    def _crop_meshes(self, rgb: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray]:
+        """The mesh read on a crop of twice each box's side around it (the mesh wants context)."""
         h, w = rgb.shape[:2]
+        faces = []
         for box in boxes:
             cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-            half = max(box[2] - box[0], box[3] - box[1])  # crop twice the box side: the mesh wants context
+            half = max(box[2] - box[0], box[3] - box[1])
             x0, y0 = int(max(cx - half, 0)), int(max(cy - half, 0))
             x1, y1 = int(min(cx + half, w)), int(min(cy + half, h))
             if x1 - x0 < 8 or y1 - y0 < 8:
                 continue
-            for mesh in self._meshes(self._crop_mesh, rgb[y0:y1, x0:x1]):
-                faces.append(mesh + (x0, y0))
+            faces += [mesh + (x0, y0) for mesh in self._meshes(self._crop_mesh, rgb[y0:y1, x0:x1])]
         return faces
 
-    def _tiled_boxes(self, rgb: np.ndarray) -> list[np.ndarray]:
-        """Face boxes the short-range detector finds in overlapping :data:`TILE` px tiles, one
-        per face (a face in the overlap of two tiles is found twice: the surer box is kept)."""
+    def _tiled_boxes(self, rgb: np.ndarray, faces: list[np.ndarray]) -> list[tuple[float, np.ndarray]]:
+        """``(score, box)`` of the faces the short-range detector finds in overlapping tiles:
+        :data:`TILE` px every :data:`TILE_STRIDE` px, both scaled up so that the overlap holds the
+        largest face found (``faces``) whole; none when the photo fits in one tile."""
+        scale = max([1.0] + [_side(face) / (TILE - TILE_STRIDE) for face in faces])
+        tile, stride = round(TILE * scale), round(TILE_STRIDE * scale)
         h, w = rgb.shape[:2]
-        found = []
-        for y in _tile_starts(h):
-            for x in _tile_starts(w):
-                found += [(score, box + (x, y, x, y)) for score, box in
-                          self._detections(self._short_range, rgb[y:y + TILE, x:x + TILE])
-                          if score >= self.min_confidence]
-        if not found:
+        if max(h, w) <= tile:
             return []
-        scores = [score for score, _ in found]
-        rects = [[float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])] for _, b in found]
-        keep = cv2.dnn.NMSBoxes(rects, scores, self.min_confidence, SAME_FACE_IOU)
-        return [found[i][1] for i in np.asarray(keep).reshape(-1)]
+        corners = [(x, y) for y in _tile_starts(h, tile, stride) for x in _tile_starts(w, tile, stride)]
+        return [(score, box + (x, y, x, y)) for x, y in corners
+                for score, box in self._detections(self._short_range, rgb[y:y + tile, x:x + tile])
+                if score >= self.min_confidence]
+
+
+def _face_box(mesh: np.ndarray) -> np.ndarray:
+    """``(x0, y0, x1, y1)``: a mesh's extent."""
+    return np.concatenate([mesh.min(0), mesh.max(0)])
+
+
+def _side(mesh: np.ndarray) -> float:
+    """A face's size: its mesh's longer extent (px)."""
+    return float(np.ptp(mesh, axis=0).max())
+
+
+def _inside(box: np.ndarray, point: np.ndarray) -> bool:
+    return bool(box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3])
+
+
+def _may_hold_more(faces: list[np.ndarray], shape: tuple[int, int]) -> bool:
+    """Whether a photo in which the whole-photo mesh found ``faces`` is searched further: its long
+    side is more than :data:`GROUP_RATIO` times the smallest face found (a row, a grid, a group)."""
+    return max(shape) > GROUP_RATIO * min(_side(face) for face in faces)
+
+
+def _distinct(boxes: list[np.ndarray], scores) -> list[int]:
+    """Indices of ``(x0, y0, x1, y1)`` boxes, one per face: of boxes overlapping by more than
+    :data:`SAME_FACE_IOU`, the highest-scored is kept (OpenCV's non-maximum suppression)."""
+    if not boxes:
+        return []
+    rects = [[float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])] for b in boxes]
+    return [int(i) for i in np.asarray(cv2.dnn.NMSBoxes(rects, [float(s) for s in scores], 0.0,
+                                                        SAME_FACE_IOU)).reshape(-1)]
 
 
 def _turned_back(points: np.ndarray, turns: int, width: int, height: int) -> np.ndarray:
@@ -171,9 +215,9 @@ def _turned_back(points: np.ndarray, turns: int, width: int, height: int) -> np.
     return points
 
 
-def _tile_starts(length: int) -> list[int]:
-    """Start offsets of :data:`TILE` px tiles every :data:`TILE_STRIDE` px, the last flush with the end."""
-    starts = list(range(0, max(length - TILE, 0) + 1, TILE_STRIDE))
-    if starts[-1] + TILE < length:
-        starts.append(length - TILE)
+def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Start offsets of ``tile`` px tiles every ``stride`` px, the last flush with the end."""
+    starts = list(range(0, max(length - tile, 0) + 1, stride))
+    if starts[-1] + tile < length:
+        starts.append(length - tile)
     return starts
