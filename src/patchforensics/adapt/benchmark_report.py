@@ -98,10 +98,12 @@ def targets_table(summary: dict[str, Any], method: str) -> str:
         r200 = (f"{np.mean([d['recall'] for d in cells[200]]):.3f} vs {f['bundled']:.3f}" if 200 in cells else "-")
         above = next((n for n in sorted(cells) if _pooled_ci(cells[n])[1] > f["base"]), None)
         forget = [v for ds in cells.values() for d in ds for v in d["forget"].values()]
-        fa = {s: np.mean([d["fa"].get(s, np.nan) for d in cells.get(50, [])]) for s in ("ffhq", "celebahq")}
-        lines.append(f"| {fold} | {gap(50):+.2f} | {r200} | {above if above else 'none up to ' + str(max(cells))} | "
+        fa = {s: np.mean([d["fa"].get(s, np.nan) for d in cells[50]]) for s in ("ffhq", "celebahq")} if 50 in cells else {}
+        g50 = "-" if np.isnan(gap(50)) else f"{gap(50):+.2f}"
+        fa_text = "-" if 50 not in cells else f"{fa['ffhq']:.3f} / {fa['celebahq']:.3f}"
+        lines.append(f"| {fold} | {g50} | {r200} | {above if above else 'none up to ' + str(max(cells))} | "
                      f"{min(v[0] for v in forget):+.3f} | {min(v[3] for v in forget):+.4f} | "
-                     f"{fa['ffhq']:.3f} / {fa['celebahq']:.3f} |")
+                     f"{fa_text} |")
     return "\n".join(lines)
 
 
@@ -123,15 +125,16 @@ def figure(summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     folds = list(summary)
+    every_method = sorted({m for f in summary.values() for m, _ in f["cells"]})     # one colour a method
     fig, axes = plt.subplots(2, max(1, len(folds)), figsize=(4.2 * max(1, len(folds)), 6.4), squeeze=False)
     for j, fold in enumerate(folds):
         f, top, bottom = summary[fold], axes[0][j], axes[1][j]
         methods = sorted({m for m, _ in f["cells"]})
-        for i, method in enumerate(methods):
+        for method in methods:
             ns = sorted(n for m, n in f["cells"] if m == method)
             draws = [f["cells"][(method, n)] for n in ns]
             rec = [[d["recall"] for d in ds] for ds in draws]
-            colour = f"C{i}"
+            colour = f"C{every_method.index(method)}"
             top.errorbar(ns, [np.mean(r) for r in rec], yerr=[[np.mean(r) - min(r) for r in rec],
                          [max(r) - np.mean(r) for r in rec]], marker="o", color=colour, label=method, capsize=3)
             old = [np.mean([np.mean([v[0] for v in d["forget"].values()]) for d in ds]) for ds in draws]
@@ -140,7 +143,7 @@ def figure(summary: dict[str, Any], path: Path) -> None:
             bottom.plot(ns, fa, marker="s", linestyle="--", color=colour, label=f"{method}: false alarms (test reals)")
         top.axhline(f["base"], color="grey", linestyle="--", label="base, no adaptation")
         top.axhline(f["bundled"], color="black", linestyle=":", label="bundled (trained on it)")
-        top.set(xscale="log", ylim=(0, 1), title=f"held out: {fold}", xlabel="N samples",
+        top.set(xscale="log", ylim=(0, 1.03), title=f"held out: {fold}", xlabel="N samples",
                 ylabel="recall on its test split" if j == 0 else None)
         bottom.axhline(0, color="grey", linewidth=0.8)
         bottom.set(xscale="log", xlabel="N samples",

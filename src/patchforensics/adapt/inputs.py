@@ -4,7 +4,8 @@ A user hands in photos of a new generator's faces or faces already aligned; each
 becomes one model-input square the way ``detect`` would see it (``--faces``:
 ``aligned`` takes the image as it is, ``find`` finds and aligns the largest face,
 ``auto`` takes an image of exactly the model's input size as aligned when a face is
-found in it and searches the others). Files that cannot be read or hold no face are
+found in it and searches the others; as in ``detect``, a face that is not a photograph
+(a drawing) is not one). Files that cannot be read or hold no face are
 counted and named, never silently dropped.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.imageio import ImageLoadError, SkipLog, list_images, load_rgb
-from ..data.align import STYLES, FaceLandmarker, align_faces
+from ..data.align import STYLES, FaceLandmarker, align_faces, is_photographic
 from ..data.transforms import TransformConfig, eval_image
 from ..screening.detector import FACE_MODES
 
@@ -74,9 +75,10 @@ class FaceReader:
         if self.faces == "aligned":
             return eval_image(im, self.tcfg)
         rgb = np.asarray(im)
-        if self.faces == "auto" and im.width == im.height == side:
-            return eval_image(im, self.tcfg) if self._finder().has_face(rgb) else None
-        found = align_faces(rgb, self._finder().detect(rgb), self.style, side, "all")
+        if self.faces == "auto" and im.width == im.height == side:   # detect's gate: a face, and a photograph
+            return eval_image(im, self.tcfg) if self._finder().has_face(rgb) and is_photographic(rgb) else None
+        found = [f for f in align_faces(rgb, self._finder().detect(rgb), self.style, side, "all")
+                 if is_photographic(np.asarray(f.image))]
         return eval_image(found[0].image, self.tcfg) if found else None
 
     def read(self, paths: Sequence[str | os.PathLike], progress=None) -> Faces:
