@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..core.imageio import SCREEN_MAX_PIXELS
 from ..data.align import STYLES
+from ..screening.decode import MAX_PIXELS_HELP
 from ..screening.detector import DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD, FACE_MODES, face_modes_text
 from ..screening.results import FORMATS
 from .options import add_backend_option
@@ -36,6 +38,7 @@ def register(sub, name: str) -> None:
     p.add_argument("--format", default=FORMATS[0], choices=FORMATS, help=f"default {FORMATS[0]}")
     p.add_argument("--top-k", type=int, default=3, help="patches reported per image in heatmaps (default 3)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-pixels", type=int, default=SCREEN_MAX_PIXELS, metavar="N", help=MAX_PIXELS_HELP)
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="write into a non-empty --heatmaps folder, replace --report")
     p.set_defaults(func=run)
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
                        backend=getattr(args, "backend", "auto"),
                        threshold=args.threshold, heatmaps=args.heatmaps, report=args.report, faces=args.faces,
                        align_style=args.align_style, top_k=args.top_k,
-                       batch_size=args.batch_size, device=args.device, force=args.force)
+                       batch_size=args.batch_size, max_pixels=args.max_pixels, device=args.device,
+                       force=args.force)
 
     def on_skip(path: str, reason: str) -> None:
         print(f"skipped {path}: {reason}", file=sys.stderr)

@@ -1,7 +1,10 @@
 """The scoring behind ``serve``: uploads decoded and every face in them scored, one at a time.
 
 Scoring holds a lock: the CPU is the bottleneck, and the face finder's mediapipe graphs
-are not thread-safe.
+are not thread-safe. Decoding is bounded too: at most :data:`DECODE_SLOTS` uploads are
+decoded, scored and drawn at once (the others wait, holding only their bytes), each within
+the ``--max-pixels`` budget (:mod:`~..decode`), so concurrent large uploads cannot pile up
+decoded photos in memory.
 """
 from __future__ import annotations
 
@@ -10,25 +13,35 @@ import threading
 from pathlib import Path
 
 from ...core.config import require
-from ...core.heatmap import SCALE_TEXT
-from ...core.imageio import ImageLoadError, load_rgb
-from ..detector import DEFAULT_FACE_MODE, FACE_MODES, Detector
+from ...core.heatmap import scale_text
+from ...core.imageio import SCREEN_MAX_PIXELS, Decoded, ImageLoadError
+from ..decode import check_max_pixels, decode_photo, in_file_pixels
+from ..detector import DEFAULT_FACE_MODE, FACE_MODES, Detector, Screened
 from ..render import face_caption, render_on_original, render_overlay
 from ..report import png_data_url
 from .schemas import NO_FACE_MESSAGE, DetectOut, FaceOut, InfoOut
 
+#: uploads decoded, scored and drawn at once: one scored while the next is decoded (scoring is
+#: serialised anyway), so at most this many decoded photos, each within --max-pixels, are in memory
+DECODE_SLOTS = 2
+
 
 class DetectService:
     """Decodes uploads and scores every face in them with one :class:`~..detector.Detector`
-    (one request at a time); ``faces`` is the face mode of a request that names none."""
+    (one request at a time); ``faces`` is the face mode of a request that names none; an upload
+    that would decode to more than ``max_pixels`` is refused before decoding."""
 
-    def __init__(self, detector: Detector, max_upload_bytes: int, top_k: int = 3, faces: str = DEFAULT_FACE_MODE):
+    def __init__(self, detector: Detector, max_upload_bytes: int, top_k: int = 3, faces: str = DEFAULT_FACE_MODE,
+                 max_pixels: int = SCREEN_MAX_PIXELS):
         require(faces in FACE_MODES, "faces", f"must be one of {', '.join(FACE_MODES)}")
+        check_max_pixels(max_pixels)
         self.detector = detector
         self.max_upload_bytes = max_upload_bytes
+        self.max_pixels = max_pixels
         self.top_k = top_k
         self.faces = faces
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(DECODE_SLOTS)
 
     def info(self) -> dict:
         """The :class:`~.schemas.InfoOut` fields."""
@@ -39,30 +52,40 @@ class DetectService:
                        validation_false_alarm_rate=self.detector.validation_false_alarm_rate(),
                        thresholds_p_fake={k: card.p_fake_threshold(k) for k in card.thresholds},
                        faces=self.faces, align_style=self.detector.align_style,
-                       input_size=card.transform().load_size, heatmap=SCALE_TEXT,
+                       input_size=card.transform().load_size, heatmap=scale_text(self.detector.p_fake_threshold, self.detector.threshold_name),
                        max_upload_bytes=self.max_upload_bytes).model_dump()
 
     def analyze_bytes(self, data: bytes, filename: str = "upload", faces: str | None = None) -> dict:
         """Score every face of one uploaded file (``faces``: a :data:`~..detector.FACE_MODES`
         value, default the service's); the :class:`~.schemas.DetectOut` fields. Raises
-        :class:`ImageLoadError` for a non-image."""
-        # decode through load_rgb (EXIF, odd modes, size guard) via a private temp file
-        with tempfile.TemporaryDirectory(prefix="patchforensics-upload-") as tmp:
-            path = Path(tmp) / "upload"
-            path.write_bytes(data)
-            try:
-                image = load_rgb(path)
-            except ImageLoadError as e:
-                raise ImageLoadError(filename, e.reason) from None
-        with self._lock:
-            screened = self.detector.screen([image], faces or self.faces, self.top_k)[0]
-        shown = [FaceOut.of(face, [png_data_url(image.crop((p.box[1], p.box[0], p.box[3], p.box[2])))
-                                   for p in face.top_patches], png_data_url(render_overlay(face)))
+        :class:`ImageLoadError` for a non-image (:class:`~...core.imageio.ImageTooLargeError`
+        over ``max_pixels``)."""
+        with self._slots:
+            # decode through load_rgb's checks (EXIF, odd modes, size guard) via a private temp file
+            with tempfile.TemporaryDirectory(prefix="patchforensics-upload-") as tmp:
+                path = Path(tmp) / "upload"
+                path.write_bytes(data)
+                try:
+                    photo = decode_photo(path, self.max_pixels)
+                except ImageLoadError as e:
+                    raise type(e)(filename, e.reason) from None
+            with self._lock:
+                screened = self.detector.screen([photo.image], faces or self.faces, self.top_k)[0]
+            return self._answer(filename, photo, screened)
+
+    def _answer(self, filename: str, photo: Decoded, screened: Screened) -> dict:
+        """The :class:`~.schemas.DetectOut` fields of one screened upload: pictures drawn from the
+        decoded photo, boxes in the file's pixels."""
+        image, cut = photo.image, self.detector.p_fake_threshold
+        shown = [FaceOut.of(in_file_pixels(face, photo),
+                            [png_data_url(image.crop((p.box[1], p.box[0], p.box[3], p.box[2])))
+                             for p in face.top_patches], png_data_url(render_overlay(face, threshold=cut)))
                  for face in screened.faces]
         found = screened.mode == "found" and screened.faces
         captions = [face_caption(i, face) for i, face in enumerate(screened.faces)]
+        width, height = photo.file_size
         return DetectOut(filename=filename, model=self.detector.card.name, threshold=self.detector.threshold_name,
-                         p_fake_threshold=self.detector.p_fake_threshold, width=image.width, height=image.height,
+                         p_fake_threshold=cut, width=width, height=height,
                          input=screened.mode, faces=shown, message=None if screened.faces else NO_FACE_MESSAGE,
-                         overlay=png_data_url(render_on_original(image, screened.faces, captions)) if found else None
-                         ).model_dump()
+                         overlay=png_data_url(render_on_original(image, screened.faces, captions, threshold=cut))
+                         if found else None).model_dump()
