@@ -164,19 +164,7 @@ def run_visualize(cfg: VisualizeConfig, engine: Engine | None = None, progress: 
                     entries[group].append({"rank": rank, "path": path, "p_fake": score, "correct": bool(correct),
                                            "image": f"{stem}.png", "overlay": f"{stem}_overlay.png",
                                            "heatmap": f"{stem}_heatmap.npy"})
-        averages = {}
-        for group, items in entries.items():
-            items.sort(key=lambda e: e["rank"])
-            folder = tmp / group
-            folder.mkdir(parents=True, exist_ok=True)
-            if items:
-                averages[group] = sums[group] / len(items)
-                save_npy(folder / "average_heatmap.npy", averages[group].astype(np.float32))
-                size = card.input_side
-                fileio.save_image(with_colorbar(Image.fromarray(colorize(averages[group], (size, size), cut)), cut),
-                                  folder / "average_heatmap.png")
-            fileio.write_text(folder / "index.html",
-                              gallery_html(group, cfg, card.name, items, threshold_name, cut, scale))
+        averages = _write_groups(tmp, entries, sums, cfg, card, (threshold_name, cut, scale))
         plot_average_heatmaps(tmp / "average_heatmaps.png", averages, f"{card.name} on {cfg.dataset_name}", cut,
                               threshold_name)
         summary = {"name": card.name, "checkpoint": str(cfg.checkpoint), "which_epoch": cfg.which_epoch,
@@ -189,6 +177,26 @@ def run_visualize(cfg: VisualizeConfig, engine: Engine | None = None, progress: 
         fileio.write_json(tmp / "visualize.json", summary)
         fileio.write_text(tmp / "index.html", overview_html(cfg, card.name, entries, scale))
     return vis_dir
+
+
+def _write_groups(tmp: Path, entries: dict[str, list[dict]], sums: dict[str, np.ndarray], cfg: VisualizeConfig,
+                  card: ModelCard, threshold: tuple[str, float, str]) -> dict[str, np.ndarray]:
+    """Each group's average map (``.npy`` and picture) and gallery page; returns the averages.
+    ``threshold``: its name, its p(fake) cut (the colour scale's centre) and the scale in words."""
+    name, cut, scale = threshold
+    averages = {}
+    for group, items in entries.items():
+        items.sort(key=lambda e: e["rank"])
+        folder = tmp / group
+        folder.mkdir(parents=True, exist_ok=True)
+        if items:
+            averages[group] = sums[group] / len(items)
+            save_npy(folder / "average_heatmap.npy", averages[group].astype(np.float32))
+            side = (card.input_side,) * 2
+            fileio.save_image(with_colorbar(Image.fromarray(colorize(averages[group], side, cut)), cut),
+                              folder / "average_heatmap.png")
+        fileio.write_text(folder / "index.html", gallery_html(group, cfg, card.name, items, name, cut, scale))
+    return averages
 
 
 # ------------------------------------------------------------------ figures

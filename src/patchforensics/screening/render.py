@@ -97,8 +97,8 @@ def render_on_original(image: Image.Image, faces: Sequence[ScoredFace], captions
     for f in faces:
         side = f.maps.input_image.width
         to_shown = pixel_affine(f.maps.to_original * scale)        # input pixel index -> shown pixel index
-        colour = cv2.warpAffine(colorize(f.maps.patch_p_fake, (side, side), threshold).astype(np.float32), to_shown, size,
-                                flags=cv2.INTER_LINEAR, borderValue=0)
+        colour = cv2.warpAffine(colorize(f.maps.patch_p_fake, (side, side), threshold).astype(np.float32), to_shown,
+                                size, flags=cv2.INTER_LINEAR, borderValue=0)
         weight = alpha * cv2.warpAffine(np.ones((side, side), np.float32), to_shown, size,
                                         flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
         a = a * (1 - weight) + colour * weight

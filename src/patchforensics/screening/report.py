@@ -82,7 +82,8 @@ def render_report(result: DetectResult, faces: Sequence[ReportFace]) -> str:
         f"<b>{html.escape(false_alarm_text(result))}</b>.</p>",
         f'<p class="muted" id="summary">{html.escape(summary_line(result))}</p>',
         f'<p class="muted">Each face: what the model examined (aligned) beside its per-patch heatmap ('
-        f"{html.escape(scale_text(result.p_fake_threshold, result.threshold_name))}; the most suspicious patch outlined in white, fill outside the photo "
+        f"{html.escape(scale_text(result.p_fake_threshold, result.threshold_name))}; "
+        "the most suspicious patch outlined in white, fill outside the photo "
         "washed grey). Most fake-looking first.</p>",
         f'<div class="faces" id="faces">{"".join(_card(item) for item in ranked)}</div>',
         f'<h2>No face found: no verdict ({len(result.no_face)})</h2><ul class="files" id="no-face">{no_face}</ul>',

@@ -86,7 +86,7 @@ class Server:
 
     def close(self) -> None:
         self.socket.close()
-        self.service.detector.close()
+        self.service.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:
