@@ -11,6 +11,7 @@ from patchforensics.core import fileio
 from patchforensics.data.dataset import data_release
 from patchforensics.models.checkpoint import BUNDLED_DIR
 from patchforensics.release import card_metrics, pipeline
+from patchforensics.scoring.engine import _sidecar_onnx
 from patchforensics.scoring.metrics import wilson
 from patchforensics.release.backdrop import BACKDROPS
 from patchforensics.release.card import render_card
@@ -84,6 +85,7 @@ def test_release_end_to_end_resumes_and_reruns_nothing(tiny_root, tmp_path, monk
     installed = tmp_path / "bundled"
     assert (installed / "weights.safetensors").read_bytes() == (winner / "bestval.safetensors").read_bytes()
     assert (installed / "MODEL_CARD.md").read_text() == text
+    assert _sidecar_onnx(installed, "weights") == installed / "weights.onnx"      # opening it exports nothing
 
     # the same command again trains nothing and measures nothing twice
     def no_training(*args, **kwargs):

@@ -111,3 +111,23 @@ def test_an_onnx_file_beside_its_weights_is_run_without_exporting(trained_checkp
         model.head.bias += 1.0
     save_weights(ckpt / "bestval.safetensors", model)
     assert Engine.load(ckpt).runner.path != ckpt / "bestval.onnx" and exported
+
+
+def test_the_bundled_detector_ships_its_onnx_file_and_opens_without_exporting(faces, monkeypatch):
+    """``bundled/weights.onnx`` is the export of exactly the bundled weights: opening the detector
+    exports nothing, and it scores real faces bit for bit as an export made now would (the default
+    path before it shipped)."""
+    from patchforensics.scoring import engine as engine_module
+    from patchforensics.scoring.engine import Engine, _sidecar_onnx
+    from patchforensics.scoring.onnx_backend import onnx_runner
+
+    assert _sidecar_onnx(BUNDLED_DIR, "weights") == BUNDLED_DIR / "weights.onnx"
+    exported = []
+    monkeypatch.setattr(engine_module, "onnx_runner", lambda *a, **k: exported.append(1) or onnx_runner(*a, **k))
+    shipped = Engine.load(device="cpu")
+    assert shipped.backend == "onnx" and shipped.runner.path == BUNDLED_DIR / "weights.onnx" and not exported
+    loaded = load_model(BUNDLED_DIR, "weights")
+    fresh = Engine.from_model(loaded.model, loaded.card, device="cpu")
+    assert len(exported) == 1 and fresh.backend == "onnx"
+    images = [load_rgb(faces / p) for p in IMAGES]
+    assert torch.equal(shipped.score_images(images)[1], fresh.score_images(images)[1])

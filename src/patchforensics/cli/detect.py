@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..core.imageio import FORMATS_TEXT
+from ..core.imageio import FORMATS_TEXT, SCREEN_MAX_PIXELS
 from ..data.align import STYLES
+from ..screening.decode import MAX_PIXELS_HELP
 from ..screening.detector import DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD, FACE_MODES, face_modes_text
 from ..screening.faces import PICK_MARGIN
 from ..screening.results import FORMATS
@@ -40,6 +41,7 @@ def register(sub, name: str) -> None:
     p.add_argument("--top-k", type=int, default=3, help="most suspicious patches per face, at most (default 3; "
                                                          f"fewer when fewer are within {PICK_MARGIN:g} of the best)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-pixels", type=int, default=SCREEN_MAX_PIXELS, metavar="N", help=MAX_PIXELS_HELP)
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="write into a non-empty --heatmaps folder, replace --report")
     p.set_defaults(func=run)
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
                        backend=getattr(args, "backend", "auto"),
                        threshold=args.threshold, heatmaps=args.heatmaps, report=args.report, faces=args.faces,
                        align_style=args.align_style, top_k=args.top_k,
-                       batch_size=args.batch_size, device=args.device, force=args.force)
+                       batch_size=args.batch_size, max_pixels=args.max_pixels, device=args.device,
+                       force=args.force)
 
     def on_skip(path: str, reason: str) -> None:
         print(f"skipped {path}: {reason}", file=sys.stderr)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.imageio import SCREEN_MAX_PIXELS
 from ..data.align import STYLES
+from ..screening.decode import MAX_PIXELS_HELP
 from ..screening.detector import DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD, FACE_MODES
 from .options import add_backend_option
 
@@ -27,6 +29,8 @@ def register(sub, name: str) -> None:
     p.add_argument("--align-style", default=DEFAULT_ALIGN_STYLE, choices=STYLES,
                    help=f"how found faces are aligned (default {DEFAULT_ALIGN_STYLE}, as the shared training faces)")
     p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--max-pixels", type=int, default=SCREEN_MAX_PIXELS, metavar="N",
+                   help=MAX_PIXELS_HELP + "; over it: HTTP 413")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
 
@@ -37,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = ServeConfig(host=args.host, port=args.port, model=args.model, which_epoch=args.which_epoch,
                       backend=getattr(args, "backend", "auto"), threshold=args.threshold,
                       faces=args.faces, align_style=args.align_style, max_upload_mb=args.max_upload_mb,
-                      device=args.device)
+                      max_pixels=args.max_pixels, device=args.device)
     server = make_server(cfg)       # a port in use: one line saying what to do, exit 2 (cli.main)
     print(f"patchforensics: open {server.url}/ (API: {server.url}/docs, {server.url}/openapi.json; Ctrl-C to stop)",
           flush=True)

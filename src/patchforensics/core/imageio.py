@@ -16,7 +16,13 @@ What is refused, and why (see ``docs/reliability.md``):
 - images above :data:`MAX_PIXELS` (decompression bombs), below
   :data:`MIN_SIDE` pixels on a side, or more elongated than
   :data:`MAX_ASPECT_RATIO` (resizing the shorter side to ``load_size`` would
-  blow such a strip up to gigapixels).
+  blow such a strip up to gigapixels);
+- for :func:`decode_rgb`'s callers (``detect``, ``serve``), images that would
+  decode to more than their ``max_pixels`` budget (:data:`SCREEN_MAX_PIXELS`).
+
+Every size is read from the file's header, before any pixel is decoded (Pillow
+opens lazily). :func:`decode_rgb` also decodes a large JPEG at a reduced size
+(:data:`DRAFT_MIN_SIDE`): the full-size pixels are never made.
 """
 from __future__ import annotations
 
@@ -54,6 +60,15 @@ FIRST_FRAME_TEXT = "an animated GIF, WebP or PNG, or a multi-page TIFF: its firs
 #: ``Image.MAX_IMAGE_PIXELS``, above which Pillow only warns (silenced here); Pillow
 #: itself refuses above twice that, and :func:`load_rgb` reports both with this limit.
 MAX_PIXELS = 89_478_485
+#: ``detect``'s and ``serve``'s default pixel budget (``--max-pixels``): an image that would decode
+#: to more pixels is refused before decoding (one at ~12 bytes a pixel on the way through the face
+#: finder: 25 MP ~ 0.3 GB). About 5000 x 5000, more than a 24-MP camera's frame; a larger JPEG
+#: still fits, decoded at a reduced size (:data:`DRAFT_MIN_SIDE`).
+SCREEN_MAX_PIXELS = 25_000_000
+#: A JPEG whose shorter side is at least twice this is decoded by :func:`decode_rgb` (given
+#: ``draft_side``) at the smallest of 1/2, 1/4 or 1/8 scale that keeps its shorter side at least
+#: this many pixels (Pillow's draft mode: libjpeg scales the DCT, so the full-size pixels are never made).
+DRAFT_MIN_SIDE = 2048
 #: Refuse images whose shorter side is below this (nothing left to analyse).
 MIN_SIDE = 16
 #: Refuse images whose longer side is more than this many times the shorter.
@@ -70,6 +85,11 @@ class ImageLoadError(Exception):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+
+class ImageTooLargeError(ImageLoadError):
+    """An image over :data:`MAX_PIXELS` or a caller's pixel budget, refused from its header
+    (``serve`` answers it with HTTP 413, not as a bad file)."""
 
 
 class NoUsableImagesError(RuntimeError):
@@ -176,6 +196,21 @@ def require_images(root: str | os.PathLike, hint: str = "") -> list[Path]:
         raise ValueError(f"no images found under {root}{hint}")
     return paths
 
+@dataclass(frozen=True)
+class Decoded:
+    """An image as :func:`decode_rgb` gives it: ``image`` 8-bit RGB, EXIF orientation applied, and
+    ``file_size`` the ``(width, height)`` the file holds, upright; they differ when a large JPEG was
+    decoded at a reduced size."""
+
+    image: Image.Image
+    file_size: tuple[int, int]
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """File px per decoded px, across and down (1 unless decoded at a reduced size)."""
+        return self.file_size[0] / self.image.width, self.file_size[1] / self.image.height
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode ``path`` to an 8-bit RGB PIL image, EXIF orientation applied.
 
@@ -184,6 +219,14 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     first frame. Raises :class:`ImageLoadError` (never anything else for a
     bad file) with a reason a person can act on.
     """
+    return decode_rgb(path).image
+
+
+def decode_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, draft_side: int | None = None) -> Decoded:
+    """:func:`load_rgb` within a pixel budget: an image that would decode to more than
+    ``max_pixels`` is refused before decoding, and with ``draft_side`` a JPEG whose shorter side
+    is at least twice that is decoded at the reduced size that keeps it at least ``draft_side``
+    (:data:`DRAFT_MIN_SIDE`)."""
     path = Path(path)
     _check_file(path)
     try:
@@ -193,10 +236,17 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
             warnings.simplefilter("ignore")
             with Image.open(path, formats=DECODERS) as im:
                 _check_geometry(path, *im.size)
+                header = im.size
+                if draft_side and im.format in ("JPEG", "MPO") and min(header) >= 2 * draft_side:
+                    im.draft(im.mode, (draft_side, draft_side))    # sets the decoded size; decodes nothing
+                _check_budget(path, header, im.size, max_pixels)
                 im.load()
+                decoded = im.size
                 im = _apply_exif_orientation(im)
                 rgb = _to_rgb(path, im)
-                return rgb if rgb is not im else im.copy()   # detach from the closing file
+                turned = im.size != decoded                 # a quarter turn swaps the file's sides too
+                return Decoded(rgb if rgb is not im else im.copy(),   # copy: detach from the closing file
+                               header[::-1] if turned else header)
     except ImageLoadError:
         raise
     except PermissionError:
@@ -207,7 +257,7 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         # Pillow refuses by itself above twice its warning threshold, before _check_geometry
         # sees the size; say it with this package's limit, not Pillow's doubled one
         claimed = re.search(r"\((\d+) pixels\)", str(e))
-        raise ImageLoadError(path, _too_large(f"{claimed.group(1)} pixels" if claimed else "its size")) from None
+        raise ImageTooLargeError(path, _too_large(f"{claimed.group(1)} pixels" if claimed else "its size")) from None
     except MemoryError:
         raise ImageLoadError(path, "out of memory while decoding") from None
     except OSError as e:  # truncated or corrupt data, unsupported codec, I/O error
@@ -240,12 +290,22 @@ def _check_file(path: Path) -> None:
 
 def _check_geometry(path: Path, w: int, h: int) -> None:
     if w * h > MAX_PIXELS:
-        raise ImageLoadError(path, _too_large(f"{w}x{h} = {w * h} pixels"))
+        raise ImageTooLargeError(path, _too_large(f"{w}x{h} = {w * h} pixels"))
     if min(w, h) < MIN_SIDE:
         raise ImageLoadError(path, f"too small: {w}x{h} pixels; need at least {MIN_SIDE} on each side")
     if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
         raise ImageLoadError(path, f"too elongated: {w}x{h} pixels, aspect ratio above "
                                    f"{MAX_ASPECT_RATIO:g}:1; crop it first")
+
+
+def _check_budget(path: Path, header: tuple[int, int], decoded: tuple[int, int], max_pixels: int) -> None:
+    """Refuse an image that would decode to more than ``max_pixels`` (``detect``'s and ``serve``'s
+    ``--max-pixels``), in one line that says what to do."""
+    if decoded[0] * decoded[1] > max_pixels:
+        (w, h), reduced = header, " even at the reduced size it would be decoded at" * (decoded != header)
+        raise ImageTooLargeError(path, f"too large to screen: {w}x{h} = {w * h} pixels, above the "
+                                   f"{max_pixels}-pixel budget (--max-pixels){reduced}; downscale it first "
+                                   "or raise --max-pixels")
 
 
 def _too_large(size: str) -> str:

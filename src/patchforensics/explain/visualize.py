@@ -17,8 +17,9 @@ per-patch ``p(fake)`` map. Output, next to ``test``'s results::
             NNN_<stem>_heatmap.npy      the raw (H', W') p(fake) map, float32
             average_heatmap.png/.npy    mean map of the group
 
-Colours are absolute and the same in every command: red = p(fake) 1
-(fake-looking), blue = 0 (real-looking), with a colour bar on every heatmap.
+Colours are absolute and the same in every command: blue = the real side, white = the
+decision threshold, red = the fake side (:mod:`~patchforensics.core.heatmap`), with a colour
+bar on every heatmap.
 Borders mark right/wrong at the card's calibrated ``eer`` threshold (0.5 when
 uncalibrated). Rankings reuse ``test``'s ``scores.csv`` when it was made from the
 same weights, corruptions and backend; otherwise the dataset is scored first.
@@ -36,7 +37,7 @@ from PIL import Image
 
 from ..core import fileio
 from ..core.config import require
-from ..core.heatmap import SCALE_TEXT, colorize, draw_border, overlay, with_colorbar
+from ..core.heatmap import COLORMAP, colorize, draw_border, norm, overlay, scale_text, with_colorbar
 from ..core.imageio import SkipLog
 from ..data.dataset import REAL, Sample
 from ..data.transforms import Corruption, to_image
@@ -126,6 +127,7 @@ def run_visualize(cfg: VisualizeConfig, engine: Engine | None = None, progress: 
         paths, labels, scores = stored
         p_fake = scores[cfg.average_mode]
     threshold_name, cut = decision_threshold(card)
+    scale = scale_text(cut, threshold_name if card.default_cut() else "no stored thresholds")
 
     # which groups (class, easiest/hardest) each selected image belongs to, with its rank
     members: dict[int, list[tuple[str, int]]] = {}
@@ -150,7 +152,8 @@ def run_visualize(cfg: VisualizeConfig, engine: Engine | None = None, progress: 
                 correct = (score >= cut) == (label != REAL)
                 image = to_image(batch["image"][j])
                 heat = maps[j].astype(np.float32)
-                framed = with_colorbar(draw_border(overlay(image, heat), correct, f"p(fake)={score:.3f}"))
+                framed = draw_border(overlay(image, heat, threshold=cut), correct, f"p(fake)={score:.3f}")
+                framed = with_colorbar(framed, cut)
                 for group, rank in members[selected[sample_index]]:
                     stem = f"{rank:03d}_{safe_stem(path)}"
                     folder = tmp / group
@@ -161,34 +164,46 @@ def run_visualize(cfg: VisualizeConfig, engine: Engine | None = None, progress: 
                     entries[group].append({"rank": rank, "path": path, "p_fake": score, "correct": bool(correct),
                                            "image": f"{stem}.png", "overlay": f"{stem}_overlay.png",
                                            "heatmap": f"{stem}_heatmap.npy"})
-        averages = {}
-        for group, items in entries.items():
-            items.sort(key=lambda e: e["rank"])
-            folder = tmp / group
-            folder.mkdir(parents=True, exist_ok=True)
-            if items:
-                averages[group] = sums[group] / len(items)
-                save_npy(folder / "average_heatmap.npy", averages[group].astype(np.float32))
-                size = card.input_side
-                fileio.save_image(with_colorbar(Image.fromarray(colorize(averages[group], (size, size)))),
-                                  folder / "average_heatmap.png")
-            fileio.write_text(folder / "index.html", gallery_html(group, cfg, card.name, items, threshold_name, cut))
-        plot_average_heatmaps(tmp / "average_heatmaps.png", averages, f"{card.name} on {cfg.dataset_name}")
+        averages = _write_groups(tmp, entries, sums, cfg, card, (threshold_name, cut, scale))
+        plot_average_heatmaps(tmp / "average_heatmaps.png", averages, f"{card.name} on {cfg.dataset_name}", cut,
+                              threshold_name)
         summary = {"name": card.name, "checkpoint": str(cfg.checkpoint), "which_epoch": cfg.which_epoch,
                    "dataset": cfg.dataset_name, "partition": cfg.partition,
                    "corruptions": [str(c) for c in corruptions], "average_mode": cfg.average_mode,
-                   "score": "p_fake", "heatmap": SCALE_TEXT, "backend": engine.backend,
+                   "score": "p_fake", "heatmap": scale, "backend": engine.backend,
                    "threshold": {"name": threshold_name, "p_fake": cut},
                    "topn": cfg.topn, "scores_from": "scores.csv" if stored else "predict",
                    "groups": entries, "skipped": skipped.as_list()}
         fileio.write_json(tmp / "visualize.json", summary)
-        fileio.write_text(tmp / "index.html", overview_html(cfg, card.name, entries))
+        fileio.write_text(tmp / "index.html", overview_html(cfg, card.name, entries, scale))
     return vis_dir
 
 
+def _write_groups(tmp: Path, entries: dict[str, list[dict]], sums: dict[str, np.ndarray], cfg: VisualizeConfig,
+                  card: ModelCard, threshold: tuple[str, float, str]) -> dict[str, np.ndarray]:
+    """Each group's average map (``.npy`` and picture) and gallery page; returns the averages.
+    ``threshold``: its name, its p(fake) cut (the colour scale's centre) and the scale in words."""
+    name, cut, scale = threshold
+    averages = {}
+    for group, items in entries.items():
+        items.sort(key=lambda e: e["rank"])
+        folder = tmp / group
+        folder.mkdir(parents=True, exist_ok=True)
+        if items:
+            averages[group] = sums[group] / len(items)
+            save_npy(folder / "average_heatmap.npy", averages[group].astype(np.float32))
+            side = (card.input_side,) * 2
+            fileio.save_image(with_colorbar(Image.fromarray(colorize(averages[group], side, cut)), cut),
+                              folder / "average_heatmap.png")
+        fileio.write_text(folder / "index.html", gallery_html(group, cfg, card.name, items, name, cut, scale))
+    return averages
+
+
 # ------------------------------------------------------------------ figures
-def plot_average_heatmaps(path: Path, averages: dict[str, np.ndarray], title: str) -> None:
-    """The group-average p(fake) maps side by side, on one absolute colour scale with its bar."""
+def plot_average_heatmaps(path: Path, averages: dict[str, np.ndarray], title: str, cut: float = 0.5,
+                          threshold_name: str = "0.5") -> None:
+    """The group-average p(fake) maps side by side, on the one colour scale centred on ``cut``, with
+    its bar (linear in p(fake), the threshold marked)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -199,12 +214,15 @@ def plot_average_heatmaps(path: Path, averages: dict[str, np.ndarray], title: st
     for ax, group in zip(axes, groups):
         ax.set_axis_off()
         if group in averages:
-            im = ax.imshow(averages[group], cmap="jet", vmin=0, vmax=1, interpolation="bilinear")
+            im = ax.imshow(averages[group], cmap=COLORMAP, norm=norm(cut), interpolation="bilinear")
             ax.set_title(group, fontsize=10)
         else:
             ax.set_title(f"{group}\n(no images)", fontsize=10)
     if im is not None:
-        fig.colorbar(im, ax=list(axes), fraction=0.02, pad=0.02, label="p(fake): 1 = fake-looking (red)")
+        bar = fig.colorbar(im, ax=list(axes), fraction=0.02, pad=0.02,
+                           label=f"p(fake); white = threshold {threshold_name}")
+        bar.ax.set_yscale("linear")        # as every other bar: linear in p(fake), not in colour
+        bar.set_ticks([0, cut, 1], labels=["0 real", f"{cut:.3f}", "1 fake"])
     fig.suptitle(title, fontsize=10)
     fileio.save_figure(fig, path, dpi=72, bbox_inches="tight")
     plt.close(fig)
@@ -212,7 +230,7 @@ def plot_average_heatmaps(path: Path, averages: dict[str, np.ndarray], title: st
 
 # -------------------------------------------------------------------- HTML
 def gallery_html(group: str, cfg: VisualizeConfig, name: str, items: list[dict], threshold_name: str,
-                 cut: float) -> str:
+                 cut: float, scale: str) -> str:
     """One group's gallery: a card per image; click for input and overlay side by side."""
     cls, kind = group.split("/")
     what = ("most confidently right" if kind == "easiest" else "most confidently wrong")
@@ -233,14 +251,15 @@ def gallery_html(group: str, cfg: VisualizeConfig, name: str, items: list[dict],
     body = (f"<h1>{html.escape(cls)}: {html.escape(kind)}</h1>\n"
             f'<p class="meta">{html.escape(name)} on {html.escape(cfg.dataset_name)} ({html.escape(cfg.partition)}, '
             f"epoch {html.escape(str(cfg.which_epoch))}); the {len(items)} {what} {cls} by "
-            f"{html.escape(cfg.average_mode)} p(fake). Heatmaps: {html.escape(SCALE_TEXT)}. Border green = "
+            f"{html.escape(cfg.average_mode)} p(fake). Heatmaps: {html.escape(scale)}. "
+            "Border green = "
             f"right, red = wrong, called fake at p(fake) &ge; {cut:.4f} (threshold {html.escape(threshold_name)}). "
             f'Click an image to enlarge, arrow keys to step. <a href="../../index.html">all groups</a></p>\n'
             f'<div class="figs">{average}</div>\n<div class="grid">\n' + "\n".join(cards) + "\n</div>")
     return html_page(f"{cls} {kind} - {name} - {cfg.dataset_name}", body)
 
 
-def overview_html(cfg: VisualizeConfig, name: str, entries: dict[str, list[dict]]) -> str:
+def overview_html(cfg: VisualizeConfig, name: str, entries: dict[str, list[dict]], scale: str) -> str:
     figs = []
     for group, items in entries.items():
         thumb = (f'<img class="pixel" src="{group}/average_heatmap.png" alt="{group} average" width="160">'
@@ -249,7 +268,7 @@ def overview_html(cfg: VisualizeConfig, name: str, entries: dict[str, list[dict]
                     f"{group}</a> ({len(items)} images)</figcaption></figure>")
     body = (f"<h1>Heatmaps: {html.escape(name)} on {html.escape(cfg.dataset_name)}</h1>\n"
             f'<p class="meta">Average per-patch p(fake) of each group ({html.escape(cfg.average_mode)} ranking; '
-            f"{html.escape(SCALE_TEXT)}); open a group for its images.</p>\n"
+            f"{html.escape(scale)}); open a group for its images.</p>\n"
             '<div class="figs">' + "".join(figs) + "</div>\n"
             '<div class="figs"><figure><img src="average_heatmaps.png" alt="average heatmaps"></figure></div>')
     return html_page(f"heatmaps - {name} - {cfg.dataset_name}", body, with_lightbox=False)

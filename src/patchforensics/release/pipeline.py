@@ -40,7 +40,7 @@ from ..core.imageio import list_images, load_rgb
 from ..data.dataset import FAKE, REAL, default_data_root, split_samples
 from ..evaluation.calibrate import DEFAULT_TARGET_FPRS, calibrate, choose_thresholds
 from ..models.card import ModelCard, fpr_name
-from ..models.checkpoint import RESUME_FILE
+from ..models.checkpoint import BUNDLED_WEIGHTS, RESUME_FILE
 from ..scoring.engine import Engine
 from ..scoring.runtime import FastPath
 from ..scoring.onnx_backend import export_onnx
@@ -259,3 +259,5 @@ def install(winner: Path, out: Path, dest: Path, force: bool) -> None:
         for name in ("MODEL_CARD.md", "card_metrics.json", "release.json", "selection.json"):
             if (out / name).is_file():
                 shutil.copyfile(out / name, tmp / name)
+        # the ONNX file Engine.load runs in place of the weights: opening the detector exports nothing
+        export_onnx(tmp, tmp / f"{BUNDLED_WEIGHTS}.onnx", which=BUNDLED_WEIGHTS)

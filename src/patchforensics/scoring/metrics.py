@@ -21,7 +21,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from sklearn import metrics as skm
 
 from ..core.imageio import SkipLog
 
@@ -45,6 +44,10 @@ def binary_metrics(p_real: np.ndarray, labels: np.ndarray, threshold: float = 0.
     ``p_real``: ``(N,)`` scores in [0, 1]; ``labels``: ``(N,)`` with 1 = real, 0 = fake.
     A score equal to the threshold counts as fake (the seed's argmax of [1-p, p]).
     """
+    # scikit-learn (and the scipy it pulls in) only when metrics are computed: ``detect`` and
+    # ``serve`` import this module and need none, and the import cost 1-2 s of their start-up
+    from sklearn import metrics as skm
+
     p_real, labels = np.asarray(p_real, dtype=np.float64), np.asarray(labels).astype(int)
     pred = (p_real > threshold).astype(int)
     both = len(np.unique(labels)) == 2

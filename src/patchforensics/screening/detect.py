@@ -10,17 +10,19 @@ import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
 from ..core import fileio
 from ..core.config import require
-from ..core.imageio import FORMATS_TEXT, ImageLoadError, SkipLog, list_images, load_rgb
+from ..core.imageio import FORMATS_TEXT, SCREEN_MAX_PIXELS, Decoded, ImageLoadError, SkipLog, list_images
 from ..data.align import STYLES
 from ..scoring.engine import Engine
 from ..scoring.runtime import BACKENDS
-from .detector import DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD, FACE_MODES, Detector, open_detector
+from .decode import check_max_pixels, decode_photo, in_file_pixels
+from .detector import (DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD, FACE_MODES, Detector, Screened,
+                       open_detector)
 from .render import render_overlay, render_screened
 from .report import ReportFace, png_data_url, write_report
 from .results import DetectResult, ImageResult
@@ -44,6 +46,7 @@ class DetectConfig:
     align_style: str = DEFAULT_ALIGN_STYLE
     top_k: int = 3
     batch_size: int = 32
+    max_pixels: int = SCREEN_MAX_PIXELS  # refuse an image that would decode to more pixels
     device: str = "auto"
     force: bool = False
 
@@ -54,6 +57,7 @@ class DetectConfig:
         require(self.backend in BACKENDS, "backend", f"must be one of {', '.join(BACKENDS)}")
         require(self.batch_size > 0, "batch_size", "must be > 0")
         require(self.top_k > 0, "top_k", "must be > 0")
+        check_max_pixels(self.max_pixels)
         require(self.report is None or Path(self.report).suffix.lower() in (".html", ".htm"), "report",
                 "give a file name ending in .html, e.g. --report screening.html")
 
@@ -140,36 +144,65 @@ def detect(cfg: DetectConfig, progress: bool = True, engine: Engine | None = Non
     rows: list[ImageResult | None] = [None] * len(paths)      # kept in input order
     cards: list[ReportFace] = []
     bar = tqdm(total=len(paths), desc="detect", unit="img", disable=not progress)
+
+    def skip(i: int, e: ImageLoadError) -> None:
+        bar.update(1)
+        result.skipped.add(e)
+        rows[i] = ImageResult(str(paths[i]), error=e.reason)
+        if on_skip:
+            on_skip(str(paths[i]), e.reason)
+
     with detector:
-        for start in range(0, len(paths), cfg.batch_size):
-            chunk = list(range(start, min(start + cfg.batch_size, len(paths))))
-            images, kept = [], []
-            for i in chunk:
-                try:
-                    if str(paths[i]) in reasons:       # a file a folder scan passed over
-                        raise ImageLoadError(paths[i], reasons[str(paths[i])])
-                    images.append(load_rgb(paths[i]))
-                    kept.append(i)
-                except ImageLoadError as e:
-                    result.skipped.add(e)
-                    rows[i] = ImageResult(str(paths[i]), error=e.reason)
-                    if on_skip:
-                        on_skip(str(paths[i]), e.reason)
-            for i, image, screened in zip(kept, images, detector.screen(images, cfg.faces, cfg.top_k)):
-                # the faces are kept without their pixels once their pictures are drawn
-                row = ImageResult(str(paths[i]), screened.mode, [f.without_maps() for f in screened.faces],
-                                  image.width, image.height)
-                picture = render_screened(image, screened) if cfg.heatmaps else None
-                if picture is not None:
-                    row.heatmap = str(Path(cfg.heatmaps) / names[i])
-                    fileio.save_image(picture, row.heatmap)
-                if cfg.report:
-                    cards += [ReportFace(row.path, record, png_data_url(render_overlay(face, min_side=REPORT_SIDE)))
-                              for record, face in zip(row.faces, screened.faces)]
-                rows[i] = row
+        for chunk in _decoded_chunks(paths, cfg, skip, reasons):
+            screened = detector.screen([photo.image for _, photo in chunk], cfg.faces, cfg.top_k)
+            for (i, photo), found in zip(chunk, screened):
+                rows[i] = _image_row(cfg, detector, str(paths[i]), photo, found, names[i] if names else None, cards)
             bar.update(len(chunk))
     bar.close()
     result.images = [r for r in rows if r is not None]
     if cfg.report:
         write_report(cfg.report, result, cards)
     return result
+
+
+def _decoded_chunks(paths: Sequence[Path], cfg: DetectConfig, skip: Callable[[int, ImageLoadError], None],
+                    passed_over: dict[str, str]) -> Iterator[list[tuple[int, Decoded]]]:
+    """The readable images as ``(index, decoded)``, in chunks of at most ``cfg.batch_size`` images
+    and (past the first) ``cfg.max_pixels`` decoded pixels, so that a folder of large photos is
+    held one budget's worth at a time; ``skip(index, error)`` for each unreadable file and for
+    each file a folder scan ``passed_over`` (path -> reason)."""
+    chunk: list[tuple[int, Decoded]] = []
+    pixels = 0
+    for i, path in enumerate(paths):
+        try:
+            if str(path) in passed_over:
+                raise ImageLoadError(path, passed_over[str(path)])
+            photo = decode_photo(path, cfg.max_pixels)
+        except ImageLoadError as e:
+            skip(i, e)
+            continue
+        size = photo.image.width * photo.image.height
+        if chunk and (len(chunk) == cfg.batch_size or pixels + size > cfg.max_pixels):
+            yield chunk
+            chunk, pixels = [], 0
+        chunk.append((i, photo))
+        pixels += size
+    if chunk:
+        yield chunk
+
+
+def _image_row(cfg: DetectConfig, detector: Detector, path: str, photo: Decoded, screened: Screened,
+               heatmap_name: str | None, cards: list[ReportFace]) -> ImageResult:
+    """One image's row (boxes in the file's pixels), its heatmap written and its faces added to the
+    report's ``cards`` when ``cfg`` asks for them; the faces are kept without their pixels."""
+    cut = detector.p_fake_threshold
+    row = ImageResult(path, screened.mode, [in_file_pixels(f.without_maps(), photo) for f in screened.faces],
+                      *photo.file_size)
+    picture = render_screened(photo.image, screened, cut) if heatmap_name else None
+    if picture is not None:
+        row.heatmap = str(Path(cfg.heatmaps) / heatmap_name)
+        fileio.save_image(picture, row.heatmap)
+    if cfg.report:
+        cards += [ReportFace(path, record, png_data_url(render_overlay(face, min_side=REPORT_SIDE, threshold=cut)))
+                  for record, face in zip(row.faces, screened.faces)]
+    return row

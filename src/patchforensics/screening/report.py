@@ -19,7 +19,7 @@ from typing import Sequence
 from PIL import Image
 
 from ..core import fileio
-from ..core.heatmap import SCALE_TEXT
+from ..core.heatmap import scale_text
 from .faces import ScoredFace
 from .render import PATCH_LEGEND
 from .results import CAVEAT_MARK, DetectResult, false_alarm_text, summary_line
@@ -85,7 +85,8 @@ def render_report(result: DetectResult, faces: Sequence[ReportFace]) -> str:
         f"<b>{html.escape(false_alarm_text(result))}</b>.</p>",
         f'<p class="muted" id="summary">{html.escape(summary_line(result))}</p>',
         f'<p class="muted">Each face: what the model examined (aligned) beside its per-patch heatmap ('
-        f"{html.escape(SCALE_TEXT)}; fill outside the photo washed grey). {html.escape(PATCH_LEGEND)} "
+        f"{html.escape(scale_text(result.p_fake_threshold, result.threshold_name))}; fill outside the photo "
+        f"washed grey). {html.escape(PATCH_LEGEND)} "
         f"A face marked {CAVEAT_MARK} has a caveat: its verdict is not reliable. Most fake-looking first.</p>",
         f'<div class="faces" id="faces">{"".join(_card(item) for item in ranked)}</div>',
         f'<h2>No face found: no verdict ({len(result.no_face)})</h2><ul class="files" id="no-face">{no_face}</ul>',

@@ -1,8 +1,8 @@
 """``serve``'s web app: the page (``assets/serve.html``), ``/docs`` and the JSON API, on FastAPI.
 
 Every answer is JSON, errors included (``{"error": message}``: 400 not an image, empty, no
-``file`` field; 413 over the upload cap; 422 a bad query value; 500 a bug), so the page
-can show it.
+``file`` field; 413 over the upload cap or the pixel budget; 422 a bad query value; 500 a bug),
+so the page can show it.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ...core.assets import read_asset
-from ...core.imageio import FORMATS_TEXT, ImageLoadError
+from ...core.imageio import FORMATS_TEXT, ImageLoadError, ImageTooLargeError
 from ..detector import face_modes_text
 from .schemas import DetectOut, ErrorOut, FaceMode, InfoOut
 from .service import DetectService
@@ -97,6 +97,8 @@ async def api_detect(request: Request, faces: FaceMode | None = Query(None, desc
         raise HTTPException(400, "empty upload: choose an image file")
     try:
         return await run_in_threadpool(service.analyze_bytes, data, name, faces)
+    except ImageTooLargeError as e:     # over --max-pixels or the bomb guard: refused before decoding
+        raise HTTPException(413, f"{name}: {e.reason}") from None
     except ImageLoadError as e:
         hint = "" if FORMATS_TEXT in e.reason else f"; upload a {FORMATS_TEXT} file"   # said once
         raise HTTPException(400, f"{name} is not an image we can read ({e.reason}){hint}") from None

@@ -15,8 +15,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from ...core.config import ConfigError, require
+from ...core.imageio import SCREEN_MAX_PIXELS
 from ...data.align import STYLES
 from ...scoring.runtime import BACKENDS
+from ..decode import check_max_pixels
 from ..detector import DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD, FACE_MODES, Detector, open_detector
 from .app import create_app
 from .service import DetectService
@@ -37,12 +39,14 @@ class ServeConfig:
     faces: str = DEFAULT_FACE_MODE     # one of FACE_MODES, the default of each request
     align_style: str = DEFAULT_ALIGN_STYLE
     max_upload_mb: float = MAX_UPLOAD_MB
+    max_pixels: int = SCREEN_MAX_PIXELS  # an upload that would decode to more pixels: HTTP 413
     top_k: int = 3
     device: str = "auto"
 
     def validate(self) -> None:
         require(0 <= self.port <= 65535, "port", "must be between 0 and 65535 (0 = any free port)")
         require(self.max_upload_mb > 0, "max_upload_mb", "must be > 0")
+        check_max_pixels(self.max_pixels)
         require(self.top_k > 0, "top_k", "must be > 0")
         require(self.backend in BACKENDS, "backend", f"must be one of {', '.join(BACKENDS)}")
         require(self.faces in FACE_MODES, "faces", f"must be one of {', '.join(FACE_MODES)}")
@@ -82,7 +86,7 @@ class Server:
 
     def close(self) -> None:
         self.socket.close()
-        self.service.detector.close()
+        self.service.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -110,7 +114,7 @@ def make_server(cfg: ServeConfig, detector: Detector | None = None) -> Server:
         if detector is None:
             detector = open_detector(cfg.model, cfg.which_epoch, cfg.backend, cfg.device, cfg.threshold,
                                      cfg.align_style)
-        service = DetectService(detector, int(cfg.max_upload_mb * 1e6), cfg.top_k, cfg.faces)
+        service = DetectService(detector, int(cfg.max_upload_mb * 1e6), cfg.top_k, cfg.faces, cfg.max_pixels)
         return Server(create_app(service), sock)
     except BaseException:
         sock.close()
