@@ -140,7 +140,7 @@ def make_autocast(cfg: AdaptConfig) -> Callable | None:
     return (lambda: autocast(fast, device)) if use_bf16(cfg.bf16, device) else None
 
 
-def estimate(cfg: AdaptConfig, base_model, cache: Cache) -> dict[str, Any]:
+def estimate(cfg: AdaptConfig, base_model, cache: Cache, bar=None) -> dict[str, Any]:
     """k-fold: each fold's model trains on the other folds' fakes, and its held fold is scored
     at the threshold the fold's model gets on the threshold reals. Pooled held-back scores."""
     n = len(cache.new_plain)
@@ -150,7 +150,7 @@ def estimate(cfg: AdaptConfig, base_model, cache: Cache) -> dict[str, Any]:
         model = adapted_copy(base_model)
         _, trainable = split_model(model, cfg.method)
         pools = Pools(cache.real, cache.new_rows(keep), cache.old_fake)
-        train_trainable(trainable, pools, cfg.recipe(), cfg.seed + 100 * (k + 1), make_autocast(cfg))
+        train_trainable(trainable, pools, cfg.recipe(), cfg.seed + 100 * (k + 1), make_autocast(cfg), bar)
         reals = p_fake(trainable, cache.threshold_real)
         scores[held] = p_fake(trainable, cache.new_plain[held])
         cut = {name: fpr_cut(reals, fpr) for name, fpr in FPR_TARGETS}
@@ -170,9 +170,11 @@ def adapt(cfg: AdaptConfig, progress: bool = True) -> dict[str, Any]:
         print(note, flush=True)
     frozen, _ = split_model(adapted_copy(base.model), cfg.method)
     cache = build_cache(frozen, inputs, cfg.recipe().views, cfg.seed)
-    est = estimate(cfg, base.model, cache) if cfg.estimate else None
-    model = adapted_copy(base.model)
-    _, trainable = split_model(model, cfg.method)
-    pools = Pools(cache.real, cache.new_fake, cache.old_fake)
-    losses = train_trainable(trainable, pools, cfg.recipe(), cfg.seed, make_autocast(cfg))
+    runs = 1 + (len(adapt_data.folds(len(inputs.fakes), cfg.folds, cfg.seed)) if cfg.estimate else 0)
+    with tqdm(total=runs * cfg.steps, desc="adapt", unit="step", disable=not progress, leave=False) as bar:
+        est = estimate(cfg, base.model, cache, bar) if cfg.estimate else None
+        model = adapted_copy(base.model)
+        _, trainable = split_model(model, cfg.method)
+        pools = Pools(cache.real, cache.new_fake, cache.old_fake)
+        losses = train_trainable(trainable, pools, cfg.recipe(), cfg.seed, make_autocast(cfg), bar)
     return write_adapted(cfg, base, source, model, inputs, est, losses, t0, progress)
