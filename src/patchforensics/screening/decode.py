@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from ..core.config import require
 from ..core.imageio import DRAFT_MIN_SIDE, MAX_PIXELS, SCREEN_MAX_PIXELS, Decoded, decode_rgb
-from .faces import Patch, ScoredFace
+from .faces import ScoredFace
 
 
 #: ``--max-pixels`` in words (detect's and serve's help)
