@@ -25,6 +25,7 @@ BAD_TRAIN_OPTIONS = [
     ({"real": 5}, "real", "expected a list"),
     ({"model": "xception_block9"}, "model", "unknown model name"),
     ({"cnn_aug_prob": 1.5}, "cnn_aug_prob", "probability"),
+    ({"grey_prob": -0.1}, "grey_prob", "probability"),
     ({"val_metric": "accuracy"}, "val_metric", "must be one of"),
     ({"suffix": "{nonsense}"}, "suffix", "unknown field"),
 ]

@@ -61,6 +61,9 @@ def register(sub, name: str) -> None:
     add_bool(p, "color-jitter", "random brightness/contrast/gamma")
     p.add_argument("--cnn-aug-prob", dest="cnn_aug_prob", type=float,
                    help="CNNDetection blur+JPEG augmentation, each with this probability (e.g. 0.1, 0.5)")
+    p.add_argument("--grey-prob", dest="grey_prob", type=float,
+                   help="turn a training image greyscale with this probability (e.g. 0.2): a fake "
+                        "converted to greyscale stays fake")
     add_bool(p, "balance", "equal numbers of real and fake images per epoch (default on)")
     add_bool(p, "balance-sources", "every --real/--fake folder of a class equally often per epoch (default off: "
                                    "each in proportion to its size)")

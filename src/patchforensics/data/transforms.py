@@ -82,6 +82,11 @@ def hflip(im: Image.Image) -> Image.Image:
     return im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
 
 
+def greyscale(im: Image.Image) -> Image.Image:
+    """ITU-R 601 luma (PIL's ``L``), kept as three equal RGB channels."""
+    return im.convert("L").convert("RGB")
+
+
 def color_jitter(im: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Random brightness/contrast (±20%) and gamma (0.8–1.2), as the seed's colour augment."""
     a = np.asarray(im, dtype=np.float32) / 255.0
@@ -133,6 +138,8 @@ class Corruption:
             return gamma(im, self.value)
         if self.kind == "flip":
             return hflip(im)
+        if self.kind == "grey":
+            return greyscale(im)
         if self.kind == "resize":
             w, h = im.size
             small = im.resize((max(1, round(w * self.value)), max(1, round(h * self.value))), LANCZOS)
@@ -146,6 +153,7 @@ _CORRUPTION_RULES = {
     "gamma": (lambda v: v > 0, "a gamma > 0, e.g. gamma:1.2"),
     "resize": (lambda v: 0 < v <= 4, "a scale factor in (0, 4], e.g. resize:0.5"),
     "flip": (None, "no value: flip"),
+    "grey": (None, "no value: grey"),
 }
 
 
@@ -200,6 +208,7 @@ class TransformConfig:
     color_jitter: bool = False
     cnn_aug_prob: float = 0.0    # CNNDetection blur+JPEG, each with this probability
     patch_model: bool = True
+    grey_prob: float = 0.0       # greyscale with this probability
 
 
 def train_transform(cfg: TransformConfig) -> Callable[[Image.Image, np.random.Generator], torch.Tensor]:
@@ -219,6 +228,9 @@ def train_transform(cfg: TransformConfig) -> Callable[[Image.Image, np.random.Ge
                 im = jpeg(im, int(rng.integers(30, 101)))
         if cfg.color_jitter:
             im = color_jitter(im, rng)
+        # a screener cannot stop a fake being turned grey; no draw at 0 keeps older runs' streams
+        if cfg.grey_prob > 0 and rng.random() < cfg.grey_prob:
+            im = greyscale(im)
         if cfg.flip and rng.random() < 0.5:
             im = hflip(im)
         return to_tensor(im)

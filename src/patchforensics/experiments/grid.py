@@ -222,6 +222,8 @@ def portable_options(cfg: TrainConfig, root: Path) -> dict[str, Any]:
     init_from, which = options.pop("init_from", None), options.pop("init_from_epoch", None)
     if init_from is not None:
         options["init_from"] = file_sha256(weights_path(init_from, which))
+    if not options.get("grey_prob"):        # likewise for runs without greyscale augmentation
+        options.pop("grey_prob", None)
     return options
 
 

@@ -38,6 +38,7 @@ from ..core import fileio
 from ..core.config import ConfigError, require
 from ..core.imageio import list_images, load_rgb
 from ..data.dataset import FAKE, REAL, default_data_root, split_samples
+from ..data.transforms import parse_corruptions
 from ..evaluation.calibrate import DEFAULT_TARGET_FPRS, calibrate, choose_thresholds
 from ..models.card import ModelCard, fpr_name
 from ..models.checkpoint import BUNDLED_WEIGHTS, RESUME_FILE
@@ -50,7 +51,7 @@ from . import card_metrics as tables
 from .backdrop import backdrop_ok, backdrop_shift
 from .card import render_card
 from .provenance import provenance, release_summary, weights_digest
-from .recipe import CANDIDATES, FAKE_SETS, HELD_OUT_SOURCE, REAL_SETS, SELECTION_FPR, Candidate
+from .recipe import CANDIDATES, FAKE_SETS, GREY_KEPT, HELD_OUT_SOURCE, REAL_SETS, SELECTION_FPR, Candidate
 
 
 @dataclass
@@ -101,7 +102,7 @@ class ReleaseConfig:
     def train_config(self, cand: Candidate, fakes: Sequence[str] = FAKE_SETS, tag: str = "") -> TrainConfig:
         return TrainConfig(real=[str(self.root / d) for d in REAL_SETS], fake=[str(self.root / d) for d in fakes],
                            model=cand.model, fine_size=cand.fine_size, max_epochs=self.epochs or cand.max_epochs,
-                           balance_sources=cand.balance_sources,
+                           balance_sources=cand.balance_sources, grey_prob=cand.grey_prob,
                            name=f"release_{cand.name}{tag}", seed=self.seed, bf16=self.bf16, device=self.device,
                            max_per_class=self.max_per_class, checkpoints_dir=str(Path(self.out) / "checkpoints"),
                            runs_dir=str(Path(self.out) / "runs"))
@@ -150,13 +151,29 @@ def validation_choice(ckpt: Path, root: Path, device: str, progress: bool) -> di
     if missing:
         raise ValueError(f"no validation fakes of {', '.join(missing)} under {root}: the choice needs each")
     recall = {g: float(np.mean(p_real[(source == g) & (preds.labels == FAKE)] <= cut)) for g in FAKE_SETS}
+    count = {g: int(np.sum((source == g) & (preds.labels == FAKE))) for g in FAKE_SETS}
+    # the mean recall's standard error (binomial per generator): "within its interval" is 1.96 of these
+    recall_se = float(np.sqrt(sum(r * (1 - r) / count[g] for g, r in recall.items())) / len(recall))
     reals = preds.labels == REAL
     backdrop = backdrop_shift(engine, [load_rgb(p) for p in list_images(root / "ffhq" / "val")], 1.0 - cut)
+    grey = _grey_recall(engine, val, cut, progress)
     return {"checkpoint": ckpt.name, "epoch": read_train_summary(ckpt).get("best_epoch"),
             "threshold_p_fake": 1.0 - cut, "false_alarms": float(np.mean(p_real[reals] <= cut)),
-            "recall": recall, "mean_recall": float(np.mean(list(recall.values()))),
+            "recall": recall, "mean_recall": float(np.mean(list(recall.values()))), "mean_recall_se": recall_se,
             "val_ap": float(preds.metrics()["after_softmax"]["ap"]),
-            "backdrop": backdrop, "backdrop_ok": backdrop_ok(backdrop)}
+            "backdrop": backdrop, "backdrop_ok": backdrop_ok(backdrop), "grey": grey}
+
+
+def _grey_recall(engine: Engine, val: Sequence, cut: float, progress: bool) -> dict[str, Any]:
+    """The validation fakes turned greyscale, at the colour threshold ``cut`` (on P(real)): the
+    share of each generator's still caught and their mean. Greyscale is an edit a screener cannot
+    prevent, so a detector it defeats is judged on it (issue [probe])."""
+    fakes = [s for s in val if s.label == FAKE]
+    preds = engine.predict(fakes, parse_corruptions(["grey"]), progress=progress, desc="val fakes in grey")
+    source = np.array([Path(p).parent.parent.name for p in preds.paths])
+    caught = preds.scores["after_softmax"] <= cut
+    recall = {g: float(np.mean(caught[source == g])) for g in FAKE_SETS}
+    return {"recall": recall, "mean_recall": float(np.mean(list(recall.values())))}
 
 
 def choose(ckpts: dict[str, Path], cfg: ReleaseConfig, progress: bool) -> tuple[dict[str, Any], str]:
@@ -172,12 +189,32 @@ def choose(ckpts: dict[str, Path], cfg: ReleaseConfig, progress: bool) -> tuple[
         s = selection[name]
         _log(f"{name}: validation recall at {SELECTION_FPR:.0%} false alarms "
              + ", ".join(f"{g} {r:.3f}" for g, r in s["recall"].items()) + f"; mean {s['mean_recall']:.3f}; "
-             f"backdrops {'pass' if s['backdrop_ok'] else 'fail'} on the validation reals")
+             f"backdrops {'pass' if s['backdrop_ok'] else 'fail'} on the validation reals"
+             + (f"; greyscaled fakes caught {s['grey']['mean_recall']:.3f}" if "grey" in s else ""))
+    return selection, pick_winner({n: selection[n] for n in ckpts})
+
+
+def pick_winner(selection: dict[str, dict[str, Any]]) -> str:
+    """The candidate chosen from their :func:`validation_choice` results (``name -> result``)."""
     # a plain backdrop must not move a real face's score: a candidate that fails it on validation
     # loses to one that passes, whatever its recall
-    winner = max(ckpts, key=lambda n: (selection[n]["backdrop_ok"], selection[n]["mean_recall"],
-                                       selection[n]["val_ap"]))
-    return selection, winner
+    winner = max(selection, key=lambda n: (selection[n]["backdrop_ok"], selection[n]["mean_recall"],
+                                           selection[n]["val_ap"]))
+    # greyscale is an edit a screener cannot prevent: a candidate it does not defeat replaces one it
+    # does when that costs no more recall than the other's 95% interval (and no backdrop pass)
+    if not grey_ok(selection[winner]):
+        best = selection[winner]
+        floor = best["mean_recall"] - 1.96 * best.get("mean_recall_se", 0.0)
+        kept = [n for n, s in selection.items() if grey_ok(s) and s["mean_recall"] >= floor
+                and s["backdrop_ok"] >= best["backdrop_ok"]]
+        if kept:
+            winner = max(kept, key=lambda n: (selection[n]["mean_recall"], selection[n]["val_ap"]))
+    return winner
+
+
+def grey_ok(choice: dict[str, Any]) -> bool:
+    """Greyscale keeps at least :data:`GREY_KEPT` of the candidate's validation recall."""
+    return "grey" in choice and choice["grey"]["mean_recall"] >= GREY_KEPT * choice["mean_recall"]
 
 
 def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict[str, Any]:

@@ -72,6 +72,7 @@ class TrainConfig:
     random_resized_crop: bool = False
     color_jitter: bool = False                        # [color_augment]
     cnn_aug_prob: float = 0.0                         # [cnn_detection_augment]
+    grey_prob: float = 0.0                            # greyscale a training image with this probability
     balance: bool = True
     balance_sources: bool = False                     # every --real/--fake folder of a class equally often
     max_per_class: int | None = None                  # [max_dataset_size]
@@ -138,6 +139,7 @@ class TrainConfig:
         require(self.save_latest_freq > 0, "save_latest_freq", "must be > 0")
         require(self.val_metric in VAL_METRICS, "val_metric", f"must be one of {', '.join(VAL_METRICS)}")
         require(0 <= self.cnn_aug_prob <= 1, "cnn_aug_prob", "is a probability in [0, 1]")
+        require(0 <= self.grey_prob <= 1, "grey_prob", "is a probability in [0, 1]")
         require(not (self.random_crop and self.random_resized_crop), "random_crop",
                 "choose random_crop or random_resized_crop, not both")
         require(self.num_workers >= 0, "num_workers", "must be >= 0")
@@ -187,7 +189,7 @@ class TrainConfig:
     def transform_config(self) -> TransformConfig:
         return TransformConfig(self.load_size, self.fine_size, self.flip, self.random_crop,
                                self.random_resized_crop, self.color_jitter, self.cnn_aug_prob,
-                               is_patch_model(self.model))
+                               is_patch_model(self.model), self.grey_prob)
 
 
 def check_inputs(cfg: TrainConfig) -> None:
