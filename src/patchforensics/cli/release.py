@@ -32,6 +32,8 @@ def register(sub, name: str) -> None:
     p.add_argument("--install", metavar="DIR", help="make DIR the chosen detector and its card "
                                                      "(src/patchforensics/bundled to ship it)")
     p.add_argument("--force", action="store_true", help="replace an existing --install folder")
+    p.add_argument("--previous", metavar="DIR", help="an installed release (e.g. src/patchforensics/bundled) "
+                   "chosen against the candidates on validation: when it wins it stays and nothing is installed")
     p.set_defaults(func=run)
 
 
@@ -43,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
                         candidates=args.candidates or [c.name for c in CANDIDATES], epochs=args.epochs,
                         max_per_class=args.max_per_class, device=args.device, bf16=args.bf16,
                         cross_source=args.cross_source, wild=args.wild, install=args.install, force=args.force,
-                        stop_after=args.stop_after)
+                        stop_after=args.stop_after, previous=args.previous)
     summary = run_release(cfg, progress=progress_enabled())
-    print(f"chosen: {summary['winner']}; card: {args.out}/MODEL_CARD.md")
+    if summary["winner"] == "previous":
+        print(f"chosen: the previous release in {args.previous}, which stays; nothing installed")
+    else:
+        print(f"chosen: {summary['winner']}; card: {args.out}/MODEL_CARD.md")
     return 0

@@ -64,7 +64,9 @@ class ReleaseConfig:
     without mediapipe: the rest then runs on the CPU from the same output folder);
     ``wild``: a folder of unaligned portraits for the false-alarm rows (default
     ``<data root>/../raw/wild-portraits`` when it exists); ``install``: copy the winner
-    and its card there (e.g. ``src/patchforensics/bundled``).
+    and its card there (e.g. ``src/patchforensics/bundled``); ``previous``: an installed
+    release (e.g. that folder) measured beside the candidates: when the choice falls on it, it
+    stays and nothing is installed.
     """
 
     data_root: str | None = None
@@ -80,6 +82,7 @@ class ReleaseConfig:
     install: str | None = None
     force: bool = False               # replace an existing --install folder
     stop_after: str = "card"          # card: every step | train: the training runs and the choice only
+    previous: str | None = None       # an installed release the candidates must beat on validation
 
     def validate(self) -> None:
         require(self.stop_after in ("card", "train"), "stop_after", "must be card or train")
@@ -89,6 +92,10 @@ class ReleaseConfig:
         require(bool(self.candidates) and all(c in known for c in self.candidates), "candidates",
                 f"choose among {', '.join(known)}")
         require(self.epochs is None or self.epochs > 0, "epochs", "must be > 0")
+        require(self.previous is None or all((Path(self.previous) / f).is_file() for f in
+                                             (f"{BUNDLED_WEIGHTS}.safetensors", "config.yaml", "release.json")),
+                "previous", f"{self.previous} is not an installed release ({BUNDLED_WEIGHTS}.safetensors, "
+                "config.yaml, release.json); pass one that --install wrote, e.g. src/patchforensics/bundled")
         require(self.bf16 in ("on", "off"), "bf16",
                 "pin the precision (on or off) so that the run resumes with the same numerics anywhere")
         root = default_data_root(self.data_root)
@@ -106,6 +113,10 @@ class ReleaseConfig:
                            name=f"release_{cand.name}{tag}", seed=self.seed, bf16=self.bf16, device=self.device,
                            max_per_class=self.max_per_class, checkpoints_dir=str(Path(self.out) / "checkpoints"),
                            runs_dir=str(Path(self.out) / "runs"))
+
+
+#: the name of ``--previous`` in the choice
+PREVIOUS = "previous"
 
 
 def _log(line: str) -> None:
@@ -137,12 +148,13 @@ def train_to_end(cfg: TrainConfig, progress: bool) -> Path:
     return ckpt
 
 
-def validation_choice(ckpt: Path, root: Path, device: str, progress: bool) -> dict[str, Any]:
+def validation_choice(ckpt: Path, root: Path, device: str, progress: bool,
+                      which: str = "bestval") -> dict[str, Any]:
     """The selection metric of one candidate on the validation split: at the threshold that
     flags at most :data:`SELECTION_FPR` of the validation reals, the fraction of each
     generator's validation fakes caught, and their mean (``mean_recall``)."""
     _, val = split_samples([str(root / d) for d in REAL_SETS], [str(root / d) for d in FAKE_SETS])
-    engine = Engine.load(ckpt, "bestval", FastPath(cache_mb=0), device)
+    engine = Engine.load(ckpt, which, FastPath(cache_mb=0), device)
     preds = engine.predict(val, progress=progress, desc=f"val {ckpt.name}")
     p_real = preds.scores["after_softmax"]
     cut = choose_thresholds(p_real, preds.labels, (SELECTION_FPR,)).thresholds[fpr_name(SELECTION_FPR)]
@@ -181,17 +193,19 @@ def choose(ckpts: dict[str, Path], cfg: ReleaseConfig, progress: bool) -> tuple[
     ``<out>/selection.json`` for the weights it measured, and the name of the one chosen."""
     choice_file = Path(cfg.out) / "selection.json"
     selection = json.loads(choice_file.read_text()) if choice_file.is_file() else {}
-    for name, ckpt in ckpts.items():
-        if selection.get(name, {}).get("weights") != weights_digest(ckpt):     # measured on other weights
-            selection[name] = {**validation_choice(ckpt, cfg.root, cfg.device, progress),
-                               "weights": weights_digest(ckpt)}
+    rivals = {**ckpts, PREVIOUS: Path(cfg.previous)} if cfg.previous else ckpts
+    for name, ckpt in rivals.items():
+        which = BUNDLED_WEIGHTS if name == PREVIOUS else "bestval"
+        digest = weights_digest(ckpt, which)
+        if selection.get(name, {}).get("weights") != digest:     # measured on other weights
+            selection[name] = {**validation_choice(ckpt, cfg.root, cfg.device, progress, which), "weights": digest}
             fileio.write_json(choice_file, selection)
         s = selection[name]
         _log(f"{name}: validation recall at {SELECTION_FPR:.0%} false alarms "
              + ", ".join(f"{g} {r:.3f}" for g, r in s["recall"].items()) + f"; mean {s['mean_recall']:.3f}; "
              f"backdrops {'pass' if s['backdrop_ok'] else 'fail'} on the validation reals"
              + (f"; greyscaled fakes caught {s['grey']['mean_recall']:.3f}" if "grey" in s else ""))
-    return selection, pick_winner({n: selection[n] for n in ckpts})
+    return selection, pick_winner({n: selection[n] for n in rivals})
 
 
 def pick_winner(selection: dict[str, dict[str, Any]]) -> str:
@@ -227,6 +241,9 @@ def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict[str, Any]:
     ckpts = {c.name: train_to_end(cfg.train_config(c), progress) for c in chosen}
 
     selection, winner_name = choose(ckpts, cfg, progress)
+    if winner_name == PREVIOUS:
+        _log(f"chosen on validation: the previous release in {cfg.previous}; it stays, nothing is installed")
+        return {"winner": PREVIOUS, "selection": selection}
     winner = ckpts[winner_name]
     _log(f"chosen on validation: {winner_name}")
     held = None

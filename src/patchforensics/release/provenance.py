@@ -18,9 +18,9 @@ from .recipe import FAKE_SETS, REAL_SETS
 CURVE_EVERY = 5
 
 
-def weights_digest(ckpt: Path) -> str:
-    """Short content hash of a run's ``bestval`` weights: what a measurement was made on."""
-    return fileio.file_sha256(ckpt / "bestval.safetensors")[:12]
+def weights_digest(ckpt: Path, which: str = "bestval") -> str:
+    """Short content hash of a run's ``which`` weights: what a measurement was made on."""
+    return fileio.file_sha256(ckpt / f"{which}.safetensors")[:12]
 
 
 def provenance(root: Path, ckpts: Sequence[Path], device: str) -> dict[str, Any]:
