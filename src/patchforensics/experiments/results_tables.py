@@ -8,8 +8,11 @@
                   the seed's AP, where and in which precision it trained, the data, the commit
     curves.csv    one row per cell x epoch: validation AP per aggregation, lr, training loss, seconds
     regions.csv   one row per cell x test set x class x face region: top / random patch counts (claim c)
+    probe.csv     one row per probed model x test data x intervention x class: the mean change of
+                  p(fake) with its interval, flips, counts (claim e; appended by ``probe --findings``)
 
-Rows are only ever appended (under a lock, written atomically), and a row whose identity is
+The first three come from ``experiment --findings``, the last from ``probe --findings``. Rows
+are only ever appended (under a lock, written atomically), and a row whose identity is
 already there is not added again, so tables from two machines merge by union
 (:meth:`FindingsTables.merge`). ``experiment --findings DIR`` appends a cell's rows when it
 finishes and treats a cell whose rows are all there as finished: a grid whose cells are all
@@ -40,12 +43,19 @@ CURVE_COLUMNS = ("key", "model", "train_fakes", "seed", "epochs", "epoch", "val_
                  "val_ap_before_softmax", "val_ap_after_softmax", "lr", "train_loss", "seconds")
 REGION_COLUMNS = ("key", "model", "train_fakes", "seed", "epochs", "test_set", "test_data", "class", "region",
                   "top", "random", "top_share", "random_share", "assigned", "topn")
+PROBE_COLUMNS = ("key", "model", "field", "checkpoint", "real", "fake", "test_data", "intervention", "class", "n",
+                 "skipped", "mean_change", "lo", "hi", "flipped", "flagged_before", "flagged_after", "threshold",
+                 "threshold_name", "seed", "device", "commit", "finished")
 #: the columns that make a row unique in each table
 TABLES = {
     "cells": (CELL_COLUMNS, ("key", "test_set", "test_data", "corruption", "aggregation")),
     "curves": (CURVE_COLUMNS, ("key", "epoch")),
     "regions": (REGION_COLUMNS, ("key", "test_set", "test_data", "class", "region")),
+    "probe": (PROBE_COLUMNS, ("key", "real", "fake", "test_data", "intervention", "class", "seed")),
 }
+#: the measured columns of each table: a row of the same identity that differs in one of them is a
+#: conflict (:meth:`FindingsTables.append` with ``refuse_conflicts``), not the same row again
+MEASURED = {"probe": ("n", "skipped", "mean_change", "lo", "hi", "flipped", "threshold")}
 
 
 def field_size(model: str, size: int) -> int | None:
@@ -90,10 +100,13 @@ class FindingsTables:
         self._cache[table] = (stamp, rows)
         return rows
 
-    def append(self, table: str, rows: list[dict[str, Any]]) -> int:
-        """Add the rows whose identity is not in ``table`` yet; returns how many were added."""
+    def append(self, table: str, rows: list[dict[str, Any]], refuse_conflicts: bool = False) -> int:
+        """Add the rows whose identity is not in ``table`` yet; returns how many were added. With
+        ``refuse_conflicts``, a row whose identity is there with other :data:`MEASURED` values
+        raises ``ValueError`` naming it, and nothing is added."""
         self._cache.pop(table, None)
-        return append_keyed_csv(self.path(table), *TABLES[table], rows)
+        return append_keyed_csv(self.path(table), *TABLES[table], rows,
+                                compare=MEASURED.get(table, ()) if refuse_conflicts else ())
 
     def merge(self, other: "FindingsTables") -> dict[str, int]:
         """Append every row of ``other``'s tables (e.g. those a GPU machine sent back) that this
@@ -122,22 +135,29 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
         return []
 
 
-def append_keyed_csv(path: str | Path, columns, identity, rows: list[dict[str, Any]]) -> int:
+def append_keyed_csv(path: str | Path, columns, identity, rows: list[dict[str, Any]], compare=()) -> int:
     """Append to the CSV at ``path`` the ``rows`` whose ``identity`` columns are not there yet;
-    returns how many were added. Holds ``<name>.lock`` while reading and rewriting (several
-    workers append at once); the file is rewritten atomically."""
+    returns how many were added. A row whose identity is there but whose ``compare`` columns
+    differ raises ``ValueError`` naming it (nothing is added). Holds ``<name>.lock`` while reading
+    and rewriting (several workers append at once); the file is rewritten atomically."""
     if not rows:
         return 0
     path = Path(path)
     with fileio.locked(path.with_name(f"{path.name}.lock")):
         old = read_csv(path)
-        have = {tuple(r.get(c, "") for c in identity) for r in old}
+        have = {tuple(r.get(c, "") for c in identity): r for r in old}
         new = []
         for row in rows:
             text = {c: _text(row.get(c)) for c in columns}
             ident = tuple(text[c] for c in identity)
-            if ident not in have:
-                have.add(ident)
+            there = have.get(ident)
+            if there is not None and any(there.get(c, "") != text[c] for c in compare):
+                differ = ", ".join(f"{c} {there.get(c, '')} (new {text[c]})" for c in compare
+                                   if there.get(c, "") != text[c])
+                raise ValueError(f"{path} already holds {dict(zip(identity, ident))} with other numbers: {differ}; "
+                                 "remove that row first to replace it (nothing was added)")
+            if there is None:
+                have[ident] = text
                 new.append(text)
         if new:
             buf = io.StringIO()
@@ -146,6 +166,20 @@ def append_keyed_csv(path: str | Path, columns, identity, rows: list[dict[str, A
             writer.writerows(old + new)
             fileio.write_text(path, buf.getvalue())
         return len(new)
+
+
+def probe_rows(summary: dict) -> list[dict[str, Any]]:
+    """The ``probe.csv`` rows of a probe run (its probe.json content, ``summary``)."""
+    model, threshold = summary["model"], summary["threshold"]
+    runtime = summary.get("runtime") or {}
+    common = {"key": model["key"], "model": model["architecture"], "field": model["field"],
+              "checkpoint": model["name"], "real": summary["real_folder"], "fake": summary["fake_folder"],
+              "test_data": summary["test_data"], "threshold": threshold["p_fake"], "threshold_name": threshold["name"],
+              "seed": summary["seed"], "device": f"{runtime.get('device', '')}: {runtime.get('cpu', '')}",
+              "commit": short_commit(summary.get("commit")), "finished": summary.get("finished", "")}
+    return [{**common, **{c: r.get(c) for c in ("intervention", "class", "n", "skipped", "mean_change", "lo", "hi",
+                                                "flipped", "flagged_before", "flagged_after")}}
+            for r in summary["rows"]]
 
 
 def short_commit(commit: str | None) -> str:
@@ -211,4 +245,4 @@ def cell_rows(grid: Grid, cell: Cell, record: dict) -> dict[str, list[dict[str, 
 def write_cell(tables: FindingsTables, grid: Grid, cell: Cell, record: dict) -> dict[str, int]:
     """Append a finished cell's rows to the tables; returns the rows added per table."""
     rows = cell_rows(grid, cell, record)
-    return {table: tables.append(table, rows[table]) for table in TABLES}
+    return {table: tables.append(table, part) for table, part in rows.items()}
