@@ -46,6 +46,21 @@ def test_test_command_writes_the_seed_layout_and_skips_done_work(trained_checkpo
         by_hand.metrics()["after_softmax"]["ap"], abs=1e-4)
 
 
+def test_test_command_takes_the_everyday_edits(trained_checkpoint, small_face_dirs, tmp_path):
+    """``test --corrupt grey`` (and the other edits the probe shares) score the edited images."""
+    args = ["test", str(trained_checkpoint), "--real", str(small_face_dirs["real"]),
+            "--fake", str(small_face_dirs["fake"]), "--dataset-name", "small", "--results-dir", str(tmp_path)]
+    assert main(args + ["--corrupt", "grey", "--corrupt", "backdrop:white"]) == 0
+    out = tmp_path / trained_checkpoint.name / "test" / "epoch_bestval" / "small_grey_backdropwhite"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["corruptions"] == ["grey", "backdrop:white"]
+    samples = collect_samples([small_face_dirs["real"]], [small_face_dirs["fake"]], split="test")
+    by_hand = Engine.load(trained_checkpoint, device="cpu").predict(
+        samples, parse_corruptions(["grey", "backdrop:white"]), progress=False)
+    _, _, scored = read_scores_csv(out / "scores.csv")
+    np.testing.assert_allclose(scored["after_softmax"], by_hand.p_fake("after_softmax"), atol=1e-5)
+
+
 def test_suite_writes_one_table(trained_checkpoint, small_face_dirs, tmp_path, capsys):
     suite = tmp_path / "suite.yaml"
     suite.write_text(f"name: mini\nroot: {small_face_dirs['real'].parent}\n"

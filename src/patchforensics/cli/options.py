@@ -68,7 +68,8 @@ def add_dataset_options(p: argparse.ArgumentParser,
                    help="split subfolder of --real/--fake to use (default test); a folder with none of "
                         "train/, val/, test/ is used whole, one without this split is refused")
     p.add_argument("--corrupt", action="append", default=[], metavar="SPEC",
-                   help="test-time corruption, combinable: jpeg:75, blur:1.0, gamma:1.2, flip, resize:0.5")
+                   help="test-time corruption, combinable: jpeg:75, blur:1.0, gamma:1.2, flip, resize:0.5, grey, "
+                        "noise:4, hue:20, saturation:1.5, brightness:1.2, contrast:0.7, shift:2, backdrop:grey")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=0)

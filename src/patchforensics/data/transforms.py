@@ -1,4 +1,4 @@
-"""Image transforms for training and evaluation, plus test-time corruptions.
+"""Image transforms for training and evaluation; test-time corruptions are in :mod:`.corruptions`.
 
 Plain PIL + NumPy (no torchvision). Random transforms take an explicit
 ``numpy.random.Generator`` so a sample's augmentation depends only on
@@ -12,15 +12,16 @@ models on the ``fine_size`` centre crop.
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image
 
-LANCZOS = Image.Resampling.LANCZOS
+# the corruptions (test-time edits) live in their own module; their importers reach them here too
+from .corruptions import (LANCZOS, Corruption, corruption_tag, gaussian_blur, hflip, jpeg,  # noqa: F401
+                          parse_corruption, parse_corruptions)
 
 
 def resize_shorter(im: Image.Image, size: int) -> Image.Image:
@@ -60,28 +61,6 @@ def random_resized_crop(im: Image.Image, size: int, rng: np.random.Generator,
     return center_crop(resize_shorter(im, size), size)
 
 
-def jpeg(im: Image.Image, quality: int) -> Image.Image:
-    """JPEG round trip at ``quality`` (PIL encoder, 4:2:0 subsampling)."""
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=int(quality))
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
-
-
-def gaussian_blur(im: Image.Image, sigma: float) -> Image.Image:
-    return im if sigma <= 0 else im.filter(ImageFilter.GaussianBlur(radius=float(sigma)))
-
-
-def gamma(im: Image.Image, g: float) -> Image.Image:
-    """Apply ``out = in ** g`` on [0, 1] intensities."""
-    lut = [min(255, int(round(255.0 * (i / 255.0) ** g))) for i in range(256)]
-    return im.point(lut * 3)
-
-
-def hflip(im: Image.Image) -> Image.Image:
-    return im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-
-
 def color_jitter(im: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Random brightness/contrast (±20%) and gamma (0.8–1.2), as the seed's colour augment."""
     a = np.asarray(im, dtype=np.float32) / 255.0
@@ -103,88 +82,6 @@ def to_image(t: torch.Tensor) -> Image.Image:
     """Inverse of :func:`to_tensor` for one ``(3, H, W)`` tensor."""
     a = ((t.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5 + 0.5).byte()
     return Image.fromarray(a.permute(1, 2, 0).numpy())
-
-
-# ------------------------------------------------------------- corruptions
-@dataclass(frozen=True)
-class Corruption:
-    """One test-time corruption, e.g. ``jpeg:75``, ``blur:1.0``, ``gamma:1.2``,
-    ``flip``, ``resize:0.5`` (down-scale by the factor, then back to the input size)."""
-
-    kind: str
-    value: float | None = None
-
-    @property
-    def tag(self) -> str:
-        if self.value is None:
-            return self.kind
-        v = int(self.value) if self.kind == "jpeg" else self.value
-        return f"{self.kind}{v:g}" if isinstance(v, float) else f"{self.kind}{v}"
-
-    def __str__(self) -> str:
-        return self.kind if self.value is None else f"{self.kind}:{self.value:g}"
-
-    def apply(self, im: Image.Image) -> Image.Image:
-        if self.kind == "jpeg":
-            return jpeg(im, int(self.value))
-        if self.kind == "blur":
-            return gaussian_blur(im, self.value)
-        if self.kind == "gamma":
-            return gamma(im, self.value)
-        if self.kind == "flip":
-            return hflip(im)
-        if self.kind == "resize":
-            w, h = im.size
-            small = im.resize((max(1, round(w * self.value)), max(1, round(h * self.value))), LANCZOS)
-            return small.resize((w, h), LANCZOS)
-        raise AssertionError(self.kind)
-
-
-_CORRUPTION_RULES = {
-    "jpeg": (lambda v: 1 <= v <= 100, "a quality between 1 and 100, e.g. jpeg:75"),
-    "blur": (lambda v: v >= 0, "a Gaussian sigma >= 0 in pixels, e.g. blur:1.0"),
-    "gamma": (lambda v: v > 0, "a gamma > 0, e.g. gamma:1.2"),
-    "resize": (lambda v: 0 < v <= 4, "a scale factor in (0, 4], e.g. resize:0.5"),
-    "flip": (None, "no value: flip"),
-}
-
-
-def parse_corruption(spec: str) -> Corruption:
-    """Parse ``name[:value]``; raises ``ValueError`` saying what is accepted."""
-    name, _, raw = spec.strip().partition(":")
-    name = name.lower()
-    if name not in _CORRUPTION_RULES:
-        raise ValueError(f"unknown corruption {spec!r}; use one of "
-                         + ", ".join(h for _, h in _CORRUPTION_RULES.values()))
-    check, hint = _CORRUPTION_RULES[name]
-    if check is None:
-        if raw:
-            raise ValueError(f"corruption {spec!r} takes {hint}")
-        return Corruption(name)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"corruption {spec!r} needs {hint}") from None
-    if not check(value):
-        raise ValueError(f"corruption {spec!r} is out of range; it needs {hint}")
-    return Corruption(name, value)
-
-
-def parse_corruptions(specs) -> tuple[Corruption, ...]:
-    """Parse a list of specs (each may itself be comma-separated)."""
-    if not specs:
-        return ()
-    if isinstance(specs, str):
-        specs = [specs]
-    out = []
-    for s in specs:
-        out.extend(parse_corruption(p) for p in str(s).split(",") if p.strip())
-    return tuple(out)
-
-
-def corruption_tag(corruptions) -> str:
-    """Path-safe tag of a corruption list, e.g. ``jpeg75_blur1`` ('' if none)."""
-    return "_".join(c.tag for c in corruptions)
 
 
 # -------------------------------------------------------------- pipelines

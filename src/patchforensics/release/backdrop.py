@@ -2,7 +2,9 @@
 studio backdrop) must score as the unchanged faces do (issue [detector], item 6).
 
 The release's choice, its card and ``tests/screening/test_detect_bundled.py`` all judge a detector by it,
-so the paint, the measurement and the tolerances live here once.
+so the measurement and the tolerances live here once. The paint is the ``backdrop:KIND``
+corruption (:func:`~patchforensics.data.corruptions.paint_backdrop`: a 20-px band at 128 px),
+which ``test --corrupt`` and ``probe`` apply too.
 """
 from __future__ import annotations
 
@@ -10,16 +12,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from ..core.imageio import list_images, load_rgb
+from ..data.corruptions import BACKDROPS, paint_backdrop
 from ..scoring.engine import Engine
 from ..scoring.metrics import aggregate
 
-#: the painted backdrops: flat colours and the photo's own pixels heavily blurred
-BACKDROPS = ("grey", "white", "blue", "blurred")
-BACKDROP_COLOURS = {"grey": (128, 128, 128), "white": (255, 255, 255), "blue": (40, 90, 170)}
-BACKDROP_BAND = 20       # px at 128 px: top, left and right edges, as a studio backdrop frames a head
 BACKDROP_FACES = 80      # the first 80 FFHQ test reals
 #: how far a painted backdrop may move the mean p(fake) of real faces
 BACKDROP_MEAN_TOLERANCE = 0.05
@@ -31,23 +30,10 @@ BACKDROP_FLAGGED_TOLERANCE = 0.05
 BACKDROP_FLAGGED_BOUND = BACKDROP_FLAGGED_TOLERANCE + 1e-9
 
 
-def paint_backdrop(im: Image.Image, kind: str, band: int = BACKDROP_BAND) -> Image.Image:
-    """``im`` with its top, left and right ``band`` px replaced by a backdrop ``kind``."""
-    side_w, side_h = im.size
-    if kind == "blurred":
-        fill = im.filter(ImageFilter.GaussianBlur(radius=8))
-    else:
-        fill = Image.new("RGB", im.size, BACKDROP_COLOURS[kind])
-    mask = Image.new("L", im.size, 0)
-    mask.paste(255, (0, 0, side_w, band))
-    mask.paste(255, (0, 0, band, side_h))
-    mask.paste(255, (side_w - band, 0, side_w, side_h))
-    return Image.composite(fill, im, mask)
-
-
 def backdrop_shift(engine: Engine, images: Sequence[Image.Image], cut: float) -> dict[str, dict[str, float]]:
     """Flagged share (p(fake) >= ``cut``) and mean p(fake) of ``images`` unchanged and with
-    each of :data:`BACKDROPS` painted on: does a plain background make a real face fake?"""
+    each of :data:`~patchforensics.data.corruptions.BACKDROPS` painted on: does a plain
+    background make a real face fake?"""
     out = {}
     for kind in ("unchanged",) + BACKDROPS:
         shown = list(images) if kind == "unchanged" else [paint_backdrop(im, kind) for im in images]
