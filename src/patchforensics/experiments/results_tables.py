@@ -44,7 +44,7 @@ CURVE_COLUMNS = ("key", "model", "train_fakes", "seed", "epochs", "epoch", "val_
 REGION_COLUMNS = ("key", "model", "train_fakes", "seed", "epochs", "test_set", "test_data", "class", "region",
                   "top", "random", "top_share", "random_share", "assigned", "topn")
 PROBE_COLUMNS = ("key", "model", "field", "checkpoint", "real", "fake", "test_data", "intervention", "class", "n",
-                 "skipped", "mean_change", "lo", "hi", "flipped", "flagged_before", "flagged_after", "threshold",
+                 "skipped", "area", "mean_change", "lo", "hi", "flipped", "flagged_before", "flagged_after", "threshold",
                  "threshold_name", "seed", "device", "commit", "finished")
 #: the columns that make a row unique in each table
 TABLES = {
@@ -169,7 +169,8 @@ def append_keyed_csv(path: str | Path, columns, identity, rows: list[dict[str, A
 
 
 def probe_rows(summary: dict) -> list[dict[str, Any]]:
-    """The ``probe.csv`` rows of a probe run (its probe.json content, ``summary``)."""
+    """The ``probe.csv`` rows of a probe run (its probe.json content, ``summary``); a number not
+    measured (NaN in memory, ``null`` in probe.json) is an empty cell either way."""
     model, threshold = summary["model"], summary["threshold"]
     runtime = summary.get("runtime") or {}
     common = {"key": model["key"], "model": model["architecture"], "field": model["field"],
@@ -177,9 +178,9 @@ def probe_rows(summary: dict) -> list[dict[str, Any]]:
               "test_data": summary["test_data"], "threshold": threshold["p_fake"], "threshold_name": threshold["name"],
               "seed": summary["seed"], "device": f"{runtime.get('device', '')}: {runtime.get('cpu', '')}",
               "commit": short_commit(summary.get("commit")), "finished": summary.get("finished", "")}
-    return [{**common, **{c: r.get(c) for c in ("intervention", "class", "n", "skipped", "mean_change", "lo", "hi",
-                                                "flipped", "flagged_before", "flagged_after")}}
-            for r in summary["rows"]]
+    measured = ("intervention", "class", "n", "skipped", "area", "mean_change", "lo", "hi", "flipped", "flagged_before",
+                "flagged_after")
+    return [{**common, **{c: None if r.get(c) != r.get(c) else r.get(c) for c in measured}} for r in summary["rows"]]
 
 
 def short_commit(commit: str | None) -> str:

@@ -1,9 +1,11 @@
 """Each intervention's edited image of one face: what is scored, and the mask of what it may change.
 
 The pixel work is :mod:`patchforensics.data.interventions` (transplant, occlude, keep only)
-and the corruptions of :mod:`patchforensics.data.transforms`; this module picks the masks:
+and the corruptions of :mod:`patchforensics.data.corruptions`; this module picks the masks:
 a transplant's is the feathered intersection of both faces' region maps, an occlusion's the
-feathered region of the face itself.
+feathered region of the face itself. The feather lies inside the region (the mask is eroded
+first), so a region only a few pixels thick at 128 px (a brow, an eye) is feathered less, down
+to a hard edge, rather than erased: :func:`region_mask`.
 """
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ from .registry import Intervention
 NO_FACE = "no_face"             # the segmenter found no face in it (or in no partner)
 NO_REGION = "no_region"         # the region is absent (transplant: no overlap with the partner's)
 SKIP_REASONS = (NO_FACE, NO_REGION)
+#: a feathered mask keeps at least this share of the hard intersection's pixels (its sum), else a smaller
+#: feather is used
+MIN_KEPT = 0.5
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,18 @@ class Edit:
 
     image: np.ndarray
     mask: np.ndarray | None = None
+
+
+def region_mask(a: np.ndarray, b: np.ndarray, feather_px: float) -> np.ndarray:
+    """``(H, W)`` float32: :func:`~patchforensics.data.interventions.feathered_mask` of the boolean
+    region maps ``a`` and ``b`` with the largest feather of ``feather_px``, 1 px and 0 (a hard
+    edge), no larger than ``feather_px``, whose mask keeps :data:`MIN_KEPT` of the intersection."""
+    hard = float(np.count_nonzero(a & b))
+    for feather in sorted({feather_px, min(feather_px, 1.0)} - {0.0}, reverse=True):
+        mask = feathered_mask(a, b, feather)
+        if mask.sum() >= MIN_KEPT * hard:
+            return mask
+    return feathered_mask(a, b, 0.0)
 
 
 def edit_face(iv: Intervention, face: Face, partner: Face | None, region_ids: dict[str, int], seed: int = 0,
@@ -44,7 +61,7 @@ def edit_face(iv: Intervention, face: Face, partner: Face | None, region_ids: di
         return NO_FACE
     own = face.regions == region_ids[iv.region]
     other = partner.regions == region_ids[iv.region] if iv.paired else own
-    mask = feathered_mask(own, other, feather_px)
+    mask = region_mask(own, other, feather_px)
     if not mask.any():
         return NO_REGION
     if iv.paired:

@@ -152,10 +152,20 @@ def prepare(cfg: ProbeConfig, interventions: tuple[Intervention, ...], segmenter
     return prep
 
 
-def score_all(prep: Prepared, cfg: ProbeConfig, progress: bool = False):
-    """``(p, skips)``: ``p[(name, cls)] = {face index: p(fake)}`` (name ``None``: the originals),
-    ``skips[(name, cls)] = {reason: count}``."""
-    skips: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(SKIP_REASONS, 0))
+@dataclass
+class Scores:
+    """A run's scores: ``p[(name, cls)] = {face index: p(fake)}`` (name ``None``: the originals),
+    ``area[(name, cls)] = {face index: share of the face's pixels the edit's mask covers}`` (1 for
+    a whole-image edit) and ``skips[(name, cls)] = {reason: count}``."""
+
+    p: dict = field(default_factory=lambda: defaultdict(dict))
+    area: dict = field(default_factory=lambda: defaultdict(dict))
+    skips: dict = field(default_factory=lambda: defaultdict(lambda: dict.fromkeys(SKIP_REASONS, 0)))
+
+
+def score_all(prep: Prepared, cfg: ProbeConfig, progress: bool = False) -> Scores:
+    """The originals, then every intervention's edited faces, through one stream of fixed-shape batches."""
+    scores = Scores()
     total = sum(len(prep.faces[c]) * (1 + sum(c in prep.classes(iv) for iv in prep.interventions)) for c in CLASSES)
     bar = tqdm(total=total, desc="probe", unit="img", disable=not progress)
 
@@ -168,32 +178,36 @@ def score_all(prep: Prepared, cfg: ProbeConfig, progress: bool = False):
                 partners = prep.pairs[(cls, PARTNER_KIND[iv.family])] if iv.paired else None
                 for i, made in edits(iv, prep.faces[cls], partners, prep.region_ids, cfg.seed, cfg.feather_px):
                     if isinstance(made, str):
-                        skips[(iv.name, cls)][made] += 1
+                        scores.skips[(iv.name, cls)][made] += 1
                         bar.update(1)
-                    else:
-                        yield (iv.name, cls, i), made.image
+                        continue
+                    scores.area[(iv.name, cls)][i] = 1.0 if made.mask is None else float(made.mask.mean())
+                    yield (iv.name, cls, i), made.image
 
-    p: dict[tuple[str | None, str], dict[int, float]] = defaultdict(dict)
-    batch = min(cfg.batch_size, total)
     with bar:
-        for (name, cls, i), value in score_stream(prep.engine, jobs(), batch, bar.update):
-            p[(name, cls)][i] = value
-    return p, skips
+        for (name, cls, i), value in score_stream(prep.engine, jobs(), min(cfg.batch_size, total), bar.update):
+            scores.p[(name, cls)][i] = value
+    return scores
 
 
-def summary_rows(prep: Prepared, cfg: ProbeConfig, p, skips) -> list[dict]:
+def _mean(values) -> float:
+    values = list(values)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def summary_rows(prep: Prepared, cfg: ProbeConfig, scores: Scores) -> list[dict]:
     """One row per intervention and class (registry order), then each region's contrast row."""
-    cut = prep.threshold["p_fake"]
+    cut, p = prep.threshold["p_fake"], scores.p
     rows = []
     for iv in prep.interventions:
         for cls in prep.classes(iv):
             done = p.get((iv.name, cls), {})
             idx = sorted(done)
             before = np.array([p[(None, cls)][i] for i in idx])
-            why = skips.get((iv.name, cls), dict.fromkeys(SKIP_REASONS, 0))
+            why = scores.skips.get((iv.name, cls), dict.fromkeys(SKIP_REASONS, 0))
             rows.append({"intervention": iv.name, "family": iv.family, "region": iv.region or "", "class": cls,
                          **summarise(before, np.array([done[i] for i in idx]), cut, cfg.resamples, cfg.seed),
-                         "skipped": sum(why.values()), **why})
+                         "area": _mean(scores.area[(iv.name, cls)].values()), "skipped": sum(why.values()), **why})
     for iv in prep.interventions:
         same = Intervention("transplant-same", iv.region)
         if iv.family != "transplant" or same not in prep.interventions:
@@ -206,6 +220,7 @@ def summary_rows(prep: Prepared, cfg: ProbeConfig, p, skips) -> list[dict]:
             rows.append({"intervention": f"{CONTRAST}:{iv.region}", "family": CONTRAST, "region": iv.region,
                          "class": cls, "n": len(both), "mean_change": mean, "lo": lo, "hi": hi, "flipped": nan,
                          "flagged_before": nan, "flagged_after": nan, "mean_p_before": nan, "mean_p_after": nan,
+                         "area": _mean(scores.area[(iv.name, cls)][i] for i in both),
                          "skipped": len(prep.faces[cls]) - len(both), **dict.fromkeys(SKIP_REASONS, 0)})
     return rows
 
@@ -225,7 +240,7 @@ def run_probe(cfg: ProbeConfig, segmenter=None, progress: bool = False) -> Probe
     start = time.time()
     interventions = cfg.validate()
     prep = prepare(cfg, interventions, segmenter, progress)
-    p, skips = score_all(prep, cfg, progress)
+    scores = score_all(prep, cfg, progress)
     card = prep.engine.card
     summary = with_tables({
         "command": "probe", "model": model_identity(card, cfg.model), "which_epoch": cfg.which_epoch,
@@ -237,7 +252,7 @@ def run_probe(cfg: ProbeConfig, segmenter=None, progress: bool = False) -> Probe
         "no_face": {c: [f.path for f in prep.faces[c] if f.regions is None] if prep.segmenter else []
                     for c in CLASSES},
         "unreadable": prep.skipped.as_list(), "interventions": [i.name for i in interventions],
-        "notes": prep.notes, "rows": summary_rows(prep, cfg, p, skips),
+        "notes": prep.notes, "rows": summary_rows(prep, cfg, scores),
         "table": "probe.csv", "markdown": "probe.md", "figure": "probe.png", "pairs": "pairs.csv",
         "runtime": prep.engine.runtime, "commit": code_commit() or "",
         "seconds": round(time.time() - start, 1),

@@ -4,7 +4,7 @@ A region intervention works on one region of the face segmenter (``regions``' me
 segmenter by default: background, skin, brows, eye, nose, mouth, hair, neck_clothes); an
 everyday edit is a corruption of the ``--corrupt`` grammar applied to the whole image. The
 default set is every region intervention of every region, then every edit of
-:data:`~patchforensics.data.transforms.EVERYDAY_EDITS`, after ``identity``.
+:data:`~patchforensics.data.corruptions.EVERYDAY_EDITS`, after ``identity``.
 """
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..data.interventions import OCCLUDE_FILLS
-from ..data.transforms import EVERYDAY_EDITS, Corruption, parse_corruption
+from ..data.corruptions import EVERYDAY_EDITS, Corruption, parse_corruption
 
 #: what each fill paints over a region (the fills of :func:`~patchforensics.data.interventions.occlude`)
-FILL_TEXT = {"mean": "the image's mean colour", "blur": "the image heavily blurred", "noise": "noise"}
+FILL_TEXT = {"mean": "its own mean colour", "blur": "the image strongly blurred",
+             "noise": "noise of its own mean and spread"}
 #: occluding family -> its fill: ``occlude`` is the first fill (mean colour), the others are named after theirs
 OCCLUDE_FAMILIES = {("occlude" if i == 0 else f"occlude-{fill}"): fill for i, fill in enumerate(OCCLUDE_FILLS)}
 #: the fill of ``keep`` (everything but the region occluded)
@@ -29,7 +30,8 @@ FAMILIES = {
                   "feathered mask inside both faces' REGION",
     "transplant-same": "control: REGION pasted so from another face of the same class (what seams alone do)",
     **{family: f"REGION painted with {FILL_TEXT.get(fill, fill)}" for family, fill in OCCLUDE_FAMILIES.items()},
-    "keep": f"all but REGION painted with {FILL_TEXT.get(KEEP_FILL, KEEP_FILL)}",
+    "keep": f"all but REGION painted over ({FILL_TEXT.get(KEEP_FILL, KEEP_FILL).replace('its own', 'the')} "
+            "of what is painted)",
     "edit": "the everyday edit SPEC of the whole face (the --corrupt grammar)",
 }
 #: the families that work on one region

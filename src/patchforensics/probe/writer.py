@@ -18,8 +18,9 @@ from .figure import plot_probe
 from .inputs import CLASSES
 from .registry import CONTRAST
 
-CSV_COLUMNS = ("intervention", "family", "region", "class", "n", "skipped", "no_face", "no_region", "mean_change",
-               "lo", "hi", "flipped", "flagged_before", "flagged_after", "mean_p_before", "mean_p_after")
+CSV_COLUMNS = ("intervention", "family", "region", "class", "n", "skipped", "no_face", "no_region", "area",
+               "mean_change", "lo", "hi", "flipped", "flagged_before", "flagged_after", "mean_p_before",
+               "mean_p_after")
 PAIR_COLUMNS = ("class", "image", "kind", "partner")
 MEANING = (
     "Each row changes one thing in every face of a class and scores the face again: **change** is the mean "
@@ -31,7 +32,8 @@ MEANING = (
     f"control from another face of the same class: **{CONTRAST}** (transplant minus its control, per "
     "face) is what the region's content of the other class does beyond the seams, the causal answer to "
     "\"which region carries the evidence\". **skipped** counts faces the segmenter found no face in or "
-    "without the region (or no overlap with the partner's); identity must read exactly +0.000.")
+    "without the region (or no overlap with the partner's); **area** is the mean share of a face's pixels "
+    "the edit's mask covers (a larger region moves more pixels); identity must read exactly +0.000.")
 
 
 def _number(value) -> str:
@@ -77,9 +79,10 @@ def contrast_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def class_table(rows: list[dict], cls: str) -> tuple[list[str], list[list[str]]]:
-    columns = ["intervention", "n", "skipped", "change [95%]", "flipped", "flagged before → after"]
-    return columns, [[r["intervention"], r["n"], r["skipped"], change_text(r), _share(r["flipped"]),
-                      f"{_share(r['flagged_before'])} → {_share(r['flagged_after'])}"] for r in sorted_rows(rows, cls)]
+    columns = ["intervention", "n", "skipped", "area", "change [95%]", "flipped", "flagged before → after"]
+    return columns, [[r["intervention"], r["n"], r["skipped"], _share(r["area"]), change_text(r),
+                      _share(r["flipped"]), f"{_share(r['flagged_before'])} → {_share(r['flagged_after'])}"]
+                     for r in sorted_rows(rows, cls)]
 
 
 def markdown_table(columns: list[str], rows: list[list]) -> str:

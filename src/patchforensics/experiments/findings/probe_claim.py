@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core import fileio
-from .stats import ordered, regions_summary
+from .stats import ordered, regions_summary, typed
 from .tables import markdown_table
 
 NAME = "probe"
@@ -28,7 +28,7 @@ CONTRAST_PREFIX = "transplant-vs-same:"
 CLASSES = ("fake", "real")
 #: ranks this far apart (of ~8 regions) are named as a disagreement
 RANK_GAP = 2
-_FLOATS = ("mean_change", "lo", "hi", "flipped", "threshold")
+_FLOATS = ("mean_change", "lo", "hi", "flipped", "threshold", "area")
 
 
 def _typed(row: dict) -> dict:
@@ -172,8 +172,10 @@ def plot_causal(path: Path, runs: dict) -> None:
         ax.tick_params(labelsize=7)
     axes[0][0].set_yticks(y, regions, fontsize=8)
     axes[0][0].set_ylim(len(regions) - 0.5, -0.5)
-    axes[0][0].legend(fontsize=6, loc="lower left")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    rows_of_legend = (len(keys) + 1) // 2
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.035 * rows_of_legend, 1, 1))
     fileio.save_figure(fig, path, dpi=90)
     plt.close(fig)
 
@@ -187,7 +189,7 @@ def write_probe_claim(out_dir: Path, probe_rows: list[dict], region_rows: list[d
         return False
     fig = "probe_causal.png"
     plot_causal(out_dir / fig, runs)
-    compare, statement = comparison(runs, region_rows)
+    compare, statement = comparison(runs, [typed(r) for r in region_rows])
     tables = [causal_table(runs, "fake"), causal_table(runs, "real"), compare]
     texts = [{"id": "evidence", "text": evidence_text(runs)}, {"id": "agreement", "text": statement}]
     info = {"name": NAME, "runs": len(runs), "finished": max((str(r.get("finished") or "") for r in rows), default=""),
