@@ -152,6 +152,20 @@ def test_unknown_names_and_a_non_ffhq_real_folder_are_refused_in_one_line_before
     assert "edit:jpeg:75 " in listed
 
 
+def test_celebahq_reals_pair_the_fakes_with_pair_real_and_get_no_transplant_of_their_own(tmp_path):
+    from patchforensics.probe.pipeline import ProbeConfig, run_probe
+
+    celeba = FACES / "celebahq" / "test"
+    result = run_probe(ProbeConfig(real=str(celeba), fake=str(FAKE), pair_real=str(REAL), out=str(tmp_path / "p"),
+                                   n=4, interventions="transplant:mouth,transplant-same:mouth,occlude:mouth"))
+    rows = rows_by(result.summary)
+    assert {c for n, c in rows if n.startswith("transplant")} == {"fake"}         # reals: CelebA-HQ framing
+    assert ("occlude:mouth", "real") in rows and "not FFHQ-framed" in result.summary["notes"][0]
+    pairs = read_csv(tmp_path / "p" / "pairs.csv")
+    assert {p["class"] for p in pairs} == {"fake"}
+    assert {Path(p["partner"]).parent for p in pairs if p["kind"] == "other" and p["partner"]} == {REAL}
+
+
 def test_an_existing_out_is_refused_without_force(probed, capsys):
     assert main(["probe", "--real", str(REAL), "--fake", str(FAKE), "--out", str(probed["out"]),
                  "--interventions", "identity"]) == 2

@@ -20,8 +20,9 @@ def plot_probe(path: Path, rows: list[dict], title: str, n: dict[str, int]) -> N
     import matplotlib.pyplot as plt
 
     names = list(dict.fromkeys(r["intervention"] for r in rows))
-    fig, axes = plt.subplots(1, len(CLASSES), sharex=True, sharey=True, squeeze=False,
-                             figsize=(11.0, 1.4 + 0.19 * len(names)))
+    height = 1.4 + 0.19 * len(names)
+    fig, axes = plt.subplots(1, len(CLASSES), sharex=True, sharey=True, squeeze=False, figsize=(11.0, height),
+                             layout="constrained")       # room for the two-line title, whatever the height
     y = np.arange(len(names))
     for ax, cls in zip(axes[0], CLASSES):
         by_name = {r["intervention"]: r for r in rows if r["class"] == cls}
@@ -29,9 +30,10 @@ def plot_probe(path: Path, rows: list[dict], title: str, n: dict[str, int]) -> N
         lo = np.array([by_name[n]["lo"] if n in by_name else np.nan for n in names], dtype=float)
         hi = np.array([by_name[n]["hi"] if n in by_name else np.nan for n in names], dtype=float)
         shown = ~np.isnan(mean)
-        ax.barh(y[shown], mean[shown], height=0.7, color=np.where(mean[shown] > 0, TOWARD_FAKE, TOWARD_REAL))
-        ax.errorbar(mean[shown], y[shown], xerr=[mean[shown] - lo[shown], hi[shown] - mean[shown]], fmt="none",
-                    ecolor="#333333", elinewidth=0.8, capsize=1.5)
+        ax.barh(y[shown], mean[shown], height=0.7,
+                color=[TOWARD_FAKE if m > 0 else TOWARD_REAL for m in mean[shown]])
+        ax.errorbar(mean[shown], y[shown], xerr=np.stack([mean[shown] - lo[shown], hi[shown] - mean[shown]]),
+                    fmt="none", ecolor="#333333", elinewidth=0.8, capsize=1.5)
         ax.axvline(0.0, color="black", lw=0.8)
         ax.set_title(f"{cls} faces ({n[cls]})", fontsize=10)
         ax.set_xlabel("change of p(fake), edited − original (95% interval)", fontsize=8)
@@ -40,6 +42,5 @@ def plot_probe(path: Path, rows: list[dict], title: str, n: dict[str, int]) -> N
     axes[0][0].set_yticks(y, names, fontsize=7)
     axes[0][0].set_ylim(len(names) - 0.5, -0.5)
     fig.suptitle(f"{title}\nred: toward fake, blue: toward real", fontsize=9)
-    fig.tight_layout()
     fileio.save_figure(fig, path, dpi=90)
     plt.close(fig)

@@ -82,10 +82,13 @@ class ProbeConfig:
         """The folder of reals the fakes' transplants come from (``None``: none FFHQ-framed)."""
         return self.pair_real or (self.real if names_ffhq(self.real) else None)
 
+    def separate_pair_reals(self) -> bool:
+        """Whether ``pair_real`` is a folder other than ``real`` (its faces are read and segmented too)."""
+        return bool(self.pair_real) and Path(self.pair_real).resolve() != Path(self.real).resolve()
+
     def reals_framed(self) -> bool:
         """Whether the measured reals are FFHQ-framed (real-class transplants are made only then)."""
-        source = self.transplant_reals()
-        return source is not None and Path(source).resolve() == Path(self.real).resolve()
+        return names_ffhq(self.real) or (bool(self.pair_real) and not self.separate_pair_reals())
 
 
 @dataclass
@@ -135,11 +138,11 @@ def prepare(cfg: ProbeConfig, interventions: tuple[Intervention, ...], segmenter
     segmenter = segmenter or SEGMENTER()
     try:
         pair_reals = faces["real"]
-        if any(i.paired for i in interventions) and not cfg.reals_framed():
-            pair_reals = load_faces(image_files(cfg.transplant_reals(), cfg.n, cfg.seed, skipped), "real",
-                                    transform, skipped)
-            prep.notes.append(f"fakes' transplants come from the FFHQ reals of {cfg.transplant_reals()}; the reals "
-                              f"of {cfg.real} are not FFHQ-framed, so no real-class transplant is made")
+        if any(i.paired for i in interventions) and cfg.separate_pair_reals():
+            pair_reals = load_faces(image_files(cfg.pair_real, cfg.n, cfg.seed, skipped), "real", transform, skipped)
+            prep.notes.append(f"fakes' transplants come from the FFHQ reals of {cfg.pair_real}"
+                              + ("" if cfg.reals_framed() else f"; the reals of {cfg.real} are not FFHQ-framed, so "
+                                                               "no real-class transplant is made"))
         segment_faces([f for cls in CLASSES for f in faces[cls]]
                       + ([] if pair_reals is faces["real"] else pair_reals), segmenter, progress)
     finally:
