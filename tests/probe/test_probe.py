@@ -145,6 +145,9 @@ def test_unknown_names_and_a_non_ffhq_real_folder_are_refused_in_one_line_before
     assert len(err.splitlines()) == 1 and "FFHQ" in err and "--pair-real" in err
     assert main(["probe", "--real", str(FACES / "ffhq"), "--fake", str(FAKE), "--out", str(out)]) == 2
     assert "pass one of them" in capsys.readouterr().err
+    assert main(base + ["--device", "gpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--device gpu" in err
     assert not out.exists()
     assert main(["probe", "--list"]) == 0
     listed = capsys.readouterr().out

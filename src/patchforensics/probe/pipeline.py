@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..core import fileio
 from ..core.config import ConfigError, require
+from ..core.device import resolve_device
 from ..core.imageio import NoUsableImagesError, SkipLog
 from ..core.provenance import code_commit
 from ..explain.segmenters import MediapipeSegmenter
@@ -63,6 +64,7 @@ class ProbeConfig:
     def validate(self) -> tuple[Intervention, ...]:
         """Every check that needs no model and no image; returns the interventions."""
         interventions = parse_interventions(self.interventions, SEGMENTER.regions)
+        resolve_device(self.device)             # a device this machine lacks is refused here, in one line
         require(self.n is None or self.n > 0, "n", "must be > 0 faces per class")
         require(self.resamples > 0, "resamples", "must be > 0")
         require(self.batch_size > 0, "batch_size", "must be > 0")
