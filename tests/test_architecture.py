@@ -23,11 +23,13 @@ ROOT = Path(patchforensics.__file__).resolve().parent
 #: importing it. ``release`` (making the bundled detector) trains, evaluates and measures its
 #: card through screening's ``detect``, so it comes after training and screening, and no
 #: screening, explain or experiments module can import it (``cli release`` does): screening
-#: does not train. ``adapt`` (teaching a detector a new generator) trains a part of a detector
+#: does not train. ``probe`` (what moves p(fake) when one thing in a face changes) scores and
+#: segments faces, beside experiments and release; ``report`` and ``findings`` read the files it
+#: writes. ``adapt`` (teaching a detector a new generator) trains a part of a detector
 #: and measures it on the base's test sets: it comes after training, and nothing but the CLI uses it.
 STAGE_RANK = {"core": 0, "suites": 0, "grids": 0, "data": 1, "models": 2, "scoring": 3, "evaluation": 4,
-              "training": 5, "explain": 6, "screening": 6, "experiments": 7, "release": 7, "adapt": 8, "demo": 9,
-              "cli": 10, "": 11}
+              "training": 5, "explain": 6, "screening": 6, "experiments": 7, "release": 7, "probe": 7, "adapt": 8,
+              "demo": 9, "cli": 10, "": 11}
 
 
 def module_name(path: Path) -> str:

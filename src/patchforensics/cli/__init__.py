@@ -35,6 +35,7 @@ COMMANDS = {
     "visualize": "visualize",
     "patches": "patches",
     "regions": "regions",
+    "probe": "probe",
     "report": "report",
     "experiment": "experiment",
     "findings": "findings",

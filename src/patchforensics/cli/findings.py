@@ -8,7 +8,8 @@ def register(sub, name: str) -> None:
     p = sub.add_parser(name, help="figures and tables of the committed findings tables (docs/findings)",
                        description="Draws each findings grid's figures and summary tables from the committed "
                                    "tables in DIR alone (cells.csv, curves.csv, regions.csv; no data, no "
-                                   "checkpoint) into DIR/generated/<grid>/ (replaced as a whole: it is derived), "
+                                   "checkpoint) into DIR/generated/<grid>/, and claim (e) from probe.csv into "
+                                   "DIR/generated/probe/ (replaced as a whole: it is derived), "
                                    "and with --doc fills that document's '<!-- generated: GRID/TABLE -->' blocks. "
                                    "--add first merges the rows of other findings folders (a GPU run's) into DIR.")
     p.add_argument("folder", metavar="DIR", help="the findings folder, e.g. docs/findings")
@@ -30,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..experiments.findings import fill_document, findings_grids, render_views
+    from ..experiments.findings.probe_claim import NAME as PROBE_VIEW
     from ..experiments.results_tables import FindingsTables
 
     folder = Path(args.folder)
@@ -48,13 +50,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"from {other.folder}: " + ", ".join(f"{n} rows added to {t}.csv" for t, n in added.items())
               + (f" (every row of key{'s' * (len(replaced) > 1)} {', '.join(replaced)} replaced)" if replaced else ""))
     for grid, out in render_views(folder, args.grid or findings_grids()).items():
-        print(f"{grid}: {out}" if out else f"{grid}: no cells in {folder / 'cells.csv'} yet")
+        what = f"contrast rows in {folder / 'probe.csv'}" if grid == PROBE_VIEW else f"cells in {folder / 'cells.csv'}"
+        print(f"{grid}: {out}" if out else f"{grid}: no {what} yet")
     if args.doc:
         filled, lacking = fill_document(Path(args.doc), folder / "generated")
         print(f"{args.doc}: {len(filled)} generated block(s) filled")
         for block in lacking:
             grid = block.partition("/")[0]
             info = json.loads((folder / "generated" / grid / "experiment.json").read_text())
-            has = [t["id"] for t in info["tables"]] + [f["file"] for f in info["figures"]]
+            has = [t["id"] for t in info["tables"] + info.get("texts", [])] + [f["file"] for f in info["figures"]]
             print(f"  {block}: not drawn from the rows so far (a misspelt id?); {grid} has {', '.join(has)}")
     return 0

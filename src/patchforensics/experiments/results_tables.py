@@ -8,16 +8,19 @@
                   the seed's AP, where and in which precision it trained, the data, the commit
     curves.csv    one row per cell x epoch: validation AP per aggregation, lr, training loss, seconds
     regions.csv   one row per cell x test set x class x face region: top / random patch counts (claim c)
+    probe.csv     one row per probed model x test data x intervention x class: the mean change of
+                  p(fake) with its interval, flips, counts (claim e; appended by ``probe --findings``)
 
-Rows are appended (under a lock, written atomically), and a row whose identity is already
-there is not added again, so tables from two machines merge by union
-(:meth:`FindingsTables.merge`). One key never holds rows of two trainings: a merged row with
-the identity of a committed one but other measured values (:data:`MEASURED`) is refused naming
-its key unless ``replace``, which replaces every row of that key; a cell trained again replaces
-every row of its key together (``write_cell(..., replace=True)``). ``experiment --findings
-DIR`` appends a cell's rows when it finishes and treats a cell whose rows are all there as
-finished: a grid whose cells are all in the table trains nothing, on any machine (the key
-holds no absolute path, see ``grid.cell_key``). The figures and tables of ``patchforensics findings`` are computed from
+The first three come from ``experiment --findings``, the last from ``probe --findings``. Rows
+are appended (under a lock, written atomically), and a row whose identity is already there is
+not added again, so tables from two machines merge by union (:meth:`FindingsTables.merge`). One
+key never holds rows of two trainings: a merged row with the identity of a committed one but
+other measured values (:data:`MEASURED`) is refused naming its key unless ``replace``, which
+replaces every row of that key; a cell trained again replaces every row of its key together
+(``write_cell(..., replace=True)``). ``experiment --findings DIR`` appends a cell's rows when it
+finishes and treats a cell whose rows are all there as finished: a grid whose cells are all in
+the table trains nothing, on any machine (the key holds no absolute path, see
+``grid.cell_key``). The figures and tables of ``patchforensics findings`` are computed from
 these files alone; weights are not part of them.
 """
 from __future__ import annotations
@@ -44,20 +47,24 @@ CURVE_COLUMNS = ("key", "model", "train_fakes", "seed", "epochs", "epoch", "val_
                  "val_ap_before_softmax", "val_ap_after_softmax", "lr", "train_loss", "seconds")
 REGION_COLUMNS = ("key", "model", "train_fakes", "seed", "epochs", "test_set", "test_data", "class", "region",
                   "top", "random", "top_share", "random_share", "assigned", "topn")
+PROBE_COLUMNS = ("key", "model", "field", "checkpoint", "real", "fake", "test_data", "intervention", "class", "n",
+                 "skipped", "area", "mean_change", "lo", "hi", "flipped", "flagged_before", "flagged_after", "threshold",
+                 "threshold_name", "seed", "device", "commit", "finished")
 #: the columns that make a row unique in each table
 TABLES = {
     "cells": (CELL_COLUMNS, ("key", "test_set", "test_data", "corruption", "aggregation")),
     "curves": (CURVE_COLUMNS, ("key", "epoch")),
     "regions": (REGION_COLUMNS, ("key", "test_set", "test_data", "class", "region")),
+    "probe": (PROBE_COLUMNS, ("key", "real", "fake", "test_data", "intervention", "class", "seed")),
 }
-
-#: the columns of each table that hold what a training measured: a row whose identity is committed
-#: with other values here is of another training (the grid and cell names, commit and time may differ)
+#: the columns of each table that hold what was measured: a row whose identity is committed with
+#: other values here is of another training or probe run (names, commit and time may differ)
 MEASURED = {
     "cells": ("best_epoch", "best_val", "n", "ap", "ap_lo", "ap_hi", "ap_real_positive", "roc_auc", "roc_auc_lo",
               "roc_auc_hi", "acc", "real_acc", "fake_acc"),
     "curves": ("val", "val_ap_vote", "val_ap_before_softmax", "val_ap_after_softmax", "lr", "train_loss"),
     "regions": ("top", "random", "top_share", "random_share", "assigned"),
+    "probe": ("n", "skipped", "mean_change", "lo", "hi", "flipped", "threshold"),
 }
 
 
@@ -103,11 +110,15 @@ class FindingsTables:
         self._cache[table] = (stamp, rows)
         return rows
 
-    def append(self, table: str, rows: list[dict[str, Any]], replace_keys: Collection[str] = ()) -> int:
+    def append(self, table: str, rows: list[dict[str, Any]], replace_keys: Collection[str] = (),
+               refuse_conflicts: bool = False) -> int:
         """Add the rows whose identity is not in ``table`` yet, after dropping every row of
-        ``replace_keys``; returns how many were added."""
+        ``replace_keys``; returns how many were added. With ``refuse_conflicts``, a row whose
+        identity is there with other :data:`MEASURED` values raises ``ValueError`` naming it, and
+        nothing is added."""
         self._cache.pop(table, None)
-        return append_keyed_csv(self.path(table), *TABLES[table], rows, drop=("key", set(replace_keys)))
+        return append_keyed_csv(self.path(table), *TABLES[table], rows, drop=("key", set(replace_keys)),
+                                compare=MEASURED[table] if refuse_conflicts else ())
 
     def clashes(self, other: "FindingsTables") -> dict[str, str]:
         """The keys of which ``other`` holds rows of another training: key -> the first difference, in words."""
@@ -180,11 +191,13 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 
 
 def append_keyed_csv(path: str | Path, columns, identity, rows: list[dict[str, Any]],
-                     drop: tuple[str, Collection[str]] = ("", ())) -> int:
+                     drop: tuple[str, Collection[str]] = ("", ()), compare=()) -> int:
     """Append to the CSV at ``path`` the ``rows`` whose ``identity`` columns are not there yet;
     returns how many were added. ``drop=(column, values)`` first removes the rows whose ``column``
-    is one of ``values`` (a key's rows replaced together). Holds ``<name>.lock`` while reading and
-    rewriting (several workers append at once); the file is rewritten atomically."""
+    is one of ``values`` (a key's rows replaced together). A row whose identity is there but whose
+    ``compare`` columns differ raises ``ValueError`` naming it (nothing is added). Holds
+    ``<name>.lock`` while reading and rewriting (several workers append at once); the file is
+    rewritten atomically."""
     column, values = drop
     if not rows and not values:
         return 0
@@ -192,13 +205,19 @@ def append_keyed_csv(path: str | Path, columns, identity, rows: list[dict[str, A
     with fileio.locked(path.with_name(f"{path.name}.lock")):
         old = read_csv(path)
         kept = [r for r in old if r.get(column) not in values] if values else old
-        have = {tuple(r.get(c, "") for c in identity) for r in kept}
+        have = {tuple(r.get(c, "") for c in identity): r for r in kept}
         new = []
         for row in rows:
             text = {c: _text(row.get(c)) for c in columns}
             ident = tuple(text[c] for c in identity)
-            if ident not in have:
-                have.add(ident)
+            there = have.get(ident)
+            if there is not None and any(there.get(c, "") != text[c] for c in compare):
+                differ = ", ".join(f"{c} {there.get(c, '')} (new {text[c]})" for c in compare
+                                   if there.get(c, "") != text[c])
+                raise ValueError(f"{path} already holds {dict(zip(identity, ident))} with other numbers: {differ}; "
+                                 "remove that row first to replace it (nothing was added)")
+            if there is None:
+                have[ident] = text
                 new.append(text)
         if new or len(kept) < len(old):
             buf = io.StringIO()
@@ -207,6 +226,21 @@ def append_keyed_csv(path: str | Path, columns, identity, rows: list[dict[str, A
             writer.writerows(kept + new)
             fileio.write_text(path, buf.getvalue())
         return len(new)
+
+
+def probe_rows(summary: dict) -> list[dict[str, Any]]:
+    """The ``probe.csv`` rows of a probe run (its probe.json content, ``summary``); a number not
+    measured (NaN in memory, ``null`` in probe.json) is an empty cell either way."""
+    model, threshold = summary["model"], summary["threshold"]
+    runtime = summary.get("runtime") or {}
+    common = {"key": model["key"], "model": model["architecture"], "field": model["field"],
+              "checkpoint": model["name"], "real": summary["real_folder"], "fake": summary["fake_folder"],
+              "test_data": summary["test_data"], "threshold": threshold["p_fake"], "threshold_name": threshold["name"],
+              "seed": summary["seed"], "device": f"{runtime.get('device', '')}: {runtime.get('cpu', '')}",
+              "commit": short_commit(summary.get("commit")), "finished": summary.get("finished", "")}
+    measured = ("intervention", "class", "n", "skipped", "area", "mean_change", "lo", "hi", "flipped", "flagged_before",
+                "flagged_after")
+    return [{**common, **{c: None if r.get(c) != r.get(c) else r.get(c) for c in measured}} for r in summary["rows"]]
 
 
 def short_commit(commit: str | None) -> str:
@@ -275,4 +309,4 @@ def write_cell(tables: FindingsTables, grid: Grid, cell: Cell, record: dict, rep
     its key's rows of every table (another training's) are dropped first, so the key holds this
     training's rows alone."""
     rows = cell_rows(grid, cell, record)
-    return {table: tables.append(table, rows[table], [cell.key] if replace else ()) for table in TABLES}
+    return {table: tables.append(table, part, [cell.key] if replace else ()) for table, part in rows.items()}

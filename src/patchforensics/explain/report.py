@@ -14,7 +14,8 @@ When the folder holds experiments (``experiment-<grid>/experiment.json``, writte
 ``patchforensics experiment``), a "Findings" section comes first, right under the title
 and before the links to every result folder: the figures and summary tables that file
 lists (AP against receptive field, the cross-generator table, validation curves, region
-histograms per test generator).
+histograms per test generator). Each ``probe`` run found below the folder (a ``probe.json``,
+written by ``patchforensics probe``) comes next: its figure and tables, as that file lists them.
 
 Images are inlined as ``data:`` URIs, styles are inlined and nothing is
 fetched from the network, so the page can be mailed or opened offline; only
@@ -293,12 +294,44 @@ def findings_section(folder: Path, info: dict, page_dir: Path) -> str:
             for f in info["figures"] if (folder / f["file"]).is_file()]
     if figs:
         parts.append(f'<div class="figs">{"".join(figs)}</div>')
-    for t in info["tables"]:
-        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in t["columns"])
-        rows = "\n".join("<tr>" + "".join(_findings_cell(i, v) for i, v in enumerate(row)) + "</tr>"
-                         for row in t["rows"])
-        parts.append(f'<h3>{html.escape(t["title"])}</h3>\n<table class="findings" id="{html.escape(t["id"])}">'
-                     f"<tr>{head}</tr>\n{rows}\n</table>")
+    parts += [_table_html(t) for t in info["tables"]]
+    return "\n".join(parts)
+
+
+def _table_html(t: dict) -> str:
+    """A ``{id, title, columns, rows}`` table (experiment.json's, probe.json's) under its title."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in t["columns"])
+    rows = "\n".join("<tr>" + "".join(_findings_cell(i, v) for i, v in enumerate(row)) + "</tr>" for row in t["rows"])
+    return (f'<h3>{html.escape(t["title"])}</h3>\n<table class="findings" id="{html.escape(t["id"])}">'
+            f"<tr>{head}</tr>\n{rows}\n</table>")
+
+
+# ------------------------------------------------------------------- probes
+def find_probes(root: str | Path) -> list[tuple[Path, dict]]:
+    """``(folder, probe.json)`` of every ``patchforensics probe`` results folder under ``root``."""
+    found = []
+    for path in sorted(Path(root).rglob("probe.json")):
+        info = _read_json(path)
+        if info and info.get("command") == "probe" and isinstance(info.get("tables"), list):
+            found.append((path.parent, info))
+    return found
+
+
+def probe_section(folder: Path, info: dict, page_dir: Path, anchor: str) -> str:
+    """A probe run: what was probed, its figure (mean change per intervention and class) and tables."""
+    parts = [f'<h2 id="{anchor}">What moves p(fake): probe of {html.escape(str(info["model"]["name"]))} '
+             f'<span class="muted">({html.escape(str(info["real_folder"]))} vs '
+             f'{html.escape(str(info["fake_folder"]))})</span></h2>',
+             f'<p class="meta">{html.escape(str(info["header"]))} Every row: '
+             f'<a href="{_href(folder / str(info["table"]), page_dir)}">probe.csv</a>.</p>',
+             f'<p class="muted">{html.escape(str(info["meaning"])).replace("**", "")}</p>']
+    parts += [f'<p class="muted">{html.escape(str(note))}</p>' for note in info.get("notes", [])]
+    figure = folder / str(info["figure"])
+    if figure.is_file():
+        caption = ("mean change of p(fake), edited − original, with its 95% bootstrap interval over the faces; "
+                   "red: toward fake, blue: toward real")
+        parts.append(f'<div class="figs">{_figure(_img(figure, "probe", wide=True), caption)}</div>')
+    parts += [_table_html(t) for t in info["tables"]]
     return "\n".join(parts)
 
 
@@ -310,7 +343,7 @@ def _findings_cell(column: int, value) -> str:
 def build_report(results: list[DatasetResult], page_dir: Path, title: str, root: Path) -> str:
     toc = " · ".join(f'<a href="#r{i}">{html.escape(r.label)}</a>' for i, r in enumerate(results))
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    experiments = find_experiments(root)
+    experiments, probes = find_experiments(root), find_probes(root)
     body = [f"<h1>{html.escape(title)}</h1>",
             f'<p class="meta">{len(results)} result folders under <code>{html.escape(str(root))}</code>, '
             f"generated {now}. Scores are p(fake); AP treats the fakes as the positive class (the seed's "
@@ -319,6 +352,7 @@ def build_report(results: list[DatasetResult], page_dir: Path, title: str, root:
             + (" Findings first; every result folder below them." if experiments else "") + "</p>"]
     # the findings come before the list of result folders: a grid has hundreds of them
     body += [findings_section(folder, info, page_dir) for folder, info in experiments]
+    body += [probe_section(folder, info, page_dir, f"probe{i}") for i, (folder, info) in enumerate(probes)]
     body += ["<h2>Detection metrics</h2>", f'<p class="meta" id="results-toc">{toc}</p>', metrics_table(results),
              ap_pivot(results)]
     body += [dataset_section(r, page_dir, f"r{i}") for i, r in enumerate(results)]
@@ -332,7 +366,7 @@ def run_report(cfg: ReportConfig) -> Path:
     if out.exists() and not cfg.force:
         raise fileio.OutputExistsError(f"{out} already exists; pass --force to overwrite it or -o another file")
     results = find_results(cfg.results_dir)
-    if not results:
+    if not results and not find_probes(cfg.results_dir):
         raise FileNotFoundError(f"no results under {cfg.results_dir}: run 'patchforensics test' (and visualize/"
                                 "patches/regions) first")
     fileio.write_text(out, build_report(results, out.resolve().parent, cfg.title, Path(cfg.results_dir)))

@@ -114,8 +114,9 @@ _END = "<!-- /generated -->"   # the blocks of fill_document: the lines between 
 
 def fill_document(doc: Path, generated: Path) -> tuple[list[str], list[str]]:
     """Replace every ``<!-- generated: GRID/ID -->`` … ``<!-- /generated -->`` block of ``doc`` with
-    that table (ID: a table id) or figure (ID: its file, e.g. ``ap_vs_rf.png``, linked relative to
-    ``doc``) of ``generated/GRID/experiment.json``, or with a line saying what is not there yet.
+    that table (ID: a table id), figure (ID: its file, e.g. ``ap_vs_rf.png``, linked relative to
+    ``doc``) or text (ID: a ``texts`` id, claim e's statements) of ``generated/GRID/experiment.json``,
+    or with a line saying what is not there yet.
     Returns the ids filled and, among them, those the rendered grid lacks (a table whose rows are
     not in yet, e.g. the regions before the CPU computed them, or a misspelt id)."""
     text = doc.read_text()
@@ -131,6 +132,9 @@ def fill_document(doc: Path, generated: Path) -> tuple[list[str], list[str]]:
         if figure is not None:
             link = Path(os.path.relpath(generated / grid / item, doc.resolve().parent)).as_posix()
             return f"![{figure['caption']}]({link})\n"
+        text = next((t for t in info.get("texts", []) if t["id"] == item), None)
+        if text is not None:
+            return text["text"]
         table = next((t for t in info["tables"] if t["id"] == item), None)
         if table is None:
             lacking.append(block_id)

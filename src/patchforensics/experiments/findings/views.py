@@ -16,6 +16,7 @@ from ...training.train import TrainConfig
 from ..grid import bundled_grids, grid_path
 from ..results_tables import TABLES, FindingsTables, crop_text
 from .document import write_findings_into
+from .probe_claim import NAME as PROBE_VIEW, write_probe_claim
 from .stats import typed
 
 
@@ -85,7 +86,8 @@ def findings_grids() -> list[str]:
 
 def render_views(folder: Path, grids: list[str]) -> dict[str, Path | None]:
     """For each grid (bundled name or YAML file), its findings from the tables in ``folder`` into
-    ``folder/generated/<grid>/`` (``None`` where the table holds none of its cells yet). The
+    ``folder/generated/<grid>/`` (``None`` where the table holds none of its cells yet), and claim
+    (e) from ``probe.csv`` into ``folder/generated/probe/`` (``None`` without contrast rows). The
     ``generated`` folder is replaced as a whole: it is derived from the tables."""
     source = FindingsTables(folder)
     tables = {t: source.read(t) for t in TABLES}
@@ -102,4 +104,9 @@ def render_views(folder: Path, grids: list[str]) -> dict[str, Path | None]:
             write_findings_into(name, {t: [typed(r) for r in part] for t, part in view.items()}, tmp / name,
                             {"grid": spec})
             out[name] = Path(folder) / "generated" / name
+        (tmp / PROBE_VIEW).mkdir()
+        drawn = write_probe_claim(tmp / PROBE_VIEW, tables["probe"], tables["regions"])
+        if not drawn:
+            (tmp / PROBE_VIEW).rmdir()
+        out[PROBE_VIEW] = Path(folder) / "generated" / PROBE_VIEW if drawn else None
     return out
