@@ -103,6 +103,7 @@ class Context:
     tables: FindingsTables | None
     force: bool
     deadline: float | None       # time.time() after which no cell is started
+    append: bool = True          # a finished cell's rows go into ``tables`` (not from --cell runs: collect does)
 
 
 def prepare(cfg: ExperimentConfig) -> tuple[Grid, Path]:
@@ -149,21 +150,8 @@ def plan(cfg: ExperimentConfig) -> list[dict[str, Any]]:
 def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentResult:
     """Run (or continue) a grid and write its findings; see the module docstring."""
     grid, out = prepare(cfg)
-    fileio.write_yaml(out / "grids" / f"{grid.config.name}.yaml", grid.spec())
-    cells_dir = out / "cells" / grid.config.name
-    cells_dir.mkdir(parents=True, exist_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
-    fileio.remove_stale_temps(cells_dir)
-    if cfg.force:                  # every cell again: the old records go, the locks of live workers stay
-        for record in cells_dir.glob("*.json"):
-            record.unlink()
-    tables = FindingsTables(Path(cfg.findings)) if cfg.findings else None
-    deadline = time.time() + cfg.stop_after * 60 if cfg.stop_after else None
-    ctx = Context(grid, tables, cfg.force, deadline)
-    if tables:                     # cells finished here before the table was named: their rows go in now
-        for cell in grid.cells:
-            if _record_complete(grid, cell) and not finished(ctx, cell):
-                write_cell(tables, grid, cell, _read_json(cells_dir / f"{cell.name}.json"))
+    ctx = open_grid(cfg, grid, clean=True)
+    tables = ctx.tables
     todo = [c for c in grid.cells if not finished(ctx, c)]
     _log(f"experiment {grid.config.name}: {len(grid.cells)} cells, {len(grid.cells) - len(todo)} finished"
          + (f" (in {tables.path('cells')} or here)" if tables else "")
@@ -186,10 +174,56 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentRe
         worked = len(todo) - sum(not finished(ctx, c) for c in todo)
     missing = [c.name for c in grid.cells if not finished(ctx, c)]
     if missing:
-        why = f"stopped after {cfg.stop_after:g} min (--stop-after)" if deadline and time.time() > deadline else \
-            "unfinished"
-        raise ExperimentIncomplete(f"{len(missing)} cells {why} ({', '.join(missing[:5])}"
-                                   f"{' …' if len(missing) > 5 else ''}); rerun to continue")
+        why = f"stopped after {cfg.stop_after:g} min (--stop-after)" if ctx.deadline and time.time() > ctx.deadline \
+            else "unfinished"
+        raise ExperimentIncomplete(f"{len(missing)} cells {why} ({_names(missing)}); rerun to continue")
+    return ExperimentResult(out, write_grid_findings(ctx), len(grid.cells), worked)
+
+
+def collect(cfg: ExperimentConfig) -> ExperimentResult:
+    """Gather the cell records that other processes wrote (a Slurm array's tasks, ``--cell`` runs)
+    into the findings tables and write the grid's table; trains nothing.
+    :class:`ExperimentIncomplete` names the cells that have no record yet."""
+    grid, out = prepare(cfg)
+    ctx = open_grid(cfg, grid, clean=False)
+    missing = [c.name for c in grid.cells if not finished(ctx, c)]
+    if missing:
+        raise ExperimentIncomplete(f"{len(missing)} of {len(grid.cells)} cells have no record in "
+                                   f"{out / 'cells' / grid.config.name} yet ({_names(missing)}): wait for their "
+                                   "tasks, or run them (--executor slurm submits the unfinished ones)")
+    return ExperimentResult(out, write_grid_findings(ctx), len(grid.cells), 0)
+
+
+def open_grid(cfg: ExperimentConfig, grid: Grid, clean: bool) -> Context:
+    """Make the output folders and the workers' context; the records of cells finished here but
+    not yet in the findings tables (a table named later, other processes' ``--cell`` runs) are
+    added to them. ``clean`` (a run of this process's own workers): temp files of dead writers
+    go, and ``force`` drops the old records; a collecting call leaves both (on a cluster a writer
+    may live on another node, where its pid means nothing)."""
+    out = grid.out
+    fileio.write_yaml(out / "grids" / f"{grid.config.name}.yaml", grid.spec())
+    cells_dir = out / "cells" / grid.config.name
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    (out / "checkpoints").mkdir(exist_ok=True)
+    if clean:
+        fileio.remove_stale_temps(cells_dir)
+    if clean and cfg.force:        # every cell again: the old records go, the locks of live workers stay
+        for record in cells_dir.glob("*.json"):
+            record.unlink()
+    tables = FindingsTables(Path(cfg.findings)) if cfg.findings else None
+    deadline = time.time() + cfg.stop_after * 60 if cfg.stop_after else None
+    ctx = Context(grid, tables, cfg.force, deadline)
+    if tables:                     # cells finished here before the table was named: their rows go in now
+        for cell in grid.cells:
+            if record_usable(ctx, cell) and not in_tables(ctx, cell):
+                write_cell(tables, grid, cell, _read_json(cells_dir / f"{cell.name}.json"))
+    return ctx
+
+
+def write_grid_findings(ctx: Context) -> Path:
+    """The grid's long table and figures (from the findings tables, else from the cell records)."""
+    grid, tables = ctx.grid, ctx.tables
+    cells_dir = grid.out / "cells" / grid.config.name
     if tables:
         tests = {(d.name, ",".join(c) or "none") for s in grid.suites for d in s.datasets for c in s.corruptions}
         rows = view_rows({t: tables.read(t) for t in TABLES}, {c.key for c in grid.cells}, tests)
@@ -198,10 +232,14 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentRe
         for cell in grid.cells:
             for table, part in cell_rows(grid, cell, _read_json(cells_dir / f"{cell.name}.json")).items():
                 rows[table] += part
-    findings_dir = write_findings(grid.config.name, rows, out / "results" / f"experiment-{grid.config.name}",
+    findings_dir = write_findings(grid.config.name, rows, grid.out / "results" / f"experiment-{grid.config.name}",
                                   {"grid": grid.spec(), "data_root": str(grid.data_root)})
     _log(f"experiment {grid.config.name}: table and figures in {findings_dir}")
-    return ExperimentResult(out, findings_dir, len(grid.cells), worked)
+    return findings_dir
+
+
+def _names(cells: list[str]) -> str:
+    return ", ".join(cells[:5]) + (" …" if len(cells) > 5 else "")
 
 
 def run_worker(ctx: Context, tag: str, device: str, progress: bool) -> int:
@@ -232,7 +270,7 @@ def run_worker(ctx: Context, tag: str, device: str, progress: bool) -> int:
             seconds = time.perf_counter() - start
             result["seconds"] = round(seconds, 1)
             fileio.write_json(record, result)
-            if ctx.tables:
+            if ctx.tables and ctx.append:
                 added = write_cell(ctx.tables, grid, cell, result)
                 _log(f"{tag}  rows added to {ctx.tables.folder}: "
                      + ", ".join(f"{n} to {t}.csv" for t, n in added.items()))
@@ -248,8 +286,11 @@ def run_worker(ctx: Context, tag: str, device: str, progress: bool) -> int:
 def finished(ctx: Context, cell: Cell) -> bool:
     """The cell's local record is complete, or the findings tables hold all its rows (and its
     region counts, when the grid wants them)."""
-    if _record_complete(ctx.grid, cell):
-        return True
+    return _record_complete(ctx.grid, cell) or in_tables(ctx, cell)
+
+
+def in_tables(ctx: Context, cell: Cell) -> bool:
+    """The findings tables hold all the cell's rows (and its region counts, when the grid wants them)."""
     tables = ctx.tables
     return tables is not None and tables.has_rows(ctx.grid, cell) \
         and (not wants_regions(ctx.grid, cell) or tables.has_regions(ctx.grid, cell))
@@ -265,6 +306,17 @@ def _record_complete(grid: Grid, cell: Cell) -> bool:
     return all((s.name, d.name, ",".join(c) or "none") in have
                for s in grid.suites for d in s.datasets for c in s.corruptions) \
         and (not wants_regions(grid, cell) or set(datasets) <= set(record.get("regions", {})))
+
+
+def record_usable(ctx: Context, cell: Cell) -> bool:
+    """The cell's record can go into the findings tables: it is complete, or its rows are in the
+    tables already and it holds the region counts the grid wants (a regions-only run)."""
+    if _record_complete(ctx.grid, cell):
+        return True
+    record = _read_json(ctx.grid.out / "cells" / ctx.grid.config.name / f"{cell.name}.json")
+    datasets = {d.name for s in ctx.grid.suites for d in s.datasets}
+    return bool(record) and Path(record["checkpoint"]).name == cell.train.name and ctx.tables is not None \
+        and ctx.tables.has_rows(ctx.grid, cell) and datasets <= set(record.get("regions", {}))
 
 
 def wants_regions(grid: Grid, cell: Cell) -> bool:
