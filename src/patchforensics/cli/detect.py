@@ -20,7 +20,7 @@ def register(sub, name: str) -> None:
                                    "scored; an image exactly the model's input square is taken as one aligned "
                                    "face (--faces). An image with no face gets no verdict. Boxes are in "
                                    "original-image pixels.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help=f"image files ({FORMATS_TEXT}), folders (searched "
+    p.add_argument("paths", nargs="*", metavar="PATH", help=f"image files ({FORMATS_TEXT}), folders (searched "
                                                             "recursively) or glob patterns (quote them, e.g. "
                                                             "'photos/**/*.jpg')")
     p.add_argument("--model", help="checkpoint folder or .onnx file (default: the bundled detector)")
@@ -43,13 +43,47 @@ def register(sub, name: str) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-pixels", type=int, default=SCREEN_MAX_PIXELS, metavar="N", help=MAX_PIXELS_HELP)
     p.add_argument("--device", default="auto")
-    p.add_argument("--force", action="store_true", help="write into a non-empty --heatmaps folder, replace --report")
+    p.add_argument("--out", metavar="DIR", help="also write the JSON and CSV forms into DIR (detect.json, "
+                                                "detect.csv), and with --shard the shard's record for --merge")
+    p.add_argument("--shard", metavar="K/N", help="score only shard K of N (1 <= K <= N) of the expanded inputs: the "
+                                                  "file at 0-based position i (in the order detect scores them) "
+                                                  "goes to shard i mod N + 1; needs --out")
+    p.add_argument("--merge", nargs="+", metavar="SHARD_DIR",
+                   help="join the --out folders of every shard of one run into --out as one run over every input "
+                        "gives (no PATH; the model and options are the shards'); --heatmaps copies their heatmap "
+                        "files, --report draws the page from the merged rows")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty --heatmaps or --out folder, replace --report")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..screening.detect import DetectConfig, detect
     from ..screening.results import format_result
+
+    result = _merge(args) if args.merge else _detect(args)
+    print(format_result(result, args.format))
+    if not result.faces and not args.shard:           # a shard is done once its record is: the merge tells
+        print("patchforensics detect: " + ("no face found in any image, so no verdict (--faces aligned scores "
+                                           "images as they are)" if result.no_face else "no image could be read"),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _merge(args: argparse.Namespace):
+    from ..core.config import ConfigError
+    from ..screening.shards import MergeConfig, merge_shards
+
+    if args.paths:
+        raise ConfigError("merge: give the shards' --out folders after --merge and no PATH "
+                          "(the inputs are the shards')")
+    if not args.out:
+        raise ConfigError("out: --merge needs --out DIR for the merged detect.json and detect.csv")
+    return merge_shards(MergeConfig(args.merge, args.out, args.heatmaps, args.report, args.force))
+
+
+def _detect(args: argparse.Namespace):
+    from ..screening.detect import DetectConfig, detect
     from .options import progress_enabled
 
     cfg = DetectConfig(paths=args.paths, model=args.model, which_epoch=args.which_epoch,
@@ -57,16 +91,9 @@ def run(args: argparse.Namespace) -> int:
                        threshold=args.threshold, heatmaps=args.heatmaps, report=args.report, faces=args.faces,
                        align_style=args.align_style, top_k=args.top_k,
                        batch_size=args.batch_size, max_pixels=args.max_pixels, device=args.device,
-                       force=args.force)
+                       force=args.force, out=args.out, shard=args.shard)
 
     def on_skip(path: str, reason: str) -> None:
         print(f"skipped {path}: {reason}", file=sys.stderr)
 
-    result = detect(cfg, progress=progress_enabled(), on_skip=on_skip)
-    print(format_result(result, args.format))
-    if not result.faces:
-        print("patchforensics detect: " + ("no face found in any image, so no verdict (--faces aligned scores "
-                                           "images as they are)" if result.no_face else "no image could be read"),
-              file=sys.stderr)
-        return 1
-    return 0
+    return detect(cfg, progress=progress_enabled(), on_skip=on_skip)

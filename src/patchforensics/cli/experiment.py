@@ -22,8 +22,10 @@ def register(sub, name: str) -> None:
     p.add_argument("--data-root", help="folder the grid's real/fake/suite folders start from "
                                        "(default: the grid's data_root, $PATCHFORENSICS_DATA, ../shared/data/faces128)")
     p.add_argument("--workers", type=int, default=1,
-                   help="processes, each taking the next unfinished cell (a lock file per cell; default 1); "
-                        "under --executor slurm leave it at 1: each cell is its own array task")
+                   help="processes, each taking the next unfinished cell (a lock file per cell; default 1). Other "
+                        "experiment processes may share --out: one that finds every cell left held by the others "
+                        "exits 0 naming them. Not under torchrun (refused). Under --executor slurm leave it at 1: "
+                        "each cell is its own array task")
     p.add_argument("--device", action="append", default=None, metavar="DEVICE",
                    help="device of the cells (auto, cpu, cuda:0 ...); repeat to give worker i the i-th "
                         "(round robin), e.g. --workers 2 --device cuda:0 --device cuda:1; under --executor "
@@ -37,8 +39,9 @@ def register(sub, name: str) -> None:
                    help="start no cell after this many minutes (a run with a deadline ends with whole cells)")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--plan", action="store_true",
-                      help="list each cell's key, checkpoint and state (finished, in table, regions, to run) "
-                           "as JSON lines; trains nothing")
+                      help="list each cell's key, checkpoint, state (finished, in table, regions, missing tests, "
+                           "retrain, retest, to run) and est_minutes of training (est_source: table, record, model "
+                           "median) as JSON lines; trains nothing")
     what.add_argument("--cell", metavar="KEY",
                       help="train and test only this cell (its 12-hex key or its name, as --plan lists them) "
                            "and write its record, not the tables (--collect does): what each Slurm array task "
@@ -79,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     except ExperimentIncomplete as e:
         print(f"patchforensics experiment: {e}", file=sys.stderr)
         return 1
+    if result.findings_dir is None:          # the cells left are other processes' (said on stderr): not a failure
+        return 0
     print((result.findings_dir / "tables.md").read_text())
     print(f"{result.cells} cells, {result.trained} run by this call; table: {result.findings_dir / 'table.csv'}; "
           f"report: patchforensics report {result.out / 'results'}")

@@ -17,7 +17,11 @@ def register(sub, name: str) -> None:
                         "findings-* grid)")
     p.add_argument("--doc", metavar="FILE", help="Markdown file whose generated blocks to fill, e.g. docs/findings.md")
     p.add_argument("--add", action="append", default=[], metavar="DIR",
-                   help="another findings folder whose rows DIR lacks are appended first; repeatable")
+                   help="another findings folder whose rows DIR lacks are appended first; repeatable. A row of "
+                        "another training under a committed key (same key and test, other numbers) is refused "
+                        "naming the key")
+    p.add_argument("--replace", action="store_true",
+                   help="with --add: replace every row (cells, curves, regions) of such a key with the added ones")
     p.set_defaults(func=run)
 
 
@@ -32,11 +36,17 @@ def run(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass the findings folder (e.g. docs/findings)")
     tables = FindingsTables(folder)
-    for other in args.add:
-        if not Path(other).is_dir():
-            raise FileNotFoundError(f"--add {other} is not a folder of findings tables")
-        added = tables.merge(FindingsTables(Path(other)))
-        print(f"from {other}: " + ", ".join(f"{n} rows added to {t}.csv" for t, n in added.items()))
+    others = [FindingsTables(Path(other)) for other in args.add]
+    for other in others:
+        if not other.folder.is_dir():
+            raise FileNotFoundError(f"--add {other.folder} is not a folder of findings tables")
+        if not args.replace:
+            tables.check_merge(other)                 # every folder checked before any is merged
+    for other in others:
+        replaced = sorted(tables.clashes(other)) if args.replace else []
+        added = tables.merge(other, replace=args.replace)
+        print(f"from {other.folder}: " + ", ".join(f"{n} rows added to {t}.csv" for t, n in added.items())
+              + (f" (every row of key{'s' * (len(replaced) > 1)} {', '.join(replaced)} replaced)" if replaced else ""))
     for grid, out in render_views(folder, args.grid or findings_grids()).items():
         print(f"{grid}: {out}" if out else f"{grid}: no cells in {folder / 'cells.csv'} yet")
     if args.doc:

@@ -174,6 +174,19 @@ def try_lock(path: str | os.PathLike) -> int | None:
     return None
 
 
+def lock_holder(path: str | os.PathLike) -> str | None:
+    """``None`` when no process holds the lock file ``path`` (:func:`try_lock`), else the pid its
+    holder wrote in it (``?`` when unreadable; a pid of another host where ``path`` is shared)."""
+    fd = try_lock(path)
+    if fd is not None:
+        unlock(path, fd)
+        return None
+    try:
+        return Path(path).read_text().strip() or "?"
+    except OSError:
+        return "?"
+
+
 def unlock(path: str | os.PathLike, fd: int) -> None:
     """Release a lock of :func:`try_lock`: the file goes first, so no one locks a deleted file."""
     Path(path).unlink(missing_ok=True)

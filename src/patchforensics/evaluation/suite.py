@@ -47,6 +47,17 @@ class Suite:
     datasets: list[SuiteDataset]
     corruptions: list[list[str]] = field(default_factory=lambda: [[]])
 
+    def parts(self, tests: set[tuple[str, str]]) -> list["Suite"]:
+        """This suite cut down to ``tests`` (``(dataset, corruption)``, corruption as in the rows:
+        ``jpeg:75``, ``none``): one part per set of corruptions wanted, with the datasets wanting
+        them, each named as this suite (so its rows are)."""
+        wanted: dict[tuple, list[SuiteDataset]] = {}
+        for ds in self.datasets:
+            corruptions = tuple(tuple(c) for c in self.corruptions if (ds.name, ",".join(c) or "none") in tests)
+            if corruptions:
+                wanted.setdefault(corruptions, []).append(ds)
+        return [Suite(self.name, datasets, [list(c) for c in corruptions]) for corruptions, datasets in wanted.items()]
+
 
 def bundled_suites() -> list[str]:
     return bundled_yaml_names("patchforensics.suites")

@@ -19,13 +19,20 @@ what is new). A killed run continues where it stopped: a half-trained checkpoint
 resumes from its ``resume.safetensors`` (train's ``--resume``), a trained one is
 only tested, and ``test`` itself skips datasets whose results are up to date.
 With ``workers > 1`` that many processes each take the next unfinished cell
-whose lock they can create (``devices`` round robin: worker i gets the i-th).
+whose lock they can create (``devices`` round robin: worker i gets the i-th). Several
+``experiment`` processes may share ``out`` the same way: one that finds every cell left held
+by the others exits without error, naming them (the one that finishes the last cell writes the
+table). Under ``torchrun`` (``WORLD_SIZE`` > 1) the command is refused: its ranks would take
+different cells into one DDP group; ``workers`` or a Slurm array spread the cells instead.
 
 With ``findings`` (a folder holding the committed ``cells.csv``, ``curves.csv`` and
 ``regions.csv``, see :mod:`.results_tables`) a cell whose rows are all in the table is finished
 too, on any machine and with no checkpoint: it is neither trained nor tested. Every cell
 that finishes appends its rows there (test AP and ROC-AUC with 95% bootstrap intervals,
-its validation curve, its region counts), and the findings are drawn from those rows.
+its validation curve, its region counts), and the findings are drawn from those rows. One key
+never holds rows of two trainings: of a cell the tables hold in part (a grid asks tests its
+rows lack), only the missing tests run where that training's checkpoint is at hand; else the
+cell is trained again and every row of its key replaced (:func:`cell_state`).
 ``stop_after`` (minutes) makes the workers take no new cell after that time, so a run
 with a deadline (a GPU lease) ends with whole cells.
 """
@@ -43,19 +50,18 @@ from typing import Any
 from ..core import fileio
 from ..core.config import require, to_dict
 from ..core.device import resolve_device
+from ..core.ranks import world_size
 from ..core.provenance import code_commit
-from ..data.transforms import parse_corruptions
-from ..evaluation.evaluate import read_scores_csv, results_dir_for
 from ..evaluation.suite import run_suite
 from ..explain.patches import PatchesConfig, run_patches
 from ..explain.regions import RegionsConfig, run_regions
 from ..models import is_patch_model
-from ..models.card import ModelCard
 from ..models.checkpoint import RESUME_FILE
 from ..scoring.runtime import cpu_has_native_bf16, cpu_kind
-from ..scoring.metrics import AGGREGATIONS, bootstrap_ci
 from ..training.summary import read_train_summary, training_minutes
 from ..training.train import train
+from .cell_measures import bootstrap_intervals, cell_runtime
+from .estimates import estimate_minutes
 from .findings import view_rows, write_findings
 from .grid import RESOURCE_KEYS, Cell, Grid, load_grid
 from .results_tables import TABLES, FindingsTables, cell_rows, write_cell
@@ -81,6 +87,10 @@ class ExperimentConfig:
         require(self.stop_after is None or self.stop_after > 0, "stop_after", "must be > 0 minutes")
         require(not (self.force and self.findings), "force",
                 "--force retrains every cell, but --findings keeps the rows already committed; use one of them")
+        require(world_size() == 1, "torchrun",
+                f"experiment is one process per cell, not a torchrun job (WORLD_SIZE={world_size()}: its ranks "
+                "would take different cells into one DDP group); run it once, with --workers N to train N cells "
+                "at a time, or on a cluster with --executor slurm")
 
 
 class ExperimentIncomplete(RuntimeError):
@@ -90,9 +100,10 @@ class ExperimentIncomplete(RuntimeError):
 @dataclass
 class ExperimentResult:
     out: Path
-    findings_dir: Path
+    findings_dir: Path | None    # None: the cells left are held by other processes, one of which writes it
     cells: int
     trained: int                 # cells this call worked on
+    held: list[str] = field(default_factory=list)   # cells other processes were working on at the end
 
 
 @dataclass
@@ -127,34 +138,61 @@ def prepare(cfg: ExperimentConfig) -> tuple[Grid, Path]:
 
 
 def plan(cfg: ExperimentConfig) -> list[dict[str, Any]]:
-    """Each cell's name, key, checkpoint folder and state (``finished``: its local record;
-    ``in table``: its rows are committed; ``regions``: only its region counts are missing;
-    ``to run``), and whether the grid wants its regions; nothing is trained or written."""
+    """Each cell's name, key, checkpoint folder and state (:func:`cell_state`), whether the grid
+    wants its regions, and its training time (``est_minutes``, from ``est_source``:
+    :mod:`.estimates`); nothing is trained or written."""
     grid, _ = prepare(cfg)
     ctx = Context(grid, FindingsTables(Path(cfg.findings)) if cfg.findings else None, cfg.force, None)
+    table = ctx.tables.read("cells") if ctx.tables else []
     out = []
     for cell in grid.cells:
-        if _record_complete(grid, cell):
-            state = "finished"
-        elif finished(ctx, cell):
-            state = "in table"
-        elif ctx.tables and ctx.tables.has_rows(grid, cell):
-            state = "regions"
-        else:
-            state = "to run"
-        out.append({"cell": cell.name, "key": cell.key, "checkpoint": cell.train.name, "state": state,
-                    "regions": wants_regions(grid, cell)})
+        minutes, source = estimate_minutes(cell, table, _read_json(grid.out / "cells" / grid.config.name
+                                                                   / f"{cell.name}.json"))
+        out.append({"cell": cell.name, "key": cell.key, "checkpoint": cell.train.name,
+                    "state": cell_state(ctx, cell), "regions": wants_regions(grid, cell),
+                    "est_minutes": minutes, "est_source": source})
     return out
+
+
+#: :func:`cell_state`'s states in which the cell's rows replace every row of its key in the tables
+REPLACING = ("retrain", "retest")
+#: what a worker does with a cell in each state but the plain ones, in its log line
+STATE_NOTES = {"missing tests": "only the tests its committed rows lack run on its checkpoint",
+               "regions": "only its region counts are computed",
+               "retrain": "its committed rows are of a training not at hand: trained again, its key's rows replaced",
+               "retest": "the checkpoint here is of another training of its key: tested, its key's rows replaced"}
+
+
+def cell_state(ctx: Context, cell: Cell) -> str:
+    """What a run does with ``cell``: ``finished`` (its local record holds every test) and ``in
+    table`` (the findings tables hold all its rows, and its region counts when wanted): nothing.
+    Where the tables hold only part of it, ``regions`` (its region counts are missing) and ``missing
+    tests`` (tests of the grid its rows lack) when the checkpoint of that training is at hand:
+    only what is missing runs on it and is appended; else ``retrain`` (no finished checkpoint here:
+    trained again) or ``retest`` (a checkpoint of another training of the key is here: tested),
+    and in both its key's rows in every table are replaced together. ``to run``: nothing of it yet."""
+    if _record_complete(ctx.grid, cell):
+        return "finished"
+    if finished(ctx, cell):
+        return "in table"
+    tables = ctx.tables
+    if tables is None or not tables.holds_key(cell.key):
+        return "to run"
+    summary = read_train_summary(Path(cell.train.checkpoints_dir) / cell.train.name)
+    if not summary or summary.get("status") != "finished":
+        return "retrain"
+    if not tables.trained_as(cell.key, summary.get("best_epoch"), summary.get("best_metric")):
+        return "retest"
+    return "regions" if tables.has_rows(ctx.grid, cell) else "missing tests"
 
 
 def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentResult:
     """Run (or continue) a grid and write its findings; see the module docstring."""
     grid, out = prepare(cfg)
     ctx = open_grid(cfg, grid, clean=True)
-    tables = ctx.tables
     todo = [c for c in grid.cells if not finished(ctx, c)]
     _log(f"experiment {grid.config.name}: {len(grid.cells)} cells, {len(grid.cells) - len(todo)} finished"
-         + (f" (in {tables.path('cells')} or here)" if tables else "")
+         + (f" (in {ctx.tables.path('cells')} or here)" if ctx.tables else "")
          + f", {len(todo)} to run, {cfg.workers} worker(s); output {out}")
     _warn_emulated_bf16(todo, cfg.devices)
     if cfg.workers == 1 or len(todo) <= 1:
@@ -172,18 +210,26 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentRe
         if failed:
             raise ExperimentIncomplete(f"{', '.join(failed)} failed (see above); rerun to continue")
         worked = len(todo) - sum(not finished(ctx, c) for c in todo)
-    missing = [c.name for c in grid.cells if not finished(ctx, c)]
+    left = [c for c in grid.cells if not finished(ctx, c)]
+    holders = {c.name: fileio.lock_holder(Path(c.train.checkpoints_dir) / f"{c.train.name}.lock") for c in left}
+    missing = [c.name for c in left if not finished(ctx, c)]     # checked again: a holder may have finished since
+    held = {name: holders[name] for name in missing if holders[name]}
+    stopped = ctx.deadline and time.time() > ctx.deadline
+    if missing and set(missing) == set(held) and not stopped:
+        _log(f"experiment {grid.config.name}: nothing left for this process: {len(held)} cell(s) held by other "
+             f"processes sharing {out} ({', '.join(f'{n} (pid {p})' for n, p in held.items())}); they finish them, "
+             "and the one that finishes the last cell writes the table")
+        return ExperimentResult(out, None, len(grid.cells), worked, list(held))
     if missing:
-        why = f"stopped after {cfg.stop_after:g} min (--stop-after)" if ctx.deadline and time.time() > ctx.deadline \
-            else "unfinished"
-        raise ExperimentIncomplete(f"{len(missing)} cells {why} ({_names(missing)}); rerun to continue")
+        why = f"stopped after {cfg.stop_after:g} min (--stop-after)" if stopped else "unfinished"
+        others = f", {len(held)} of them held by other processes" if held else ""
+        raise ExperimentIncomplete(f"{len(missing)} cells {why} ({_names(missing)}{others}); rerun to continue")
     return ExperimentResult(out, write_grid_findings(ctx), len(grid.cells), worked)
 
 
 def collect(cfg: ExperimentConfig) -> ExperimentResult:
-    """Gather the cell records that other processes wrote (a Slurm array's tasks, ``--cell`` runs)
-    into the findings tables and write the grid's table; trains nothing.
-    :class:`ExperimentIncomplete` names the cells that have no record yet."""
+    """Put the cell records other processes wrote (Slurm tasks, ``--cell`` runs) into the findings
+    tables and write the grid's table; trains nothing. :class:`ExperimentIncomplete` names the rest."""
     grid, out = prepare(cfg)
     ctx = open_grid(cfg, grid, clean=False)
     missing = [c.name for c in grid.cells if not finished(ctx, c)]
@@ -195,11 +241,10 @@ def collect(cfg: ExperimentConfig) -> ExperimentResult:
 
 
 def open_grid(cfg: ExperimentConfig, grid: Grid, clean: bool) -> Context:
-    """Make the output folders and the workers' context; the records of cells finished here but
-    not yet in the findings tables (a table named later, other processes' ``--cell`` runs) are
-    added to them. ``clean`` (a run of this process's own workers): temp files of dead writers
-    go, and ``force`` drops the old records; a collecting call leaves both (on a cluster a writer
-    may live on another node, where its pid means nothing)."""
+    """The output folders and the workers' context; records not yet in the findings tables (a table
+    named later, ``--cell`` runs, Slurm tasks) go in (replacing their key's rows if of another
+    training). ``clean`` (this process's workers run): dead writers' temp files go, and ``force``
+    drops the records; not when collecting (a writer's pid on another node means nothing here)."""
     out = grid.out
     fileio.write_yaml(out / "grids" / f"{grid.config.name}.yaml", grid.spec())
     cells_dir = out / "cells" / grid.config.name
@@ -213,10 +258,11 @@ def open_grid(cfg: ExperimentConfig, grid: Grid, clean: bool) -> Context:
     tables = FindingsTables(Path(cfg.findings)) if cfg.findings else None
     deadline = time.time() + cfg.stop_after * 60 if cfg.stop_after else None
     ctx = Context(grid, tables, cfg.force, deadline)
-    if tables:                     # cells finished here before the table was named: their rows go in now
-        for cell in grid.cells:
-            if record_usable(ctx, cell) and not in_tables(ctx, cell):
-                write_cell(tables, grid, cell, _read_json(cells_dir / f"{cell.name}.json"))
+    for cell in grid.cells if tables else []:
+        if record_usable(ctx, cell) and not in_tables(ctx, cell):
+            record = _read_json(cells_dir / f"{cell.name}.json")
+            write_cell(tables, grid, cell, record, replace=tables.holds_key(cell.key) and not tables.trained_as(
+                cell.key, record.get("best_epoch"), record.get("best_val")))
     return ctx
 
 
@@ -264,16 +310,19 @@ def run_worker(ctx: Context, tag: str, device: str, progress: bool) -> int:
                 continue
             left = sum(not finished(ctx, c) for c in grid.cells)
             index = grid.cells.index(cell) + 1
-            _log(f"{tag}cell {index}/{len(grid.cells)} ({left} left, this one included): {cell.label()}")
+            state = cell_state(ctx, cell)
+            _log(f"{tag}cell {index}/{len(grid.cells)} ({left} left, this one included): {cell.label()}"
+                 + (f" ({state}: {STATE_NOTES[state]})" if state in STATE_NOTES else ""))
             start = time.perf_counter()
-            result = run_cell(ctx, cell, device, progress)
+            tests = ctx.tables.missing_tests(grid, cell) if state in ("missing tests", "regions") else None
+            result = run_cell(ctx, cell, device, progress, tests)
             seconds = time.perf_counter() - start
             result["seconds"] = round(seconds, 1)
             fileio.write_json(record, result)
             if ctx.tables and ctx.append:
-                added = write_cell(ctx.tables, grid, cell, result)
-                _log(f"{tag}  rows added to {ctx.tables.folder}: "
-                     + ", ".join(f"{n} to {t}.csv" for t, n in added.items()))
+                added = write_cell(ctx.tables, grid, cell, result, replace=state in REPLACING)
+                _log(f"{tag}  rows {'of key ' + cell.key + ' replaced in' if state in REPLACING else 'added to'} "
+                     f"{ctx.tables.folder}: " + ", ".join(f"{n} to {t}.csv" for t, n in added.items()))
             done += 1
             left -= 1
             _log(f"{tag}cell {index}/{len(grid.cells)} done in {seconds:.0f} s; {left} left"
@@ -309,14 +358,17 @@ def _record_complete(grid: Grid, cell: Cell) -> bool:
 
 
 def record_usable(ctx: Context, cell: Cell) -> bool:
-    """The cell's record can go into the findings tables: it is complete, or its rows are in the
-    tables already and it holds the region counts the grid wants (a regions-only run)."""
-    if _record_complete(ctx.grid, cell):
-        return True
-    record = _read_json(ctx.grid.out / "cells" / ctx.grid.config.name / f"{cell.name}.json")
-    datasets = {d.name for s in ctx.grid.suites for d in s.datasets}
-    return bool(record) and Path(record["checkpoint"]).name == cell.train.name and ctx.tables is not None \
-        and ctx.tables.has_rows(ctx.grid, cell) and datasets <= set(record.get("regions", {}))
+    """The cell's record can go into the findings tables: it is complete, or (a ``--cell`` run of a
+    cell the tables hold in part) it has the tests and regions they lack, of the training they hold."""
+    grid, tables = ctx.grid, ctx.tables
+    record = _read_json(grid.out / "cells" / grid.config.name / f"{cell.name}.json")
+    if _record_complete(grid, cell) or not record or tables is None:
+        return _record_complete(grid, cell)
+    datasets = {d.name for s in grid.suites for d in s.datasets}
+    return Path(record["checkpoint"]).name == cell.train.name \
+        and tables.trained_as(cell.key, record.get("best_epoch"), record.get("best_val")) \
+        and tables.missing_tests(grid, cell) <= {(r["dataset"], r["corruption"]) for r in record["rows"]} \
+        and (not wants_regions(grid, cell) or tables.has_regions(grid, cell) or datasets <= set(record["regions"]))
 
 
 def wants_regions(grid: Grid, cell: Cell) -> bool:
@@ -326,9 +378,11 @@ def wants_regions(grid: Grid, cell: Cell) -> bool:
         and tcfg.seed in spec.seeds
 
 
-def run_cell(ctx: Context, cell: Cell, device: str, progress: bool) -> dict[str, Any]:
+def run_cell(ctx: Context, cell: Cell, device: str, progress: bool,
+             tests: set[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Train (or resume, or reuse) one cell's checkpoint, run the suites and the regions; the cell's record.
-    A cell whose rows are already in the findings tables is only given its region counts."""
+    ``tests``: only these ``(suite dataset, corruption)`` tests run (default: every test of the grid;
+    empty for a cell whose rows are in the tables but its region counts)."""
     grid, force = ctx.grid, ctx.force
     tcfg = replace(cell.train, device=device) if device != "auto" else cell.train
     ckpt = Path(tcfg.checkpoints_dir) / tcfg.experiment_name()
@@ -343,12 +397,12 @@ def run_cell(ctx: Context, cell: Cell, device: str, progress: bool) -> dict[str,
     train_s = 60 * training_minutes(summary.get("history", []))   # every call of a resumed run
     results_dir = grid.out / "results"
     rows = []
-    for suite in grid.suites if not (ctx.tables and ctx.tables.has_rows(grid, cell)) else []:
+    for suite in (part for whole in grid.suites for part in ([whole] if tests is None else whole.parts(tests))):
         result = run_suite(ckpt, suite, grid.config.which_epoch, "test", str(results_dir), device=device,
                            force=force, progress=progress)
         fakes = {d.name: Path(d.fake).name for d in suite.datasets}
         reals = {d.name: Path(d.real).name for d in suite.datasets}
-        intervals = {(d.name, ",".join(c) or "none"): _intervals(results_dir, ckpt.name, grid.config.which_epoch,
+        intervals = {(d.name, ",".join(c) or "none"): bootstrap_intervals(results_dir, ckpt.name, grid.config.which_epoch,
                                                                  d.name, c)
                      for d in suite.datasets for c in suite.corruptions}
         rows += [{"suite": suite.name, "test_real": reals[r["dataset"]], "test_fake": fakes[r["dataset"]], **r,
@@ -356,7 +410,7 @@ def run_cell(ctx: Context, cell: Cell, device: str, progress: bool) -> dict[str,
                  for r in result.rows]
     regions = {}
     spec = grid.config.regions
-    if wants_regions(grid, cell):
+    if wants_regions(grid, cell) and not (tests is not None and ctx.tables.has_regions(grid, cell)):
         for suite in grid.suites:
             for ds in suite.datasets:
                 pcfg = PatchesConfig(checkpoint=str(ckpt), real=[ds.real], fake=[ds.fake], dataset_name=ds.name,
@@ -369,42 +423,9 @@ def run_cell(ctx: Context, cell: Cell, device: str, progress: bool) -> dict[str,
     return {"cell": cell.name, "key": cell.key, "options": cell.options, "train_config": to_dict(tcfg),
             "checkpoint": str(ckpt), "best_epoch": (summary or {}).get("best_epoch"),
             "best_val": (summary or {}).get("best_metric"), "epochs": len((summary or {}).get("history", [])),
-            "history": (summary or {}).get("history", []), "runtime": _runtime(ckpt),
+            "history": (summary or {}).get("history", []), "runtime": cell_runtime(ckpt),
             "train_s": round(train_s, 1), "rows": rows, "regions": regions, "commit": code_commit(),
             "finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-
-
-def _intervals(results_root: Path, name: str, which_epoch: str, dataset: str,
-               corruption: list[str]) -> dict[str, dict[str, float]]:
-    """``aggregation -> {ap_lo, ap_hi, roc_auc_lo, roc_auc_hi}``: 95% bootstrap intervals over the
-    test images, from the ``scores.csv`` that ``test`` wrote (none for the per-patch rows)."""
-    scores = read_scores_csv(results_dir_for(results_root, name, "test", which_epoch, dataset,
-                                             parse_corruptions(corruption)) / "scores.csv")
-    if scores is None:
-        return {}
-    _, labels, p_fake = scores
-    out = {}
-    for aggregation in AGGREGATIONS:
-        ci = bootstrap_ci(p_fake[aggregation], labels == 0)
-        out[aggregation] = {"ap_lo": ci["ap"][0], "ap_hi": ci["ap"][1],
-                            "roc_auc_lo": ci["roc_auc"][0], "roc_auc_hi": ci["roc_auc"][1]}
-    return out
-
-
-def _runtime(ckpt: Path) -> dict[str, str]:
-    """What the cell trained with (precision, backend, device, CPU) and ``machine``: the GPU's
-    name on CUDA, else the CPU kind."""
-    runtime = dict(ModelCard.read(ckpt).runtime)
-    device = runtime.get("device", "")
-    if device.startswith("cuda"):
-        import torch
-
-        # the GPU's name where the cell is measured on one (regions of GPU cells run on a CPU later)
-        gpu = torch.cuda.get_device_name(torch.device(device)) if torch.cuda.is_available() else "GPU"
-        runtime["machine"] = f"{device}: {gpu}"
-    else:
-        runtime["machine"] = f"{device}: {runtime.get('cpu', '')}"
-    return runtime
 
 
 def _warn_emulated_bf16(todo: list[Cell], devices: list[str]) -> None:

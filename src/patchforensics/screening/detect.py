@@ -25,7 +25,8 @@ from .detector import (DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD
                        open_detector)
 from .render import render_overlay, render_screened
 from .report import ReportFace, png_data_url, write_report
-from .results import DetectResult, ImageResult
+from .results import DetectResult, ImageResult, write_result_files
+from .shards import parse_shard, shard_indices, write_shard
 
 #: height (px) of a face's picture in the report: the model's input, not enlarged
 REPORT_SIDE = 128
@@ -49,6 +50,8 @@ class DetectConfig:
     max_pixels: int = SCREEN_MAX_PIXELS  # refuse an image that would decode to more pixels
     device: str = "auto"
     force: bool = False
+    out: str | None = None              # folder for the JSON and CSV forms (and a shard's record)
+    shard: str | None = None            # "K/N": score only shard K of N of the expanded inputs (.shards)
 
     def validate(self) -> None:
         require(bool(self.paths), "paths", "give at least one image, folder or glob pattern")
@@ -60,6 +63,15 @@ class DetectConfig:
         check_max_pixels(self.max_pixels)
         require(self.report is None or Path(self.report).suffix.lower() in (".html", ".htm"), "report",
                 "give a file name ending in .html, e.g. --report screening.html")
+        if self.shard is not None:
+            parse_shard(self.shard)
+            require(self.out is not None, "out", "a shard needs --out DIR: its record is written there for --merge")
+
+    def options(self) -> dict:
+        """The options that decide a row: every shard of one run must share them (:mod:`~.shards`)."""
+        return {"model": self.model, "which_epoch": self.which_epoch,
+                "backend": self.backend, "threshold": self.threshold, "faces": self.faces,
+                "align_style": self.align_style, "top_k": self.top_k, "max_pixels": self.max_pixels}
 
 
 def expand_paths(paths: Sequence[str], skipped: SkipLog | None = None) -> list[Path]:
@@ -130,15 +142,20 @@ def detect(cfg: DetectConfig, progress: bool = True, engine: Engine | None = Non
     """
     cfg.validate()
     passed_over = SkipLog()
-    paths = expand_paths(cfg.paths, passed_over)          # fails before the model loads
+    everything = expand_paths(cfg.paths, passed_over)     # fails before the model loads
     reasons = dict(passed_over.skipped)
-    if cfg.heatmaps:
-        fileio.ensure_new_output(cfg.heatmaps, cfg.force)
+    for folder in (cfg.out, cfg.heatmaps):
+        if folder:
+            fileio.ensure_new_output(folder, cfg.force)
     if cfg.report:
         fileio.ensure_new_file(cfg.report, cfg.force)
+    # named among every input, so that a shard's heatmap files are named as one run's
+    names = heatmap_names(everything) if cfg.heatmaps else []
+    picked = shard_indices(len(everything), *parse_shard(cfg.shard)) if cfg.shard else range(len(everything))
+    paths = [everything[i] for i in picked]
+    names = [names[i] for i in picked] if names else []
     detector = (open_detector(cfg.model, cfg.which_epoch, cfg.backend, cfg.device, cfg.threshold, cfg.align_style)
                 if engine is None else Detector(engine, cfg.threshold, cfg.align_style))
-    names = heatmap_names(paths) if cfg.heatmaps else []
     result = DetectResult([], detector.engine.name, detector.threshold_name, detector.p_fake_threshold,
                           detector.scope, detector.validation_false_alarm_rate())
     rows: list[ImageResult | None] = [None] * len(paths)      # kept in input order
@@ -162,6 +179,11 @@ def detect(cfg: DetectConfig, progress: bool = True, engine: Engine | None = Non
     result.images = [r for r in rows if r is not None]
     if cfg.report:
         write_report(cfg.report, result, cards)
+    if cfg.out:
+        write_result_files(cfg.out, result)
+    if cfg.shard:
+        write_shard(cfg.out, *parse_shard(cfg.shard), everything, cfg.options(), result, cfg.heatmaps,
+                    cards if cfg.report else None)
     return result
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable
 
+from ..core import fileio
 from ..core.config import ConfigError
 from ..core.imageio import SkipLog
 from .faces import ScoredFace
@@ -19,6 +22,9 @@ from .faces import ScoredFace
 #: the text forms of a result (``--format``); the first is the default
 FORMATS = ("table", "json", "csv")
 
+
+#: the files ``detect --out DIR`` writes: the JSON and CSV forms
+RESULT_FILES = {"json": "detect.json", "csv": "detect.csv"}
 
 #: the table's mark on the verdict of a face with a caveat, the caveat itself after the file name
 CAVEAT_MARK = "*"
@@ -175,3 +181,9 @@ def format_result(result: DetectResult, fmt: str = FORMATS[0]) -> str:
     lines.append(summary_line(result))
     lines.append(f"scope: {result.scope}")
     return "\n".join(lines)
+
+
+def write_result_files(folder: str | os.PathLike, result: DetectResult) -> None:
+    """Write the JSON and CSV forms into ``folder`` (:data:`RESULT_FILES`), each atomically."""
+    for fmt, name in RESULT_FILES.items():
+        fileio.write_text(Path(folder) / name, format_result(result, fmt) + "\n")
