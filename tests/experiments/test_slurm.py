@@ -160,6 +160,10 @@ def test_a_requeued_task_resumes_its_cell(tmp_path, data, on_cluster, capsys):
         time.sleep(0.1)
     # what Slurm sends before the time limit (--signal=B:USR1): the task requeues itself
     subprocess.run(["scancel", "--batch", "--signal=USR1", f"{job}_0"], check=True)
+    # submitting again meanwhile puts no second task on the cell
+    before = jobs()
+    assert main(["experiment", str(grid), "--out", str(out), "--executor", "slurm", "--cell", CELLS[0]]) == 0
+    assert f"{CELLS[0]} (task {job}_0)" in capsys.readouterr().out and jobs() == before
     states = wait_for_job(job, 1, poll_s=1, progress=False)
     assert states == {0: "COMPLETED"}
     log = (out / "slurm" / "tiny" / f"{job}_0.out").read_text()
@@ -169,6 +173,18 @@ def test_a_requeued_task_resumes_its_cell(tmp_path, data, on_cluster, capsys):
     summary = json.loads(ckpt.read_text())
     assert summary["status"] == "finished" and len(summary["history"]) == 3
     assert (out / "cells" / "tiny" / f"{CELLS[0]}.json").is_file()
+
+
+def test_a_task_that_fails_is_named_with_its_state_and_log(tmp_path, data, on_cluster):
+    from patchforensics.core.cluster import SlurmConfig, submit_array
+    from patchforensics.experiments.runner import ExperimentConfig, ExperimentIncomplete
+    from patchforensics.experiments.slurm import Submission, wait_and_collect
+
+    job = submit_array([["false"], ["true"]], SlurmConfig(), tmp_path / "logs", "fails")
+    cfg = ExperimentConfig(str(write_grid(tmp_path, data)), out=str(tmp_path / "exp"))
+    with pytest.raises(ExperimentIncomplete) as failed:
+        wait_and_collect(cfg, Submission(job, {job: 2}, [(job, 0, CELLS[0])], tmp_path / "logs"), progress=False)
+    assert f"{CELLS[0]}: task {job}_0 failed, log {tmp_path / 'logs' / f'{job}_0.out'}" in str(failed.value)
 
 
 def test_bad_input_is_one_line_and_nothing_is_submitted(tmp_path, data, on_cluster, capsys):

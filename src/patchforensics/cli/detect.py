@@ -139,6 +139,8 @@ def _submit(args: argparse.Namespace):
     print(f"submitted job {submission.job}: {args.shards} array task{'s' * (args.shards > 1)} (shards 1/"
           f"{args.shards} to {args.shards}/{args.shards}); logs: {submission.logs}/{submission.job}_<task>.out",
           file=sys.stderr if args.wait else sys.stdout, flush=True)
+    args.resume_hint = (f"job {submission.job} keeps running (scancel {submission.job} stops it); when it is "
+                        f"done: {merge_command(cfg, args.shards)}")
     if not args.wait:
         print(f"when it is done: {merge_command(cfg, args.shards)}")
         return None

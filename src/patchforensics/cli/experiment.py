@@ -103,10 +103,17 @@ def _submit(args: argparse.Namespace, cfg):
     if submission is None:
         print("nothing to submit: every cell is finished")
         return collect(cfg) if args.wait else None
-    n = len(submission.cells)
-    print(f"submitted job {submission.job}: {n} array task{'s' if n != 1 else ''} "
-          f"({', '.join(submission.cells[:3])}{' …' if len(submission.cells) > 3 else ''}); "
-          f"logs: {submission.folder}/{submission.job}_<task>.out", flush=True)
+    if submission.earlier:
+        print(f"{len(submission.earlier)} cell(s) still queued or running in earlier jobs, not submitted again: "
+              + ", ".join(f"{cell} (task {task})" for cell, task in list(submission.earlier.items())[:3])
+              + (" …" if len(submission.earlier) > 3 else ""))
+    if submission.job:
+        n = len(submission.cells)
+        print(f"submitted job {submission.job}: {n} array task{'s' if n != 1 else ''} "
+              f"({', '.join(submission.cells[:3])}{' …' if n > 3 else ''}); "
+              f"logs: {submission.folder}/{submission.job}_<task>.out", flush=True)
+    args.resume_hint = (f"the job(s) keep running (squeue -j {','.join(submission.sizes)}; scancel "
+                        f"{' '.join(submission.sizes)} stops them); when done: {_collect_command(args)}")
     if not args.wait:
         print(f"when it is done: {_collect_command(args)}")
         return None

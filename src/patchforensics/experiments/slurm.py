@@ -20,12 +20,14 @@ Layout added to ``--out``::
 """
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import fileio
-from ..core.cluster import SlurmConfig, SlurmError, slurm_unavailable, submit_array, wait_for_job
+from ..core.cluster import (FINAL_STATES, SlurmConfig, SlurmError, slurm_unavailable, submit_array,
+                            task_states, wait_for_job)
 from ..core.config import require
 from .grid import Cell, Grid
 from .one_cell import select_cell
@@ -36,11 +38,22 @@ from .runner import (Context, ExperimentConfig, ExperimentIncomplete, Experiment
 
 @dataclass
 class Submission:
-    """A submitted array: its job id, the cells by task index, where its script and logs are."""
+    """What holds the grid's unfinished cells: the job just submitted (``None`` when every such cell
+    is still in an earlier job), each job's array size, and every task as ``(job, index, cell)``."""
 
-    job: str
-    cells: list[str]
-    folder: Path
+    job: str | None
+    sizes: dict[str, int]
+    tasks: list[tuple[str, int, str]]
+    folder: Path                       # scripts, ``<job>.json`` and the tasks' logs
+
+    @property
+    def cells(self) -> list[str]:
+        return [cell for job, _, cell in self.tasks if job == self.job]
+
+    @property
+    def earlier(self) -> dict[str, str]:
+        """Cells still queued or running in earlier jobs: cell -> ``<job>_<task>``."""
+        return {cell: f"{job}_{i}" for job, i, cell in self.tasks if job != self.job}
 
 
 def check_slurm_options(cfg: ExperimentConfig) -> None:
@@ -69,9 +82,10 @@ def task_command(cfg: ExperimentConfig, grid: Grid, cell: Cell) -> list[str]:
 
 
 def submit_grid(cfg: ExperimentConfig, slurm: SlurmConfig, cell_key: str | None = None) -> Submission | None:
-    """Submit the grid's unfinished cells (or only ``cell_key``) as one job array; ``None`` when
-    nothing is left to run. Bad options, a broken grid, an unknown cell, a missing ``sbatch``
-    and a job sbatch refuses raise one line before anything is submitted."""
+    """Submit the grid's unfinished cells (or only ``cell_key``) as one job array, leaving out those
+    an earlier job of this ``--out`` still has queued or running; ``None`` when every cell is
+    finished. Bad options, a broken grid, an unknown cell, a missing ``sbatch`` and a job sbatch
+    refuses raise one line before anything is submitted."""
     check_slurm_options(cfg)
     slurm.validate()
     if (why := slurm_unavailable()) is not None:
@@ -82,31 +96,58 @@ def submit_grid(cfg: ExperimentConfig, slurm: SlurmConfig, cell_key: str | None 
     todo = [c for c in cells if not (finished(ctx, c) or record_usable(ctx, c))]
     if not todo:
         return None
-    folder = out / "slurm" / grid.config.name
-    job = submit_array([task_command(cfg, grid, c) for c in todo], slurm, folder, grid.config.name)
-    fileio.write_json(folder / f"{job}.json", {"job": job, "grid": grid.config.name,
-                                               "tasks": [{"cell": c.name, "key": c.key} for c in todo]})
-    return Submission(job, [c.name for c in todo], folder.resolve())
+    folder = (out / "slurm" / grid.config.name).resolve()
+    sizes, busy = _in_flight(folder, {c.name for c in todo})
+    todo = [c for c in todo if c.name not in busy]
+    job = submit_array([task_command(cfg, grid, c) for c in todo], slurm, folder, grid.config.name) if todo \
+        else None
+    if job:
+        fileio.write_json(folder / f"{job}.json", {"job": job, "grid": grid.config.name,
+                                                   "tasks": [{"cell": c.name, "key": c.key} for c in todo]})
+        sizes[job] = len(todo)
+    return Submission(job, sizes, [(*busy[name], name) for name in busy] + [(job, i, c.name) for i, c in
+                                                                             enumerate(todo)], folder)
+
+
+def _in_flight(folder: Path, cells: set[str]) -> tuple[dict[str, int], dict[str, tuple[str, int]]]:
+    """Of ``cells``, those that an earlier submission (``<job>.json`` in ``folder``) still has queued
+    or running, as ``cell -> (job, task index)``, and those jobs' array sizes: a second submission
+    while the first runs (a ``--wait`` interrupted, say) does not put two tasks on one cell."""
+    sizes: dict[str, int] = {}
+    busy: dict[str, tuple[str, int]] = {}
+    for path in sorted(folder.glob("*.json")):
+        info = json.loads(path.read_text())
+        if not cells & {t["cell"] for t in info["tasks"]}:
+            continue
+        states = task_states(info["job"])
+        for i, task in enumerate(info["tasks"]):
+            if task["cell"] in cells and i in states and states[i] not in FINAL_STATES:
+                busy[task["cell"]] = (info["job"], i)
+                sizes[info["job"]] = len(info["tasks"])
+    return sizes, busy
 
 
 def wait_and_collect(cfg: ExperimentConfig, submission: Submission, progress: bool = True) -> ExperimentResult:
-    """Wait for the array (``squeue`` and the cell records; no ``sacct``), then :func:`collect`.
-    :class:`ExperimentIncomplete` names the tasks that ended without their cell's record, with
-    their last state and log."""
+    """Wait for the jobs that hold the cells (``squeue`` and the cell records; no ``sacct``), then
+    :func:`collect`. :class:`ExperimentIncomplete` names the tasks that ended without their cell's
+    record, with their last state and log."""
     grid, _ = prepare(cfg)
     ctx = Context(grid, FindingsTables(Path(cfg.findings)) if cfg.findings else None, False, None)
     cells = {c.name: c for c in grid.cells}
-    submitted = [cells[name] for name in submission.cells]
+    failed = []
+    for job, size in submission.sizes.items():
+        mine = [(i, cells[name]) for j, i, name in submission.tasks if j == job]
 
-    def all_written() -> bool:
-        return all(record_usable(ctx, c) or finished(ctx, c) for c in submitted)
+        def written() -> bool:
+            return all(record_usable(ctx, c) or finished(ctx, c) for _, c in mine)
 
-    states = wait_for_job(submission.job, len(submitted), done=all_written, progress=progress)
-    failed = [(i, c) for i, c in enumerate(submitted) if not (record_usable(ctx, c) or finished(ctx, c))]
+        states = wait_for_job(job, size, done=written, progress=progress)
+        failed += [(f"{job}_{i}", c, states.get(i, "gone from squeue")) for i, c in mine
+                   if not (record_usable(ctx, c) or finished(ctx, c))]
     if failed:
-        shown = "; ".join(f"{c.name}: {states.get(i, 'gone from squeue').lower()}, log "
-                          f"{submission.folder / f'{submission.job}_{i}.out'}" for i, c in failed[:3])
-        raise ExperimentIncomplete(f"{len(failed)} of {len(submitted)} tasks of job {submission.job} ended without "
-                                   f"their cell's record ({shown}{' …' if len(failed) > 3 else ''}); submit "
-                                   "again to rerun them (finished cells are kept)")
+        shown = "; ".join(f"{c.name}: task {task} {state.lower()}, log {submission.folder / f'{task}.out'}"
+                          for task, c, state in failed[:3])
+        raise ExperimentIncomplete(f"{len(failed)} of {len(submission.tasks)} tasks ended without their cell's "
+                                   f"record ({shown}{' …' if len(failed) > 3 else ''}); submit again to rerun "
+                                   "them (finished cells are kept)")
     return collect(cfg)
