@@ -10,7 +10,7 @@ from ..screening.decode import MAX_PIXELS_HELP
 from ..screening.detector import DEFAULT_ALIGN_STYLE, DEFAULT_FACE_MODE, DEFAULT_THRESHOLD, FACE_MODES, face_modes_text
 from ..screening.faces import PICK_MARGIN
 from ..screening.results import FORMATS
-from .options import add_backend_option
+from .options import add_backend_option, add_slurm_options
 
 
 def register(sub, name: str) -> None:
@@ -42,7 +42,8 @@ def register(sub, name: str) -> None:
                                                          f"fewer when fewer are within {PICK_MARGIN:g} of the best)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-pixels", type=int, default=SCREEN_MAX_PIXELS, metavar="N", help=MAX_PIXELS_HELP)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (default: a GPU if there is one), cpu, cuda:0 ...; "
+                                                    "under --executor slurm every task's")
     p.add_argument("--out", metavar="DIR", help="also write the JSON and CSV forms into DIR (detect.json, "
                                                 "detect.csv), and with --shard the shard's record for --merge")
     p.add_argument("--shard", metavar="K/N", help="score only shard K of N (1 <= K <= N) of the expanded inputs: the "
@@ -54,13 +55,34 @@ def register(sub, name: str) -> None:
                         "files, --report draws the page from the merged rows")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty --heatmaps or --out folder, replace --report")
+    p.add_argument("--shards", type=int, metavar="N",
+                   help="with --executor slurm: split the run over N array tasks (--shard K/N each)")
+    add_slurm_options(p, "--shards N tasks, task K running --shard K/N into OUT/shards/K-of-N; --wait merges "
+                         "them into --out")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.config import ConfigError
     from ..screening.results import format_result
+    from .options import refuse_unused_slurm_options
 
-    result = _merge(args) if args.merge else _detect(args)
+    if args.executor == "slurm":
+        from ..screening.slurm import ShardsIncomplete
+
+        try:
+            result = _submit(args)
+        except ShardsIncomplete as e:
+            print(f"patchforensics detect: {e}", file=sys.stderr)
+            return 1
+        if result is None:
+            return 0
+    else:
+        refuse_unused_slurm_options(args)
+        if args.shards is not None:
+            raise ConfigError("shards: --shards N submits N Slurm array tasks (--executor slurm); one process "
+                              "scores shard K of N with --shard K/N")
+        result = _merge(args) if args.merge else _detect(args)
     print(format_result(result, args.format))
     if not result.faces and not args.shard:           # a shard is done once its record is: the merge tells
         print("patchforensics detect: " + ("no face found in any image, so no verdict (--faces aligned scores "
@@ -82,18 +104,44 @@ def _merge(args: argparse.Namespace):
     return merge_shards(MergeConfig(args.merge, args.out, args.heatmaps, args.report, args.force))
 
 
-def _detect(args: argparse.Namespace):
-    from ..screening.detect import DetectConfig, detect
-    from .options import progress_enabled
+def _config(args: argparse.Namespace):
+    from ..screening.detect import DetectConfig
 
-    cfg = DetectConfig(paths=args.paths, model=args.model, which_epoch=args.which_epoch,
-                       backend=getattr(args, "backend", "auto"),
-                       threshold=args.threshold, heatmaps=args.heatmaps, report=args.report, faces=args.faces,
-                       align_style=args.align_style, top_k=args.top_k,
-                       batch_size=args.batch_size, max_pixels=args.max_pixels, device=args.device,
-                       force=args.force, out=args.out, shard=args.shard)
+    return DetectConfig(paths=args.paths, model=args.model, which_epoch=args.which_epoch,
+                        backend=getattr(args, "backend", "auto"),
+                        threshold=args.threshold, heatmaps=args.heatmaps, report=args.report, faces=args.faces,
+                        align_style=args.align_style, top_k=args.top_k,
+                        batch_size=args.batch_size, max_pixels=args.max_pixels, device=args.device,
+                        force=args.force, out=args.out, shard=args.shard)
+
+
+def _detect(args: argparse.Namespace):
+    from ..screening.detect import detect
+    from .options import progress_enabled
 
     def on_skip(path: str, reason: str) -> None:
         print(f"skipped {path}: {reason}", file=sys.stderr)
 
-    return detect(cfg, progress=progress_enabled(), on_skip=on_skip)
+    return detect(_config(args), progress=progress_enabled(), on_skip=on_skip)
+
+
+def _submit(args: argparse.Namespace):
+    """``--executor slurm --shards N``: submit the shards, print the job id (to stderr with
+    ``--wait``, whose stdout is the merged result); with ``--wait`` the merged result, else None."""
+    from ..core.config import ConfigError
+    from ..screening.slurm import merge_command, submit_shards, wait_and_merge
+    from .options import progress_enabled, slurm_config
+
+    if args.merge or args.shards is None:
+        raise ConfigError("shards: --executor slurm needs --shards N (and no --merge: it merges with --wait)")
+    cfg = _config(args)
+    submission = submit_shards(cfg, args.shards, slurm_config(args))
+    print(f"submitted job {submission.job}: {args.shards} array task{'s' * (args.shards > 1)} (shards 1/"
+          f"{args.shards} to {args.shards}/{args.shards}); logs: {submission.logs}/{submission.job}_<task>.out",
+          file=sys.stderr if args.wait else sys.stdout, flush=True)
+    args.resume_hint = (f"job {submission.job} keeps running (scancel {submission.job} stops it); when it is "
+                        f"done: {merge_command(cfg, args.shards)}")
+    if not args.wait:
+        print(f"when it is done: {merge_command(cfg, args.shards)}")
+        return None
+    return wait_and_merge(cfg, submission, progress=progress_enabled())

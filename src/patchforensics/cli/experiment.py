@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..experiments.grid import bundled_grids
+from .options import add_slurm_options
 
 
 def register(sub, name: str) -> None:
@@ -23,10 +24,12 @@ def register(sub, name: str) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="processes, each taking the next unfinished cell (a lock file per cell; default 1). Other "
                         "experiment processes may share --out: one that finds every cell left held by the others "
-                        "exits 0 naming them. Not under torchrun (refused)")
+                        "exits 0 naming them. Not under torchrun (refused). Under --executor slurm leave it at 1: "
+                        "each cell is its own array task")
     p.add_argument("--device", action="append", default=None, metavar="DEVICE",
                    help="device of the cells (auto, cpu, cuda:0 ...); repeat to give worker i the i-th "
-                        "(round robin), e.g. --workers 2 --device cuda:0 --device cuda:1")
+                        "(round robin), e.g. --workers 2 --device cuda:0 --device cuda:1; under --executor "
+                        "slurm one value for every task (auto: the task's GPU from --slurm-gpus, else its CPUs)")
     p.add_argument("--force", action="store_true", help="retrain and retest every cell")
     p.add_argument("--findings", metavar="DIR",
                    help="folder of the committed findings tables (cells.csv, curves.csv, regions.csv; e.g. "
@@ -34,10 +37,19 @@ def register(sub, name: str) -> None:
                         "cell that finishes appends its rows")
     p.add_argument("--stop-after", type=float, metavar="MINUTES",
                    help="start no cell after this many minutes (a run with a deadline ends with whole cells)")
-    p.add_argument("--plan", action="store_true",
-                   help="list each cell's key, checkpoint, state (finished, in table, regions, missing tests, "
-                        "retrain, retest, to run) and est_minutes of training (est_source: table, record, model "
-                        "median) as JSON lines; trains nothing")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--plan", action="store_true",
+                      help="list each cell's key, checkpoint, state (finished, in table, regions, missing tests, "
+                           "retrain, retest, to run) and est_minutes of training (est_source: table, record, model "
+                           "median) as JSON lines; trains nothing")
+    what.add_argument("--cell", metavar="KEY",
+                      help="train and test only this cell (its 12-hex key or its name, as --plan lists them) "
+                           "and write its record, not the tables (--collect does): what each Slurm array task "
+                           "runs; with --executor slurm, submit only this cell")
+    what.add_argument("--collect", action="store_true",
+                      help="put the cell records that --cell runs or a Slurm array wrote into --findings and "
+                           "write the grid's table; trains nothing")
+    add_slurm_options(p, "one task per unfinished cell, each running --cell KEY into the shared --out")
     p.set_defaults(func=run, resume_hint="run the same command again to resume: finished cells are kept and a "
                                          "half-trained cell continues from its last snapshot")
 
@@ -46,18 +58,27 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from ..experiments.runner import ExperimentConfig, ExperimentIncomplete, plan, run_experiment
-    from .options import progress_enabled
+    from ..experiments.runner import ExperimentConfig, ExperimentIncomplete, collect, plan, run_experiment
+    from .options import progress_enabled, refuse_unused_slurm_options
 
     cfg = ExperimentConfig(grid=args.grid, overrides=args.overrides, out=args.out, data_root=args.data_root,
                            workers=args.workers, devices=args.device or ["auto"], force=args.force,
                            findings=args.findings, stop_after=args.stop_after)
+    if args.executor == "local":
+        refuse_unused_slurm_options(args)
     if args.plan:
         for cell in plan(cfg):
             print(json.dumps(cell))
         return 0
     try:
-        result = run_experiment(cfg, progress=progress_enabled())
+        if args.executor == "slurm":
+            result = _submit(args, cfg)
+            if result is None:
+                return 0
+        elif args.cell:
+            return _one_cell(args, cfg)
+        else:
+            result = collect(cfg) if args.collect else run_experiment(cfg, progress=progress_enabled())
     except ExperimentIncomplete as e:
         print(f"patchforensics experiment: {e}", file=sys.stderr)
         return 1
@@ -67,3 +88,55 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.cells} cells, {result.trained} run by this call; table: {result.findings_dir / 'table.csv'}; "
           f"report: patchforensics report {result.out / 'results'}")
     return 0
+
+
+def _submit(args: argparse.Namespace, cfg):
+    """``--executor slurm``: submit the array and print its job id; with ``--wait`` (or nothing to
+    run) the collected result, else None."""
+    from ..experiments.runner import collect
+    from ..experiments.slurm import submit_grid, wait_and_collect
+    from .options import progress_enabled, slurm_config
+
+    if args.collect:
+        return collect(cfg)
+    submission = submit_grid(cfg, slurm_config(args), args.cell)
+    if submission is None:
+        print("nothing to submit: every cell is finished")
+        return collect(cfg) if args.wait else None
+    if submission.earlier:
+        print(f"{len(submission.earlier)} cell(s) still queued or running in earlier jobs, not submitted again: "
+              + ", ".join(f"{cell} (task {task})" for cell, task in list(submission.earlier.items())[:3])
+              + (" …" if len(submission.earlier) > 3 else ""))
+    if submission.job:
+        n = len(submission.cells)
+        print(f"submitted job {submission.job}: {n} array task{'s' if n != 1 else ''} "
+              f"({', '.join(submission.cells[:3])}{' …' if n > 3 else ''}); "
+              f"logs: {submission.folder}/{submission.job}_<task>.out", flush=True)
+    args.resume_hint = (f"the job(s) keep running (squeue -j {','.join(submission.sizes)}; scancel "
+                        f"{' '.join(submission.sizes)} stops them); when done: {_collect_command(args)}")
+    if not args.wait:
+        print(f"when it is done: {_collect_command(args)}")
+        return None
+    return wait_and_collect(cfg, submission, progress=progress_enabled())
+
+
+def _one_cell(args: argparse.Namespace, cfg) -> int:
+    from ..experiments.one_cell import run_one_cell
+    from .options import progress_enabled
+
+    cell, record = run_one_cell(cfg, args.cell, progress=progress_enabled())
+    print(f"cell {cell.name} ({cell.key}): " + (f"record {record}" if record else "its rows are in --findings")
+          + f"; the tables: {_collect_command(args)}")
+    return 0
+
+
+def _collect_command(args: argparse.Namespace) -> str:
+    """The ``--collect`` command line matching this call's grid and folders."""
+    import shlex
+
+    cmd = ["patchforensics", "experiment", args.grid]
+    for override in args.overrides:
+        cmd += ["--set", override]
+    for flag, value in (("--out", args.out), ("--data-root", args.data_root), ("--findings", args.findings)):
+        cmd += [flag, value] if value else []
+    return shlex.join([*cmd, "--collect"])

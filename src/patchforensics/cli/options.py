@@ -83,3 +83,43 @@ def dataset_kwargs(args: argparse.Namespace) -> dict:
                 which_epoch=args.which_epoch, partition=args.partition, corrupt=args.corrupt,
                 results_dir=args.results_dir, batch_size=args.batch_size, num_workers=args.num_workers,
                 device=args.device, force=args.force)
+
+
+def add_slurm_options(parser: argparse.ArgumentParser, task: str) -> None:
+    """``--executor`` and the ``--slurm-*`` options of the commands that can run as a Slurm job
+    array (``task``: what one array task does, for the help)."""
+    parser.add_argument("--executor", choices=["local", "slurm"], default="local",
+                        help=f"local (default): run here; slurm: submit one Slurm job array ({task}) with "
+                             "sbatch, print its job id and return (see --wait); docs/performance.md, "
+                             "'On a cluster'")
+    group = parser.add_argument_group("Slurm (with --executor slurm; each option is per array task)")
+    group.add_argument("--slurm-partition", metavar="NAME", help="partition (default: the cluster's default)")
+    group.add_argument("--slurm-cpus", type=int, metavar="N",
+                       help="CPU cores per task (--cpus-per-task; also its thread count)")
+    group.add_argument("--slurm-gpus", type=int, metavar="N", help="GPUs per task (--gres=gpu:N)")
+    group.add_argument("--slurm-mem", metavar="SIZE", help="memory per task, e.g. 16G")
+    group.add_argument("--slurm-time", type=int, metavar="MINUTES",
+                       help="time limit per task; a task near it requeues itself and resumes")
+    group.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other sbatch option, by its long name: --slurm-extra account=myproj "
+                            "--slurm-extra qos=normal; repeatable")
+    group.add_argument("--wait", action="store_true",
+                       help="wait for the job (squeue and the result files; no sacct needed), then collect "
+                            "its results as a local run would")
+
+
+def slurm_config(args: argparse.Namespace):
+    """The ``--slurm-*`` options as a :class:`~patchforensics.core.cluster.SlurmConfig`."""
+    from ..core.cluster import SlurmConfig
+
+    return SlurmConfig(partition=args.slurm_partition, cpus=args.slurm_cpus, gpus=args.slurm_gpus,
+                       mem=args.slurm_mem, time=args.slurm_time, extra=args.slurm_extra)
+
+
+def refuse_unused_slurm_options(args: argparse.Namespace) -> None:
+    """With ``--executor local`` the Slurm options would be ignored silently: refuse them in one line."""
+    given_slurm = [name for name in ("slurm_partition", "slurm_cpus", "slurm_gpus", "slurm_mem", "slurm_time")
+                   if getattr(args, name) is not None] + (["slurm_extra"] if args.slurm_extra else []) \
+        + (["wait"] if args.wait else [])
+    if given_slurm:
+        raise ValueError(f"--{given_slurm[0].replace('_', '-')} applies to --executor slurm only")

@@ -52,18 +52,15 @@ from ..core.config import require, to_dict
 from ..core.device import resolve_device
 from ..core.ranks import world_size
 from ..core.provenance import code_commit
-from ..data.transforms import parse_corruptions
-from ..evaluation.evaluate import read_scores_csv, results_dir_for
 from ..evaluation.suite import run_suite
 from ..explain.patches import PatchesConfig, run_patches
 from ..explain.regions import RegionsConfig, run_regions
 from ..models import is_patch_model
-from ..models.card import ModelCard
 from ..models.checkpoint import RESUME_FILE
 from ..scoring.runtime import cpu_has_native_bf16, cpu_kind
-from ..scoring.metrics import AGGREGATIONS, bootstrap_ci
 from ..training.summary import read_train_summary, training_minutes
 from ..training.train import train
+from .cell_measures import bootstrap_intervals, cell_runtime
 from .estimates import estimate_minutes
 from .findings import view_rows, write_findings
 from .grid import RESOURCE_KEYS, Cell, Grid, load_grid
@@ -117,6 +114,7 @@ class Context:
     tables: FindingsTables | None
     force: bool
     deadline: float | None       # time.time() after which no cell is started
+    append: bool = True          # a finished cell's rows go into ``tables`` (not from --cell runs: collect does)
 
 
 def prepare(cfg: ExperimentConfig) -> tuple[Grid, Path]:
@@ -191,26 +189,10 @@ def cell_state(ctx: Context, cell: Cell) -> str:
 def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentResult:
     """Run (or continue) a grid and write its findings; see the module docstring."""
     grid, out = prepare(cfg)
-    fileio.write_yaml(out / "grids" / f"{grid.config.name}.yaml", grid.spec())
-    cells_dir = out / "cells" / grid.config.name
-    cells_dir.mkdir(parents=True, exist_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
-    fileio.remove_stale_temps(cells_dir)
-    if cfg.force:                  # every cell again: the old records go, the locks of live workers stay
-        for record in cells_dir.glob("*.json"):
-            record.unlink()
-    tables = FindingsTables(Path(cfg.findings)) if cfg.findings else None
-    deadline = time.time() + cfg.stop_after * 60 if cfg.stop_after else None
-    ctx = Context(grid, tables, cfg.force, deadline)
-    if tables:                     # cells finished here before the table was named: their rows go in now
-        for cell in grid.cells:
-            if _record_complete(grid, cell) and not finished(ctx, cell):
-                record = _read_json(cells_dir / f"{cell.name}.json")
-                write_cell(tables, grid, cell, record, replace=tables.holds_key(cell.key) and not tables.trained_as(
-                    cell.key, record.get("best_epoch"), record.get("best_val")))
+    ctx = open_grid(cfg, grid, clean=True)
     todo = [c for c in grid.cells if not finished(ctx, c)]
     _log(f"experiment {grid.config.name}: {len(grid.cells)} cells, {len(grid.cells) - len(todo)} finished"
-         + (f" (in {tables.path('cells')} or here)" if tables else "")
+         + (f" (in {ctx.tables.path('cells')} or here)" if ctx.tables else "")
          + f", {len(todo)} to run, {cfg.workers} worker(s); output {out}")
     _warn_emulated_bf16(todo, cfg.devices)
     if cfg.workers == 1 or len(todo) <= 1:
@@ -232,7 +214,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentRe
     holders = {c.name: fileio.lock_holder(Path(c.train.checkpoints_dir) / f"{c.train.name}.lock") for c in left}
     missing = [c.name for c in left if not finished(ctx, c)]     # checked again: a holder may have finished since
     held = {name: holders[name] for name in missing if holders[name]}
-    stopped = deadline and time.time() > deadline
+    stopped = ctx.deadline and time.time() > ctx.deadline
     if missing and set(missing) == set(held) and not stopped:
         _log(f"experiment {grid.config.name}: nothing left for this process: {len(held)} cell(s) held by other "
              f"processes sharing {out} ({', '.join(f'{n} (pid {p})' for n, p in held.items())}); they finish them, "
@@ -241,8 +223,53 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentRe
     if missing:
         why = f"stopped after {cfg.stop_after:g} min (--stop-after)" if stopped else "unfinished"
         others = f", {len(held)} of them held by other processes" if held else ""
-        raise ExperimentIncomplete(f"{len(missing)} cells {why} ({', '.join(missing[:5])}"
-                                   f"{' …' if len(missing) > 5 else ''}{others}); rerun to continue")
+        raise ExperimentIncomplete(f"{len(missing)} cells {why} ({_names(missing)}{others}); rerun to continue")
+    return ExperimentResult(out, write_grid_findings(ctx), len(grid.cells), worked)
+
+
+def collect(cfg: ExperimentConfig) -> ExperimentResult:
+    """Put the cell records other processes wrote (Slurm tasks, ``--cell`` runs) into the findings
+    tables and write the grid's table; trains nothing. :class:`ExperimentIncomplete` names the rest."""
+    grid, out = prepare(cfg)
+    ctx = open_grid(cfg, grid, clean=False)
+    missing = [c.name for c in grid.cells if not finished(ctx, c)]
+    if missing:
+        raise ExperimentIncomplete(f"{len(missing)} of {len(grid.cells)} cells have no record in "
+                                   f"{out / 'cells' / grid.config.name} yet ({_names(missing)}): wait for their "
+                                   "tasks, or run them (--executor slurm submits the unfinished ones)")
+    return ExperimentResult(out, write_grid_findings(ctx), len(grid.cells), 0)
+
+
+def open_grid(cfg: ExperimentConfig, grid: Grid, clean: bool) -> Context:
+    """The output folders and the workers' context; records not yet in the findings tables (a table
+    named later, ``--cell`` runs, Slurm tasks) go in (replacing their key's rows if of another
+    training). ``clean`` (this process's workers run): dead writers' temp files go, and ``force``
+    drops the records; not when collecting (a writer's pid on another node means nothing here)."""
+    out = grid.out
+    fileio.write_yaml(out / "grids" / f"{grid.config.name}.yaml", grid.spec())
+    cells_dir = out / "cells" / grid.config.name
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    (out / "checkpoints").mkdir(exist_ok=True)
+    if clean:
+        fileio.remove_stale_temps(cells_dir)
+    if clean and cfg.force:        # every cell again: the old records go, the locks of live workers stay
+        for record in cells_dir.glob("*.json"):
+            record.unlink()
+    tables = FindingsTables(Path(cfg.findings)) if cfg.findings else None
+    deadline = time.time() + cfg.stop_after * 60 if cfg.stop_after else None
+    ctx = Context(grid, tables, cfg.force, deadline)
+    for cell in grid.cells if tables else []:
+        if record_usable(ctx, cell) and not in_tables(ctx, cell):
+            record = _read_json(cells_dir / f"{cell.name}.json")
+            write_cell(tables, grid, cell, record, replace=tables.holds_key(cell.key) and not tables.trained_as(
+                cell.key, record.get("best_epoch"), record.get("best_val")))
+    return ctx
+
+
+def write_grid_findings(ctx: Context) -> Path:
+    """The grid's long table and figures (from the findings tables, else from the cell records)."""
+    grid, tables = ctx.grid, ctx.tables
+    cells_dir = grid.out / "cells" / grid.config.name
     if tables:
         tests = {(d.name, ",".join(c) or "none") for s in grid.suites for d in s.datasets for c in s.corruptions}
         rows = view_rows({t: tables.read(t) for t in TABLES}, {c.key for c in grid.cells}, tests)
@@ -251,10 +278,14 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> ExperimentRe
         for cell in grid.cells:
             for table, part in cell_rows(grid, cell, _read_json(cells_dir / f"{cell.name}.json")).items():
                 rows[table] += part
-    findings_dir = write_findings(grid.config.name, rows, out / "results" / f"experiment-{grid.config.name}",
+    findings_dir = write_findings(grid.config.name, rows, grid.out / "results" / f"experiment-{grid.config.name}",
                                   {"grid": grid.spec(), "data_root": str(grid.data_root)})
     _log(f"experiment {grid.config.name}: table and figures in {findings_dir}")
-    return ExperimentResult(out, findings_dir, len(grid.cells), worked)
+    return findings_dir
+
+
+def _names(cells: list[str]) -> str:
+    return ", ".join(cells[:5]) + (" …" if len(cells) > 5 else "")
 
 
 def run_worker(ctx: Context, tag: str, device: str, progress: bool) -> int:
@@ -288,7 +319,7 @@ def run_worker(ctx: Context, tag: str, device: str, progress: bool) -> int:
             seconds = time.perf_counter() - start
             result["seconds"] = round(seconds, 1)
             fileio.write_json(record, result)
-            if ctx.tables:
+            if ctx.tables and ctx.append:
                 added = write_cell(ctx.tables, grid, cell, result, replace=state in REPLACING)
                 _log(f"{tag}  rows {'of key ' + cell.key + ' replaced in' if state in REPLACING else 'added to'} "
                      f"{ctx.tables.folder}: " + ", ".join(f"{n} to {t}.csv" for t, n in added.items()))
@@ -304,8 +335,11 @@ def run_worker(ctx: Context, tag: str, device: str, progress: bool) -> int:
 def finished(ctx: Context, cell: Cell) -> bool:
     """The cell's local record is complete, or the findings tables hold all its rows (and its
     region counts, when the grid wants them)."""
-    if _record_complete(ctx.grid, cell):
-        return True
+    return _record_complete(ctx.grid, cell) or in_tables(ctx, cell)
+
+
+def in_tables(ctx: Context, cell: Cell) -> bool:
+    """The findings tables hold all the cell's rows (and its region counts, when the grid wants them)."""
     tables = ctx.tables
     return tables is not None and tables.has_rows(ctx.grid, cell) \
         and (not wants_regions(ctx.grid, cell) or tables.has_regions(ctx.grid, cell))
@@ -321,6 +355,20 @@ def _record_complete(grid: Grid, cell: Cell) -> bool:
     return all((s.name, d.name, ",".join(c) or "none") in have
                for s in grid.suites for d in s.datasets for c in s.corruptions) \
         and (not wants_regions(grid, cell) or set(datasets) <= set(record.get("regions", {})))
+
+
+def record_usable(ctx: Context, cell: Cell) -> bool:
+    """The cell's record can go into the findings tables: it is complete, or (a ``--cell`` run of a
+    cell the tables hold in part) it has the tests and regions they lack, of the training they hold."""
+    grid, tables = ctx.grid, ctx.tables
+    record = _read_json(grid.out / "cells" / grid.config.name / f"{cell.name}.json")
+    if _record_complete(grid, cell) or not record or tables is None:
+        return _record_complete(grid, cell)
+    datasets = {d.name for s in grid.suites for d in s.datasets}
+    return Path(record["checkpoint"]).name == cell.train.name \
+        and tables.trained_as(cell.key, record.get("best_epoch"), record.get("best_val")) \
+        and tables.missing_tests(grid, cell) <= {(r["dataset"], r["corruption"]) for r in record["rows"]} \
+        and (not wants_regions(grid, cell) or tables.has_regions(grid, cell) or datasets <= set(record["regions"]))
 
 
 def wants_regions(grid: Grid, cell: Cell) -> bool:
@@ -354,7 +402,7 @@ def run_cell(ctx: Context, cell: Cell, device: str, progress: bool,
                            force=force, progress=progress)
         fakes = {d.name: Path(d.fake).name for d in suite.datasets}
         reals = {d.name: Path(d.real).name for d in suite.datasets}
-        intervals = {(d.name, ",".join(c) or "none"): _intervals(results_dir, ckpt.name, grid.config.which_epoch,
+        intervals = {(d.name, ",".join(c) or "none"): bootstrap_intervals(results_dir, ckpt.name, grid.config.which_epoch,
                                                                  d.name, c)
                      for d in suite.datasets for c in suite.corruptions}
         rows += [{"suite": suite.name, "test_real": reals[r["dataset"]], "test_fake": fakes[r["dataset"]], **r,
@@ -375,42 +423,9 @@ def run_cell(ctx: Context, cell: Cell, device: str, progress: bool,
     return {"cell": cell.name, "key": cell.key, "options": cell.options, "train_config": to_dict(tcfg),
             "checkpoint": str(ckpt), "best_epoch": (summary or {}).get("best_epoch"),
             "best_val": (summary or {}).get("best_metric"), "epochs": len((summary or {}).get("history", [])),
-            "history": (summary or {}).get("history", []), "runtime": _runtime(ckpt),
+            "history": (summary or {}).get("history", []), "runtime": cell_runtime(ckpt),
             "train_s": round(train_s, 1), "rows": rows, "regions": regions, "commit": code_commit(),
             "finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-
-
-def _intervals(results_root: Path, name: str, which_epoch: str, dataset: str,
-               corruption: list[str]) -> dict[str, dict[str, float]]:
-    """``aggregation -> {ap_lo, ap_hi, roc_auc_lo, roc_auc_hi}``: 95% bootstrap intervals over the
-    test images, from the ``scores.csv`` that ``test`` wrote (none for the per-patch rows)."""
-    scores = read_scores_csv(results_dir_for(results_root, name, "test", which_epoch, dataset,
-                                             parse_corruptions(corruption)) / "scores.csv")
-    if scores is None:
-        return {}
-    _, labels, p_fake = scores
-    out = {}
-    for aggregation in AGGREGATIONS:
-        ci = bootstrap_ci(p_fake[aggregation], labels == 0)
-        out[aggregation] = {"ap_lo": ci["ap"][0], "ap_hi": ci["ap"][1],
-                            "roc_auc_lo": ci["roc_auc"][0], "roc_auc_hi": ci["roc_auc"][1]}
-    return out
-
-
-def _runtime(ckpt: Path) -> dict[str, str]:
-    """What the cell trained with (precision, backend, device, CPU) and ``machine``: the GPU's
-    name on CUDA, else the CPU kind."""
-    runtime = dict(ModelCard.read(ckpt).runtime)
-    device = runtime.get("device", "")
-    if device.startswith("cuda"):
-        import torch
-
-        # the GPU's name where the cell is measured on one (regions of GPU cells run on a CPU later)
-        gpu = torch.cuda.get_device_name(torch.device(device)) if torch.cuda.is_available() else "GPU"
-        runtime["machine"] = f"{device}: {gpu}"
-    else:
-        runtime["machine"] = f"{device}: {runtime.get('cpu', '')}"
-    return runtime
 
 
 def _warn_emulated_bf16(todo: list[Cell], devices: list[str]) -> None:

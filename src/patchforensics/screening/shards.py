@@ -160,6 +160,13 @@ def _refuse_missing(shards: Sequence[ShardRecord], cfg: MergeConfig) -> None:
                               "or merge without --report")
 
 
+def _only_shards_inside(out: str | Path, shards: Sequence[ShardRecord]) -> bool:
+    """Whether ``out`` holds nothing but (folders above) the shards being merged, as ``detect
+    --executor slurm`` leaves it (``OUT/shards/K-of-N``): the merge may write there."""
+    keep = {p for s in shards for p in (s.folder.resolve(), *s.folder.resolve().parents)}
+    return Path(out).is_dir() and all(entry.resolve() in keep for entry in Path(out).iterdir())
+
+
 def merge_shards(cfg: MergeConfig) -> DetectResult:
     """Join the shards of one ``detect`` run into its result (rows in input order), write it into
     ``cfg.out`` as one run would, copy the heatmaps and write the report when asked."""
@@ -168,7 +175,7 @@ def merge_shards(cfg: MergeConfig) -> DetectResult:
     shards = [ShardRecord.read(folder) for folder in cfg.shards]     # fails before anything is written
     check_shards(shards)
     _refuse_missing(shards, cfg)
-    fileio.ensure_new_output(cfg.out, cfg.force)
+    fileio.ensure_new_output(cfg.out, cfg.force or _only_shards_inside(cfg.out, shards))
     if cfg.heatmaps:
         fileio.ensure_new_output(cfg.heatmaps, cfg.force)
     if cfg.report:
