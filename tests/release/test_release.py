@@ -89,11 +89,12 @@ def test_release_end_to_end_resumes_and_reruns_nothing(tiny_root, tmp_path, monk
     assert (installed / "MODEL_CARD.md").read_text() == text
     assert _sidecar_onnx(installed, "weights") == installed / "weights.onnx"      # opening it exports nothing
 
-    # the shipped detector, trained on all the data, beats 2-epoch candidates: it stays, nothing is installed
+    # against the release it installed (the same weights): no candidate beats it, so it stays
     kept = run_release(ReleaseConfig(**{**cfg.__dict__, "install": str(tmp_path / "not-installed"),
-                                        "previous": str(BUNDLED_DIR)}), progress=False)
+                                        "previous": str(installed)}), progress=False)
     assert kept["winner"] == "previous" and not (tmp_path / "not-installed").exists()
-    assert kept["selection"]["previous"]["weights"] == file_sha256(BUNDLED_DIR / "weights.safetensors")[:12]
+    assert kept["selection"]["previous"]["weights"] == file_sha256(installed / "weights.safetensors")[:12]
+    assert kept["selection"]["previous"]["mean_recall"] == summary["selection"][summary["winner"]]["mean_recall"]
 
     # the same command again trains nothing and measures nothing twice
     def no_training(*args, **kwargs):

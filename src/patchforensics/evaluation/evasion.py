@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..data.corruptions import Corruption, parse_corruption
 from ..data.transforms import eval_image, to_tensor
 from ..scoring.engine import Engine
-from ..scoring.metrics import aggregate
+from ..scoring.metrics import aggregate, resampled_mean_interval
 
 #: bootstrap resamples per set: the interval bounds of a share over 20-300 images move by about
 #: a point between resampling seeds at this count, well under the intervals' width
@@ -47,9 +47,7 @@ def edited_p_fake(engine: Engine, images: Sequence[Image.Image], corruption: Cor
 
 
 def _interval(values: np.ndarray, idx: np.ndarray) -> list[float]:
-    """95% percentile bootstrap interval of the mean of ``values`` over the resamples ``idx`` ``(R, N)``."""
-    means = values.astype(np.float64)[idx].mean(axis=1)
-    return [float(q) for q in np.percentile(means, [2.5, 97.5])]
+    return list(resampled_mean_interval(values, idx))
 
 
 def _row(edit: str, name: str, cls: str, p: np.ndarray, base: np.ndarray, threshold: float,

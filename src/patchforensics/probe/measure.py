@@ -14,7 +14,7 @@ from PIL import Image
 
 from ..models.card import ModelCard
 from ..scoring.engine import Engine
-from ..scoring.metrics import aggregate
+from ..scoring.metrics import aggregate, resampled_mean_interval
 
 #: resamples of the bootstrap interval of a mean change (over images)
 RESAMPLES = 1000
@@ -69,11 +69,8 @@ def mean_interval(values: np.ndarray, resamples: int = RESAMPLES, seed: int = 0,
     values = np.asarray(values, dtype=np.float64)
     if not len(values):
         return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
-    tail = (1.0 - level) / 2
-    lo, hi = np.quantile(means, [tail, 1.0 - tail])
-    return float(values.mean()), float(lo), float(hi)
+    idx = np.random.default_rng(seed).integers(0, len(values), (resamples, len(values)))
+    return (float(values.mean()), *resampled_mean_interval(values, idx, level))
 
 
 def summarise(before: np.ndarray, after: np.ndarray, threshold: float, resamples: int = RESAMPLES,

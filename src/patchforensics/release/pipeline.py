@@ -193,7 +193,8 @@ def choose(ckpts: dict[str, Path], cfg: ReleaseConfig, progress: bool) -> tuple[
     ``<out>/selection.json`` for the weights it measured, and the name of the one chosen."""
     choice_file = Path(cfg.out) / "selection.json"
     selection = json.loads(choice_file.read_text()) if choice_file.is_file() else {}
-    rivals = {**ckpts, PREVIOUS: Path(cfg.previous)} if cfg.previous else ckpts
+    # the previous release first: a tie keeps it (a candidate must beat it to replace it)
+    rivals = {PREVIOUS: Path(cfg.previous), **ckpts} if cfg.previous else ckpts
     for name, ckpt in rivals.items():
         which = BUNDLED_WEIGHTS if name == PREVIOUS else "bestval"
         digest = weights_digest(ckpt, which)
@@ -209,7 +210,8 @@ def choose(ckpts: dict[str, Path], cfg: ReleaseConfig, progress: bool) -> tuple[
 
 
 def pick_winner(selection: dict[str, dict[str, Any]]) -> str:
-    """The candidate chosen from their :func:`validation_choice` results (``name -> result``)."""
+    """The candidate chosen from their :func:`validation_choice` results (``name -> result``);
+    of equals, the first."""
     # a plain backdrop must not move a real face's score: a candidate that fails it on validation
     # loses to one that passes, whatever its recall
     winner = max(selection, key=lambda n: (selection[n]["backdrop_ok"], selection[n]["mean_recall"],
