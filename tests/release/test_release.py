@@ -9,13 +9,14 @@ import pytest
 from conftest import DATA, FACES
 from patchforensics.core import fileio
 from patchforensics.core.fileio import file_sha256
+from patchforensics.data.corruptions import EVERYDAY_EDITS
 from patchforensics.data.dataset import data_release
 from patchforensics.models.checkpoint import BUNDLED_DIR
 from patchforensics.release import card_metrics, pipeline
 from patchforensics.scoring.engine import _sidecar_onnx
 from patchforensics.scoring.metrics import wilson
 from patchforensics.release.backdrop import BACKDROPS
-from patchforensics.release.card import render_card
+from patchforensics.release.card import render_card, render_installed
 from patchforensics.release.pipeline import INSTALLED, ReleaseConfig, run_release
 from patchforensics.release.recipe import CANDIDATES, FAKE_SETS, HELD_OUT_SOURCE, REAL_SETS
 from patchforensics.training.train import train
@@ -80,8 +81,9 @@ def test_release_end_to_end_resumes_and_reruns_nothing(tiny_root, tmp_path, monk
     assert metrics["wild"]["photos"] == 4
     text = (out / "MODEL_CARD.md").read_text()
     tables = card_metrics.parse(text)
-    assert set(tables) == {"decisions", "ranking", "wild", "backdrop"}
+    assert set(tables) == {"decisions", "ranking", "wild", "backdrop", "evasion"}
     assert set(tables["decisions"]) == set(REAL_SETS + FAKE_SETS)
+    assert list(tables["evasion"]) == ["none", *EVERYDAY_EDITS] and metrics["evasion"]["weights"] == metrics["weights"]
     assert "not detected" in text and summary["winner"] in text
     # installed: the weights, the card and the calibration travel together
     installed = tmp_path / "bundled"
@@ -102,6 +104,7 @@ def test_release_end_to_end_resumes_and_reruns_nothing(tiny_root, tmp_path, monk
     monkeypatch.setattr(pipeline, "train", no_training)
     monkeypatch.setattr(pipeline, "validation_choice", no_training)
     monkeypatch.setattr(card_metrics, "card_metrics", no_training)
+    monkeypatch.setattr(pipeline, "evasion_metrics", no_training)
     with pytest.raises(fileio.OutputExistsError, match="--force"):     # the installed detector stays
         run_release(cfg, progress=False)
     cfg.force = True
@@ -136,6 +139,10 @@ def test_the_bundled_card_renders_again_from_the_bundled_files(tmp_path):
         (winner / name).symlink_to(BUNDLED_DIR / installed)
     card = (BUNDLED_DIR / "MODEL_CARD.md").read_bytes()
     assert render_card(winner, metrics, summary).encode("utf-8") == card
+    assert render_installed(BUNDLED_DIR).encode("utf-8") == card
+    # every everyday edit's row, measured on the bundled weights (`release --card-only`, docs/recipe.md)
+    assert list(card_metrics.parse(card.decode())["evasion"]) == ["none", *EVERYDAY_EDITS]
+    assert metrics["evasion"]["weights"]["winner"] == file_sha256(BUNDLED_DIR / "weights.safetensors")[:12]
     assert f"git commit `{summary['provenance']['commit']}`".encode() in card
 
 

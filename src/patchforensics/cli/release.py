@@ -31,9 +31,14 @@ def register(sub, name: str) -> None:
                         "every step")
     p.add_argument("--install", metavar="DIR", help="make DIR the chosen detector and its card "
                                                      "(src/patchforensics/bundled to ship it)")
-    p.add_argument("--force", action="store_true", help="replace an existing --install folder")
+    p.add_argument("--force", action="store_true", help="replace an existing --install folder (with --card-only: "
+                   "the evasion table of --previous)")
     p.add_argument("--previous", metavar="DIR", help="an installed release (e.g. src/patchforensics/bundled) "
                    "chosen against the candidates on validation: when it wins it stays and nothing is installed")
+    p.add_argument("--card-only", action="store_true",
+                   help="train and choose nothing: add the everyday edits' evasion table to the card of the "
+                        "release in --previous (kept in --out/evasion.json) and render its MODEL_CARD.md again "
+                        "(--force: replace a table it holds)")
     p.set_defaults(func=run)
 
 
@@ -45,9 +50,11 @@ def run(args: argparse.Namespace) -> int:
                         candidates=args.candidates or [c.name for c in CANDIDATES], epochs=args.epochs,
                         max_per_class=args.max_per_class, device=args.device, bf16=args.bf16,
                         cross_source=args.cross_source, wild=args.wild, install=args.install, force=args.force,
-                        stop_after=args.stop_after, previous=args.previous)
+                        stop_after=args.stop_after, previous=args.previous, card_only=args.card_only)
     summary = run_release(cfg, progress=progress_enabled())
-    if summary["winner"] == "previous":
+    if args.card_only:
+        print(f"card: {args.previous}/MODEL_CARD.md (the evasion table in {args.previous}/card_metrics.json)")
+    elif summary["winner"] == "previous":
         print(f"chosen: the previous release in {args.previous}, which stays; nothing installed")
     else:
         print(f"chosen: {summary['winner']}; card: {args.out}/MODEL_CARD.md")

@@ -10,6 +10,7 @@ card can be rendered again from the bundled files.
 from __future__ import annotations
 
 import json
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,11 +18,15 @@ from typing import Any, Sequence
 from ..models.card import SCREENING_FPR, STRICT_FPR, ModelCard
 from ..models.checkpoint import load_model
 from . import card_metrics as tables
+from . import evasion
 from .backdrop import BACKDROP_FLAGGED_BOUND, BACKDROP_FLAGGED_TOLERANCE, BACKDROP_MEAN_TOLERANCE
 from ..scoring.metrics import wilson
 from .recipe import FAKE_SETS, HELD_OUT_SOURCE, REAL_SETS, SELECTION_FPR
 
 TEMPLATE = "card_template.md"
+#: an installed release's files under their checkpoint names (``--install`` copies them so)
+INSTALLED = {"bestval.safetensors": "weights.safetensors", "config.yaml": "config.yaml",
+             "calibration.json": "calibration.json"}
 CROSS_SOURCE_TEMPLATE = "card_cross_source.md"
 #: the cross-source table's other column: the same generator from the source the model did see
 SEEN_SOURCE = "tpdne-stylegan2"
@@ -61,9 +66,24 @@ def render_card(winner: Path, metrics: dict[str, Any], summary: dict[str, Any]) 
         metric_tables=tables.markdown(metrics),
         # the optional section sits on a line of its own in the template: "\n" + section, or nothing
         cross_source="\n" + cross_source_section(cross) if cross else "",
-        target_rows="\n".join(target_rows(metrics, weights_mb)),
+        target_rows="\n".join(target_rows(metrics, weights_mb)), **evasion.card_fields(metrics["evasion"]),
         # items of the known-limits list, each ending its line, before the list's fixed items
         backdrop_limits="".join(line + "\n" for line in backdrop_limits(metrics["backdrop"])))
+
+
+def render_installed(folder: Path, metrics: dict[str, Any] | None = None) -> str:
+    """:func:`render_card` of an installed release (what ``--install`` wrote: ``weights.safetensors``,
+    its card, calibration, ``card_metrics.json`` and ``release.json``), its files put back under
+    their checkpoint names; ``metrics`` in place of its ``card_metrics.json`` when given."""
+    summary = json.loads((folder / "release.json").read_text())
+    metrics = metrics if metrics is not None else json.loads((folder / "card_metrics.json").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        # the run's key in the provenance is the checkpoint folder's name
+        winner = Path(tmp) / summary["selection"][summary["winner"]]["checkpoint"]
+        winner.mkdir()
+        for name, installed in INSTALLED.items():
+            (winner / name).symlink_to((folder / installed).resolve())
+        return render_card(winner, metrics, summary)
 
 
 def model_fields(winner: Path, weights_mb: float) -> dict[str, Any]:

@@ -16,7 +16,9 @@ that :func:`parse` reads back; ``tests/screening/test_detect_bundled.py`` recomp
   and by age band (file names end in ``A<age>``);
 - **backdrop**: real test faces with a plain band painted on top, left and right
   (:mod:`~patchforensics.release.backdrop`): the flagged share and mean p(fake)
-  against the unchanged faces.
+  against the unchanged faces;
+- **evasion** (:mod:`~patchforensics.release.evasion`, measured and kept by the release apart from
+  these): per everyday edit, recall on the fake test folders and false alarms on the real ones.
 """
 from __future__ import annotations
 
@@ -174,7 +176,7 @@ def parse(card_text: str) -> dict[str, dict[str, Any]]:
     """The tables :func:`markdown` wrote, read back: ``{table: {row: [cells]}}`` with the
     cells as written (counts ``k/n`` and numbers for the test to compare)."""
     out = {}
-    for table in ("decisions", "ranking", "wild", "backdrop"):
+    for table in ("decisions", "ranking", "wild", "backdrop", "evasion"):
         block = re.search(rf"<!-- card-{table} -->(.*?)<!-- /card-{table} -->", card_text, re.S)
         if not block:
             continue

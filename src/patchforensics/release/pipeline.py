@@ -20,7 +20,11 @@ running the same command again):
 5. **card**: the test-split metrics with 95% intervals
    (:mod:`~patchforensics.release.card_metrics`), the validation curve, the
    provenance (:mod:`~patchforensics.release.provenance`) into ``MODEL_CARD.md``
-   (:mod:`~patchforensics.release.card`); ``--install DIR`` copies the detector there.
+   (:mod:`~patchforensics.release.card`), with the everyday edits' evasion table
+   (:mod:`~patchforensics.release.evasion`); ``--install DIR`` copies the detector there.
+
+``--card-only --previous DIR`` trains and chooses nothing: the release installed in ``DIR`` gets
+the card measurements its ``card_metrics.json`` lacks (the evasion table) and its card rendered again.
 """
 from __future__ import annotations
 
@@ -49,7 +53,8 @@ from ..training.summary import read_train_summary
 from ..training.train import TrainConfig, resume_differences, train
 from . import card_metrics as tables
 from .backdrop import backdrop_ok, backdrop_shift
-from .card import render_card
+from .card import INSTALLED, render_card, render_installed
+from .evasion import evasion_metrics
 from .provenance import provenance, release_summary, weights_digest
 from .recipe import CANDIDATES, FAKE_SETS, GREY_KEPT, HELD_OUT_SOURCE, REAL_SETS, SELECTION_FPR, Candidate
 
@@ -66,7 +71,9 @@ class ReleaseConfig:
     ``<data root>/../raw/wild-portraits`` when it exists); ``install``: copy the winner
     and its card there (e.g. ``src/patchforensics/bundled``); ``previous``: an installed
     release (e.g. that folder) measured beside the candidates: when the choice falls on it, it
-    stays and nothing is installed.
+    stays and nothing is installed; ``card_only``: only add the evasion table to the card of the
+    release in ``previous`` (kept in ``<out>/evasion.json``) and render it again there (an
+    evasion table it already holds is replaced only with ``force``).
     """
 
     data_root: str | None = None
@@ -83,6 +90,7 @@ class ReleaseConfig:
     force: bool = False               # replace an existing --install folder
     stop_after: str = "card"          # card: every step | train: the training runs and the choice only
     previous: str | None = None       # an installed release the candidates must beat on validation
+    card_only: bool = False           # measure and render the card of the release in `previous` only
 
     def validate(self) -> None:
         require(self.stop_after in ("card", "train"), "stop_after", "must be card or train")
@@ -96,11 +104,20 @@ class ReleaseConfig:
                                              (f"{BUNDLED_WEIGHTS}.safetensors", "config.yaml", "release.json")),
                 "previous", f"{self.previous} is not an installed release ({BUNDLED_WEIGHTS}.safetensors, "
                 "config.yaml, release.json); pass one that --install wrote, e.g. src/patchforensics/bundled")
+        if self.card_only:
+            self._validate_card_only()
         require(self.bf16 in ("on", "off"), "bf16",
                 "pin the precision (on or off) so that the run resumes with the same numerics anywhere")
         root = default_data_root(self.data_root)
         missing = [d for d in REAL_SETS + FAKE_SETS if not (root / d).is_dir()]
         require(not missing, "data_root", f"{root} lacks {', '.join(missing)} (the shared faces v2.1)")
+
+    def _validate_card_only(self) -> None:
+        metrics = Path(self.previous or "") / "card_metrics.json"
+        require(self.previous is not None and self.install is None and metrics.is_file(), "card_only",
+                "needs --previous DIR, an installed release with its card_metrics.json, and no --install")
+        if "evasion" in json.loads(metrics.read_text()) and not self.force:
+            raise fileio.OutputExistsError(f"{metrics} holds an evasion table already; pass --force to replace it")
 
     @property
     def root(self) -> Path:
@@ -239,6 +256,8 @@ def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    if cfg.card_only:
+        return complete_card(cfg, progress)
     chosen = [c for c in CANDIDATES if c.name in cfg.candidates]
     ckpts = {c.name: train_to_end(cfg.train_config(c), progress) for c in chosen}
 
@@ -274,6 +293,8 @@ def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict[str, Any]:
                           lambda: tables.cross_source_metrics(held, winner, cfg.root, HELD_OUT_SOURCE))
     metrics = _measured(out / "card_metrics.json", {"winner": weights["winner"]},
                         lambda: tables.card_metrics(cfg.root, str(winner), wild=cfg.wild, which="bestval"))
+    metrics = _with_evasion(metrics, out / "card_metrics.json", winner, "bestval", cfg, "patchforensics release",
+                            progress)
     summary = release_summary(winner_name, weights, onnx_path, selection, cross,
                               provenance(cfg.root, list(ckpts.values()), cfg.device),
                               (time.perf_counter() - start) / 60)
@@ -285,6 +306,32 @@ def run_release(cfg: ReleaseConfig, progress: bool = True) -> dict[str, Any]:
     return summary
 
 
+def _with_evasion(metrics: dict[str, Any], metrics_file: Path, ckpt: Path, which: str, cfg: ReleaseConfig,
+                  command: str, progress: bool) -> dict[str, Any]:
+    """``metrics`` with the evasion table of ``ckpt``'s ``which`` weights under ``evasion``, measured
+    once per weights (``<out>/evasion.json``) and written into ``metrics_file`` when it lacked it."""
+    found = _measured(Path(cfg.out) / "evasion.json", {"winner": weights_digest(ckpt, which)},
+                      lambda: evasion_metrics(cfg.root, Engine.load(ckpt, which, FastPath(cache_mb=0), cfg.device),
+                                              command, progress=progress))
+    if metrics.get("evasion") != found:
+        metrics = {**metrics, "evasion": found}
+        fileio.write_json(metrics_file, metrics)
+    return metrics
+
+
+def complete_card(cfg: ReleaseConfig, progress: bool) -> dict[str, Any]:
+    """``--card-only``: the release installed in ``cfg.previous`` gets the evasion table in its
+    ``card_metrics.json`` and its ``MODEL_CARD.md`` rendered again; returns its ``release.json``."""
+    folder = Path(cfg.previous)
+    metrics = json.loads((folder / "card_metrics.json").read_text())
+    command = f"patchforensics release --card-only --previous {cfg.previous}"
+    metrics = _with_evasion({k: v for k, v in metrics.items() if k != "evasion"}, folder / "card_metrics.json",
+                            folder, BUNDLED_WEIGHTS, cfg, command, progress)
+    fileio.write_text(folder / "MODEL_CARD.md", render_installed(folder, metrics))
+    _log(f"{folder}: evasion table added to card_metrics.json, MODEL_CARD.md rendered again")
+    return json.loads((folder / "release.json").read_text())
+
+
 def _measured(path: Path, weights: dict[str, str], measure) -> dict[str, Any]:
     """The JSON at ``path`` when it was measured on ``weights``, else ``measure()`` written there."""
     if path.is_file():
@@ -294,11 +341,6 @@ def _measured(path: Path, weights: dict[str, str], measure) -> dict[str, Any]:
     result = {**measure(), "weights": weights}
     fileio.write_json(path, result)
     return result
-
-
-#: what ``--install`` copies: the winner's bestval weights, its card and calibration, the metrics
-INSTALLED = {"bestval.safetensors": "weights.safetensors", "config.yaml": "config.yaml",
-             "calibration.json": "calibration.json"}
 
 
 def install(winner: Path, out: Path, dest: Path, force: bool) -> None:
