@@ -67,6 +67,18 @@ def raw_images(folder: str, n: int) -> list[Path]:
                   if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
 
 
+def mixed_photos(folder: Path, reals: int, fakes: int) -> Path:
+    """``folder`` filled with links to ``reals`` FFHQ and ``fakes`` tpdne-stylegan2 test faces, one
+    wild portrait (faces found in a photo) and an unreadable file: rows of every status."""
+    folder.mkdir(parents=True)
+    for rel in listed("ffhq/test", reals) + listed("tpdne-stylegan2/test", fakes):
+        (folder / rel.replace("/", "_")).symlink_to(FACES / rel)
+    portrait = raw_images("wild-portraits", 1)[0]
+    (folder / f"portrait{portrait.suffix}").symlink_to(portrait)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return folder
+
+
 @functools.lru_cache(maxsize=None)
 def clear_pair(n: int = 40) -> tuple[str, str]:
     """A real and a fake test face (relative to ``FACES``) that the bundled detector gets

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FACES, listed, raw_images
+from conftest import mixed_photos
 from patchforensics.cli import main
 from patchforensics.screening.shards import SHARD_FILE, parse_shard, shard_indices
 
@@ -16,14 +16,7 @@ from patchforensics.screening.shards import SHARD_FILE, parse_shard, shard_indic
 def photos(tmp_path_factory) -> Path:
     """A folder of a few shared test faces (real and fake), one wild portrait (found faces) and
     an unreadable file, so that rows of every status are split over the shards."""
-    folder = tmp_path_factory.mktemp("shard_inputs") / "photos"
-    folder.mkdir()
-    for rel in listed("ffhq/test", 3) + listed("tpdne-stylegan2/test", 2):
-        (folder / rel.replace("/", "_")).symlink_to(FACES / rel)
-    portrait = raw_images("wild-portraits", 1)[0]
-    (folder / f"portrait{portrait.suffix}").symlink_to(portrait)
-    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    return folder
+    return mixed_photos(tmp_path_factory.mktemp("shard_inputs") / "photos", 3, 2)
 
 
 @pytest.fixture(scope="module")

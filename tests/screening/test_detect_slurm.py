@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FACES, REPO, listed, raw_images
+from conftest import REPO, mixed_photos
 from patchforensics.cli import main
 from slurm_cluster import slurm  # noqa: F401  (the session's one-node cluster)
 
@@ -16,14 +16,7 @@ from slurm_cluster import slurm  # noqa: F401  (the session's one-node cluster)
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     """A few shared test faces (real and fake), one wild portrait and an unreadable file."""
-    folder = tmp_path_factory.mktemp("slurm_detect") / "photos"
-    folder.mkdir()
-    for rel in listed("ffhq/test", 2) + listed("tpdne-stylegan2/test", 2):
-        (folder / rel.replace("/", "_")).symlink_to(FACES / rel)
-    portrait = raw_images("wild-portraits", 1)[0]
-    (folder / f"portrait{portrait.suffix}").symlink_to(portrait)
-    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    return folder
+    return mixed_photos(tmp_path_factory.mktemp("slurm_detect") / "photos", 2, 2)
 
 
 def rows(folder: Path) -> list[dict]:
