@@ -59,13 +59,15 @@ def _cell(r: dict | None) -> str:
     return f"{r['mean_change']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
 
 
-def region_order(runs: dict, cls: str = "fake") -> list[str]:
-    """Regions by their mean contrast over the runs: for fakes the most negative first (most evidence)."""
+def region_order(runs: dict, cls: str = "fake", per_area: bool = False) -> list[str]:
+    """Regions by their mean contrast over the runs: for fakes the most negative first (most evidence).
+    ``per_area``: by the contrast per share of the face the region covers (its evidence density:
+    a transplant of the skin moves forty times the pixels of one of an eye)."""
     values: dict[str, list[float]] = defaultdict(list)
     for by_class in runs.values():
         for region, r in by_class.get(cls, {}).items():
-            if r["n"]:
-                values[region].append(r["mean_change"])
+            if r["n"] and (r["area"] or not per_area):
+                values[region].append(r["mean_change"] / r["area"] if per_area else r["mean_change"])
     sign = 1.0 if cls == "fake" else -1.0
     return sorted(values, key=lambda reg: sign * statistics.fmean(values[reg]))
 
@@ -112,20 +114,25 @@ def comparison(runs: dict, region_rows: list[dict]) -> tuple[dict, str]:
         top = sorted(common, key=lambda reg: -summary[reg]["top"])
         rc, rt = ranks(common), ranks(top)
         rho = spearman(common, top)
+        dense = [reg for reg in region_order({(label, fake, model): by_class}, "fake", per_area=True) if reg in top]
+        rho_dense = spearman(dense, [reg for reg in top if reg in dense])
         apart = [f"{reg} (causal {rc[reg]}, top patches {rt[reg]})" for reg in common if abs(rc[reg] - rt[reg]) >= RANK_GAP]
         source = ", ".join(ordered(r["model"] for r in pool)) + f", {len({r['key'] for r in pool})} cells"
         verdict = ("agrees" if rho >= 0.7 and common[0] == top[0] else
                    "partly agrees" if rho >= 0.3 or common[0] == top[0] else "does not agree")
         body.append([label, fake, " > ".join(common[:3]), " > ".join(top[:3]), f"{rho:+.2f}",
-                     "; ".join(apart) or "none"])
+                     "; ".join(apart) or "none", " > ".join(dense[:3]), f"{rho_dense:+.2f}"])
         lines.append(f"- {label} on {fake}: the causal order {verdict} with (c)'s top-patch counts ({source}): "
                      f"Spearman {rho:+.2f} over {len(common)} regions; causal first {common[0]}, top patches first "
                      f"{top[0]}" + (f"; they disagree on {', '.join(apart)}" if apart else "; no region "
-                                    f"{RANK_GAP} or more ranks apart") + ".")
+                                    f"{RANK_GAP} or more ranks apart")
+                     + f"; per share of the face, the causal order is {' > '.join(dense[:3])} …, Spearman "
+                       f"{rho_dense:+.2f} with the top patches.")
     table = {"id": "causal-vs-c", "title": "the causal order of the regions (fakes' contrast, most evidence first) "
                                            "against claim (c)'s (share of the fakes' top patches); Spearman's rank "
                                            f"correlation; regions {RANK_GAP}+ ranks apart",
-             "columns": ["model", "fakes of", "causal order", "top-patch order (c)", "Spearman", "disagree on"],
+             "columns": ["model", "fakes of", "causal order", "top-patch order (c)", "Spearman", "disagree on",
+                         "causal order per area", "Spearman per area"],
              "rows": body}
     return table, "\n".join(lines) + "\n" if lines else "_No top-patch counts (regions.csv) to compare with._\n"
 
