@@ -21,7 +21,7 @@ from . import card_metrics as tables
 from . import evasion
 from .backdrop import BACKDROP_FLAGGED_BOUND, BACKDROP_FLAGGED_TOLERANCE, BACKDROP_MEAN_TOLERANCE
 from ..scoring.metrics import wilson
-from .recipe import FAKE_SETS, HELD_OUT_SOURCE, REAL_SETS, SELECTION_FPR
+from .recipe import FAKE_SETS, HELD_OUT_SOURCE, PREVIOUS, REAL_SETS, SELECTION_FPR
 
 TEMPLATE = "card_template.md"
 #: an installed release's files under their checkpoint names (``--install`` copies them so)
@@ -138,12 +138,15 @@ def counts_table(prov: dict[str, Any]) -> str:
 
 def candidates_table(selection: dict[str, Any], winner: str) -> str:
     """Each candidate's validation recall per generator, mean, AP and backdrop verdict."""
-    lines = ["| candidate | best epoch | " + " | ".join(FAKE_SETS) + " | mean | val AP | backdrops (val) |",
-             "|---|---|" + "---|" * (len(FAKE_SETS) + 3)]
+    lines = ["| candidate | best epoch | " + " | ".join(FAKE_SETS) + " | mean | val AP | backdrops (val) "
+             "| greyscaled fakes caught (val) |", "|---|---|" + "---|" * (len(FAKE_SETS) + 4)]
     for name, s in selection.items():
         mark = " (chosen)" if name == winner else ""
-        lines.append(f"| {name}{mark} | {s['epoch']} | " + " | ".join(f"{s['recall'][g]:.3f}" for g in FAKE_SETS)
-                     + f" | {s['mean_recall']:.3f} | {s['val_ap']:.4f} | {_backdrop_text(s['backdrop'])} |")
+        label = "previous release" if name == PREVIOUS else name
+        grey = f"{s['grey']['mean_recall']:.3f}" if "grey" in s else "–"
+        lines.append(f"| {label}{mark} | {s['epoch'] if s['epoch'] is not None else '–'} | "
+                     + " | ".join(f"{s['recall'][g]:.3f}" for g in FAKE_SETS)
+                     + f" | {s['mean_recall']:.3f} | {s['val_ap']:.4f} | {_backdrop_text(s['backdrop'])} | {grey} |")
     return "\n".join(lines)
 
 

@@ -56,7 +56,8 @@ from .backdrop import backdrop_ok, backdrop_shift
 from .card import INSTALLED, render_card, render_installed
 from .evasion import evasion_metrics
 from .provenance import provenance, release_summary, weights_digest
-from .recipe import CANDIDATES, FAKE_SETS, GREY_KEPT, HELD_OUT_SOURCE, REAL_SETS, SELECTION_FPR, Candidate
+from .recipe import (CANDIDATES, FAKE_SETS, GREY_KEPT, HELD_OUT_SOURCE, PREVIOUS, REAL_SETS, SELECTION_FPR,
+                     Candidate)
 
 
 @dataclass
@@ -130,10 +131,6 @@ class ReleaseConfig:
                            name=f"release_{cand.name}{tag}", seed=self.seed, bf16=self.bf16, device=self.device,
                            max_per_class=self.max_per_class, checkpoints_dir=str(Path(self.out) / "checkpoints"),
                            runs_dir=str(Path(self.out) / "runs"))
-
-
-#: the name of ``--previous`` in the choice
-PREVIOUS = "previous"
 
 
 def _log(line: str) -> None:

@@ -19,6 +19,8 @@ SELECTION_FPR = SCREENING_FPR
 #: the share of its colour recall a candidate must keep on greyscaled validation fakes to count as
 #: not defeated by greyscale (the bundled xb3_crop96 keeps 0.06 / 0.64: issue [probe])
 GREY_KEPT = 0.5
+#: the name of ``release --previous`` (an installed release) among the candidates of the choice
+PREVIOUS = "previous"
 
 
 @dataclass(frozen=True)
