@@ -171,7 +171,8 @@ def limits(evasion: dict[str, Any]) -> list[str]:
                    f"against {colour} in colour. `detect`, `serve` and the report mark a face whose examined pixels "
                    f"hold little colour (mean chroma under {GREYSCALE_MAX_CHROMA:g}) with the caveat "
                    f"\"{GREYSCALE_CAVEAT}\"; washed-out colour photos above that cut are screened weakly too. See "
-                   "docs/detect.md (greyscale photos) for the measurements.")
+                   "docs/detect.md (greyscale photos) for the measurements, and docs/recipe.md (greyscale "
+                   "augmentation) for the remedy in training the release's choice weighed against this detector.")
     if alarming:
         out.append(f"- **Everyday edits flag real faces**: {', '.join(f'`{e}`' for e in alarming)} each flag more "
                    f"than {FLIP_LIMIT:.0%} of a real test set that is not flagged unedited (Everyday edits).")
