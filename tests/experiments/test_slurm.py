@@ -87,7 +87,9 @@ def on_cluster(slurm, monkeypatch):
 
 
 def jobs() -> list[str]:
-    return subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    """Every job (array task) squeue knows, in every state, sorted: squeue's own order varies."""
+    return sorted(subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True,
+                                 text=True).stdout.split())
 
 
 def submitted_job(stdout: str) -> str:
