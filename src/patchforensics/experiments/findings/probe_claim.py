@@ -180,9 +180,9 @@ def plot_causal(path: Path, runs: dict) -> None:
     axes[0][0].set_yticks(y, regions, fontsize=8)
     axes[0][0].set_ylim(len(regions) - 0.5, -0.5)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    rows_of_legend = (len(keys) + 1) // 2
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.04 + 0.035 * rows_of_legend, 1, 1))
+    # one column: the labels are checkpoint names, two side by side would not fit the width
+    fig.legend(handles, labels, loc="lower center", ncol=1, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.03 + 0.03 * len(keys), 1, 1))
     fileio.save_figure(fig, path, dpi=90)
     plt.close(fig)
 
