@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..data.corruptions import Corruption, parse_corruption
 from ..data.transforms import eval_image, to_tensor
 from ..scoring.engine import Engine
-from ..scoring.metrics import aggregate, resampled_mean_interval
+from ..scoring.metrics import image_p_fake, resampled_mean_interval
 
 #: bootstrap resamples per set: the interval bounds of a share over 20-300 images move by about
 #: a point between resampling seeds at this count, well under the intervals' width
@@ -42,7 +42,7 @@ def edited_p_fake(engine: Engine, images: Sequence[Image.Image], corruption: Cor
     out = []
     for start in range(0, len(images), batch_size):
         batch = torch.stack([to_tensor(eval_image(im, tcfg, edits)) for im in images[start:start + batch_size]])
-        out.append(1.0 - aggregate(engine.logits(batch))["after_softmax"].numpy().astype(np.float64))
+        out.append(image_p_fake(engine.logits(batch)))
     return np.concatenate(out) if out else np.zeros(0)
 
 

@@ -44,7 +44,7 @@ from ..data.transforms import Corruption, to_image
 from ..evaluation.evaluate import SCORE_CONVENTION, TestConfig, read_scores_csv, same_runtime
 from ..models.card import ModelCard
 from ..scoring.engine import Engine
-from ..scoring.metrics import AGGREGATIONS, aggregate
+from ..scoring.metrics import AGGREGATIONS, image_p_fake
 from .page import html_page
 from .runs import CLASS_DIRS, GROUPS, open_explain_run, safe_stem, save_npy
 
@@ -145,7 +145,7 @@ def run_visualize(cfg: VisualizeConfig, engine: Engine | None = None, progress: 
         for batch, logits in engine.batches(chosen, corruptions, cfg.batch_size, cfg.num_workers, skipped,
                                             progress, f"visualize {cfg.dataset_name}"):
             maps = card.p_fake(logits).numpy()
-            batch_scores = 1.0 - aggregate(logits)[cfg.average_mode].double().numpy()
+            batch_scores = image_p_fake(logits, cfg.average_mode)
             for j, sample_index in enumerate(batch["index"].tolist()):
                 path, label = batch["paths"][j], int(batch["label"][j])
                 score = float(batch_scores[j])

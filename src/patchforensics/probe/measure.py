@@ -14,7 +14,7 @@ from PIL import Image
 
 from ..models.card import ModelCard
 from ..scoring.engine import Engine
-from ..scoring.metrics import aggregate, resampled_mean_interval
+from ..scoring.metrics import image_p_fake, resampled_mean_interval
 
 #: resamples of the bootstrap interval of a mean change (over images)
 RESAMPLES = 1000
@@ -46,7 +46,7 @@ def score_stream(engine: Engine, items: Iterable[tuple[Hashable, np.ndarray]], b
     def flush() -> Iterator[tuple[Hashable, float]]:
         k = len(images)
         _, logits = engine.score_images(images + [images[-1]] * (batch_size - k))
-        p_fake = 1.0 - aggregate(logits)["after_softmax"].double().numpy()
+        p_fake = image_p_fake(logits)
         if on_batch:
             on_batch(k)
         yield from zip(keys, p_fake[:k].tolist())

@@ -17,7 +17,7 @@ from PIL import Image
 from ..core.imageio import list_images, load_rgb
 from ..data.corruptions import BACKDROPS, paint_backdrop
 from ..scoring.engine import Engine
-from ..scoring.metrics import aggregate
+from ..scoring.metrics import image_p_fake
 
 BACKDROP_FACES = 80      # the first 80 FFHQ test reals
 #: how far a painted backdrop may move the mean p(fake) of real faces
@@ -38,7 +38,7 @@ def backdrop_shift(engine: Engine, images: Sequence[Image.Image], cut: float) ->
     for kind in ("unchanged",) + BACKDROPS:
         shown = list(images) if kind == "unchanged" else [paint_backdrop(im, kind) for im in images]
         _, logits = engine.score_images(shown)
-        p_fake = 1.0 - aggregate(logits)["after_softmax"].numpy().astype(np.float64)
+        p_fake = image_p_fake(logits)
         out[kind] = {"flagged": float(np.mean(p_fake >= cut)), "mean_p_fake": float(np.mean(p_fake))}
     return out
 

@@ -37,6 +37,12 @@ def aggregate(logits: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"vote": votes, "before_softmax": before, "after_softmax": after}
 
 
+def image_p_fake(logits: torch.Tensor, aggregation: str = "after_softmax") -> np.ndarray:
+    """``(N, 2, H, W)`` logits -> ``(N,)`` float64 p(fake) of each image (1 - its aggregated
+    P(real)), as every page and table shows it."""
+    return 1.0 - aggregate(logits)[aggregation].double().numpy()
+
+
 def binary_metrics(p_real: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict:
     """AP (fake positive), the seed's AP (real positive), accuracy at ``threshold``,
     ROC-AUC, per-class accuracy and n.
